@@ -1,0 +1,1 @@
+"""Ray Serve deployments of slm-router and the application builder."""

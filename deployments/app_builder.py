@@ -1,0 +1,42 @@
+"""Builds the slm-router Ray Serve application from a validated config.
+
+``build_app(config)`` is the Python entry point (CLI, tests). ``app_builder(args)`` is
+the import path for ``serve run`` and KubeRay's ``serveConfigV2``
+(``deployments.app_builder:app_builder`` with ``args: {config_path: ...}``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from gateway.config import GatewayConfig, load_config
+from deployments.ingress import GatewayIngress
+from deployments.small_model import SmallModelDeployment
+
+__all__ = ["INGRESS_NAME", "app_builder", "build_app", "model_deployment_name"]
+
+INGRESS_NAME = "GatewayIngress"
+
+
+def model_deployment_name(tier_name: str) -> str:
+    """Serve deployment name of a self-hosted tier."""
+    return f"Model-{tier_name}"
+
+
+def build_app(config: GatewayConfig) -> Application:
+    """The whole application: one deployment per self-hosted tier behind one ingress."""
+    handles: dict[str, Application] = {}
+    for name, tier in config.vllm_tiers().items():
+        deployment = serve.deployment(SmallModelDeployment, name=model_deployment_name(name))
+        handles[name] = deployment.options(**tier.deployment.serve_options()).bind(tier.model_dump(mode="json"))
+    ingress_cls = serve.ingress()(GatewayIngress)
+    ingress = serve.deployment(ingress_cls, name=INGRESS_NAME).options(**config.ingress.serve_options())
+    return ingress.bind(config.model_dump(mode="json"), handles)
+
+
+def app_builder(args: dict[str, Any]) -> Application:
+    """Serve's application-builder hook: ``args`` may carry ``config_path``."""
+    return build_app(load_config(args.get("config_path")))

@@ -1,0 +1,152 @@
+"""The hosted large-model tier: ``litellm.acompletion`` behind the ChatEngine interface.
+
+litellm is a library here, never its proxy. Its import costs seconds, so it happens
+once per process in :meth:`LiteLLMChatEngine.start`, with the bundled price map
+(``LITELLM_LOCAL_MODEL_COST_MAP``) and without its debug banner.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gateway.config import LiteLLMTierConfig
+from gateway.engine import ChatEngine, Completion, EngineDelta, GenerationRequest
+from gateway.errors import (
+    GatewayError,
+    InvalidRequestError,
+    ServiceUnavailableError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
+
+__all__ = ["LiteLLMChatEngine", "import_litellm"]
+
+#: litellm's OpenAI provider insists on a key; the local stand-in ignores it.
+_PLACEHOLDER_KEY = "not-needed-for-local-stand-in"
+
+
+def import_litellm() -> Any:
+    """Import litellm quietly, offline, once per process (Python caches the module)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("LITELLM_LOG", "ERROR")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    litellm.telemetry = False
+    return litellm
+
+
+def _translate(litellm: Any, exc: BaseException, target: str) -> GatewayError:
+    errors = litellm.exceptions
+    if isinstance(exc, errors.Timeout):
+        return UpstreamTimeoutError(f"{target} timed out")
+    if isinstance(exc, errors.ContextWindowExceededError):
+        return InvalidRequestError(f"the prompt is too long for {target}", param="messages", code="context_length_exceeded")
+    if isinstance(exc, errors.RateLimitError):
+        return ServiceUnavailableError(f"{target} is rate limiting us; retry shortly", retry_after=5, code="upstream_rate_limited")
+    if isinstance(exc, errors.ServiceUnavailableError):
+        return ServiceUnavailableError(f"{target} is unavailable; retry shortly", retry_after=5)
+    if isinstance(exc, errors.AuthenticationError):
+        # The client did nothing wrong: our upstream credential is missing or wrong.
+        return UpstreamError(f"{target} rejected the gateway's credentials", code="upstream_auth_failed")
+    status = getattr(exc, "status_code", None)
+    return UpstreamError(f"{target} failed" + (f" with status {status}" if status else f": {type(exc).__name__}"))
+
+
+class LiteLLMChatEngine(ChatEngine):
+    """Calls a hosted (or locally stood-in) OpenAI-compatible model through litellm."""
+
+    def __init__(self, tier: LiteLLMTierConfig, *, api_base: str | None = None) -> None:
+        self._tier = tier
+        self._api_base = api_base if api_base is not None else tier.api_base
+        self._litellm: Any = None
+
+    async def start(self) -> None:
+        """Import litellm (seconds, once)."""
+        self._litellm = import_litellm()
+
+    def _api_key(self) -> str | None:
+        if self._tier.uses_local_stand_in:
+            return _PLACEHOLDER_KEY
+        if self._tier.api_key_env:
+            return os.environ.get(self._tier.api_key_env)
+        return None
+
+    def _kwargs(self, request: GenerationRequest, stream: bool) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            **self._tier.extra_params,
+            "model": self._tier.model,
+            "messages": request.messages,
+            "max_tokens": request.max_tokens,
+            "timeout": self._tier.timeout_s,
+            "num_retries": self._tier.num_retries,
+            "stream": stream,
+        }
+        if stream:
+            kwargs["stream_options"] = {"include_usage": True}
+        if self._api_base:
+            kwargs["api_base"] = self._api_base
+        api_key = self._api_key()
+        if api_key:
+            kwargs["api_key"] = api_key
+        for name in ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty", "user"):
+            value = getattr(request, name)
+            if value is not None:
+                kwargs[name] = value
+        if request.stop:
+            kwargs["stop"] = list(request.stop)
+        return kwargs
+
+    def _model_name(self, reported: str | None) -> str:
+        # The config's name is what clients asked for and what /v1/models lists.
+        return self._tier.served_model_name or reported or self._tier.model
+
+    async def complete(self, request: GenerationRequest) -> Completion:
+        """One non-stream upstream call."""
+        litellm = self._litellm or import_litellm()
+        try:
+            response = await litellm.acompletion(**self._kwargs(request, stream=False))
+        except Exception as exc:
+            raise _translate(litellm, exc, self._tier.served_model_name) from exc
+        choice = response.choices[0]
+        usage = getattr(response, "usage", None)
+        return Completion(
+            text=choice.message.content or "",
+            finish_reason=choice.finish_reason,
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            model=self._model_name(getattr(response, "model", None)),
+        )
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta]:
+        """Stream from the upstream; usage comes from its final chunk."""
+        litellm = self._litellm or import_litellm()
+        try:
+            response = await litellm.acompletion(**self._kwargs(request, stream=True))
+        except Exception as exc:
+            raise _translate(litellm, exc, self._tier.served_model_name) from exc
+        text_parts = 0
+        prompt_tokens = completion_tokens = 0
+        finish_reason: str | None = None
+        model = self._model_name(None)
+        try:
+            async for chunk in response:
+                usage = getattr(chunk, "usage", None)
+                if usage is not None:
+                    prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+                    completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+                for choice in chunk.choices or []:
+                    text = getattr(choice.delta, "content", None) or ""
+                    finish_reason = choice.finish_reason or finish_reason
+                    if text:
+                        text_parts += 1
+                        yield EngineDelta(text, None, prompt_tokens, completion_tokens or text_parts, model)
+        except Exception as exc:
+            raise _translate(litellm, exc, self._tier.served_model_name) from exc
+        finally:
+            close = getattr(response, "aclose", None)
+            if close is not None:
+                await close()
+        yield EngineDelta("", finish_reason or "stop", prompt_tokens, completion_tokens or text_parts, model)

@@ -1,0 +1,112 @@
+"""Starting and stopping the whole local stack: Redis, Ray, Serve and the application.
+
+The CLI's ``serve`` and the test suite both use :class:`LocalGateway`, so tests run the
+exact start-up path users run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+from types import TracebackType
+
+from gateway.config import GatewayConfig
+from gateway.redis_server import EmbeddedRedis
+
+__all__ = ["APP_NAME", "LocalGateway"]
+
+logger = logging.getLogger(__name__)
+
+APP_NAME = "slm-router"
+
+
+class LocalGateway:
+    """Runs the gateway on local Ray: ``start()`` returns once ``/health/ready`` says ready."""
+
+    def __init__(self, config: GatewayConfig, *, num_cpus: int | None = None, ready_timeout_s: float = 600.0) -> None:
+        self._config = config
+        self._num_cpus = num_cpus
+        self._ready_timeout_s = ready_timeout_s
+        self._redis: EmbeddedRedis | None = None
+        self._started_ray = False
+
+    @property
+    def config(self) -> GatewayConfig:
+        """The effective config (with the embedded Redis URL filled in once started)."""
+        return self._config
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port`` of the HTTP front door."""
+        server = self._config.server
+        host = "127.0.0.1" if server.host in ("0.0.0.0", "::") else server.host
+        return f"http://{host}:{server.port}"
+
+    def start(self) -> LocalGateway:
+        """Start Redis (unless ``redis.url`` is set), Ray, Serve and the app; wait for readiness."""
+        import ray
+        from ray import serve
+
+        from deployments.app_builder import build_app
+
+        if self._config.redis.url is None:
+            self._redis = EmbeddedRedis(self._config.redis.state_dir)
+            url = self._redis.start()
+            self._config = self._config.model_copy(
+                update={"redis": self._config.redis.model_copy(update={"url": url})}
+            )
+        # Ray's dashboard and usage reporting need network/ports we don't want locally.
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        if not ray.is_initialized():
+            ray.init(
+                num_cpus=self._num_cpus,
+                include_dashboard=False,
+                configure_logging=True,
+                logging_level=logging.WARNING,
+                log_to_driver=True,
+            )
+            self._started_ray = True
+        server = self._config.server
+        serve.start(http_options={"host": server.host, "port": server.port})
+        serve.run(build_app(self._config), name=APP_NAME, route_prefix="/", blocking=False)
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self._ready_timeout_s
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/health/ready", timeout=5) as response:
+                    if response.status == 200:
+                        return
+            except urllib.error.HTTPError as exc:
+                last = exc.read().decode(errors="replace")
+            except OSError as exc:
+                last = str(exc)
+            time.sleep(0.5)
+        raise RuntimeError(f"the gateway was not ready within {self._ready_timeout_s:g}s: {last}")
+
+    def stop(self) -> None:
+        """Tear everything down (only what this object started)."""
+        try:
+            import ray
+            from ray import serve
+
+            if ray.is_initialized():
+                serve.shutdown()
+                if self._started_ray:
+                    ray.shutdown()
+        finally:
+            if self._redis is not None:
+                self._redis.stop()
+                self._redis = None
+
+    def __enter__(self) -> LocalGateway:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()

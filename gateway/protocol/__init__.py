@@ -1,0 +1,32 @@
+"""OpenAI wire protocol: request and response models."""
+
+from gateway.protocol.chat import (
+    ChatCompletionChoice,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChatMessage,
+    ChunkChoice,
+    DeltaMessage,
+    ResponseMessage,
+    StreamOptions,
+    TextContentPart,
+    Usage,
+)
+from gateway.protocol.models import ModelCard, ModelList
+
+__all__ = [
+    "ChatCompletionChoice",
+    "ChatCompletionChunk",
+    "ChatCompletionRequest",
+    "ChatCompletionResponse",
+    "ChatMessage",
+    "ChunkChoice",
+    "DeltaMessage",
+    "ModelCard",
+    "ModelList",
+    "ResponseMessage",
+    "StreamOptions",
+    "TextContentPart",
+    "Usage",
+]

@@ -1,0 +1,192 @@
+"""OpenAI chat-completions wire models.
+
+Requests tolerate unknown fields, as OpenAI's API does; the fields we act on are
+validated strictly (ranges, no NaN). Responses are plain pydantic models serialised
+with ``model_dump(exclude_none=...)`` by the serving layer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+__all__ = [
+    "ChatCompletionChoice",
+    "ChatCompletionChunk",
+    "ChatCompletionRequest",
+    "ChatCompletionResponse",
+    "ChatMessage",
+    "ChunkChoice",
+    "DeltaMessage",
+    "ResponseMessage",
+    "StreamOptions",
+    "TextContentPart",
+    "Usage",
+]
+
+Role = Literal["system", "developer", "user", "assistant"]
+
+
+class _Tolerant(BaseModel):
+    # OpenAI clients send fields we do not model (e.g. "name", "logprobs"); ignore them.
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+
+class TextContentPart(_Tolerant):
+    """One ``{"type": "text", "text": ...}`` element of an array ``content``."""
+
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(_Tolerant):
+    """A message in ``messages``: ``content`` is a string or a list of text parts."""
+
+    role: Role
+    content: str | list[TextContentPart] | None = None
+
+    @model_validator(mode="after")
+    def _content_required(self) -> ChatMessage:
+        if self.content is None and self.role != "assistant":
+            raise ValueError(f"content is required for role {self.role!r}")
+        return self
+
+    def text(self) -> str:
+        """The message's text, with array parts joined."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(_Tolerant):
+    """``stream_options``: only ``include_usage`` has an effect."""
+
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(_Tolerant):
+    """``POST /v1/chat/completions`` body."""
+
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
+    seed: int | None = None
+    user: str | None = None
+    n: Annotated[int, Field(ge=1)] | None = None
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    presence_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
+
+    @field_validator("temperature", "top_p", "presence_penalty", "frequency_penalty")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and any(s == "" for s in value):
+            raise ValueError("stop sequences must not be empty")
+        return value
+
+    def stop_sequences(self) -> list[str]:
+        """``stop`` as a list."""
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+    def requested_max_tokens(self) -> int | None:
+        """``max_completion_tokens`` wins over the legacy ``max_tokens``."""
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+    def wants_usage_in_stream(self) -> bool:
+        """Whether a stream should end with a usage chunk."""
+        return self.stream_options is not None and self.stream_options.include_usage
+
+
+class Usage(BaseModel):
+    """Token counts of one completion."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ResponseMessage(BaseModel):
+    """The assistant message of a non-stream choice."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatCompletionChoice(BaseModel):
+    """One choice of a non-stream response."""
+
+    index: int = 0
+    message: ResponseMessage
+    finish_reason: str | None
+    logprobs: Any = None
+
+
+class ChatCompletionResponse(BaseModel):
+    """``chat.completion`` object."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatCompletionChoice]
+    usage: Usage
+    system_fingerprint: str | None = None
+
+
+class DeltaMessage(BaseModel):
+    """The incremental message of a stream chunk (unset fields are left out, as OpenAI does)."""
+
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if v is not None}
+
+
+class ChunkChoice(BaseModel):
+    """One choice of a stream chunk."""
+
+    index: int = 0
+    delta: DeltaMessage
+    finish_reason: str | None = None
+    logprobs: Any = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """``chat.completion.chunk`` object."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+    system_fingerprint: str | None = None

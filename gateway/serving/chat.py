@@ -1,0 +1,282 @@
+"""Chat-completion serving logic: pick the tier, call its engine, shape the response.
+
+Nothing here knows about HTTP frameworks or Ray: engines arrive as
+:class:`~gateway.engine.ChatEngine` objects, and results leave as protocol models or
+SSE byte strings plus headers, which the thin HTTP layer writes out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from gateway.engine import ChatEngine, EngineDelta, GenerationRequest
+from gateway.errors import (
+    GatewayError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    UnsupportedParameterError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
+from gateway.protocol import (
+    ChatCompletionChoice,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChunkChoice,
+    DeltaMessage,
+    ModelCard,
+    ModelList,
+    ResponseMessage,
+    Usage,
+)
+
+__all__ = ["ChatCompletionService", "ChatResult", "StreamResult", "Tier", "HEADER_MODEL", "HEADER_TIER"]
+
+logger = logging.getLogger(__name__)
+
+HEADER_TIER = "x-slm-router-tier"
+HEADER_MODEL = "x-slm-router-model"
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A model tier as the serving logic sees it."""
+
+    name: str
+    served_model_name: str
+    engine: ChatEngine
+    default_max_tokens: int
+    timeout_s: float
+    owned_by: str = "slm-router"
+
+
+@dataclass
+class ChatResult:
+    """A finished non-stream completion and its response headers."""
+
+    response: ChatCompletionResponse
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class StreamResult:
+    """A started stream: SSE frames to write and the response headers."""
+
+    frames: AsyncIterator[bytes]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _sse(payload: str) -> bytes:
+    return f"data: {payload}\n\n".encode()
+
+
+class ChatCompletionService:
+    """Serves ``/v1/chat/completions`` and ``/v1/models`` over a set of tiers."""
+
+    def __init__(
+        self,
+        tiers: Sequence[Tier],
+        *,
+        virtual_model_name: str,
+        default_tier: str,
+        max_tokens_limit: int,
+    ) -> None:
+        if not tiers:
+            raise ValueError("at least one tier is required")
+        self._tiers = {tier.name: tier for tier in tiers}
+        self._by_model: dict[str, Tier] = {}
+        for tier in tiers:
+            self._by_model[tier.name] = tier
+            self._by_model[tier.served_model_name] = tier
+        self._virtual_model_name = virtual_model_name
+        self._default_tier = self._tiers[default_tier]
+        self._max_tokens_limit = max_tokens_limit
+        self._created = int(time.time())
+
+    @property
+    def tiers(self) -> dict[str, Tier]:
+        """Tiers by name."""
+        return dict(self._tiers)
+
+    def list_models(self) -> ModelList:
+        """The virtual router model followed by every concrete tier."""
+        cards = [ModelCard(id=self._virtual_model_name, created=self._created, owned_by="slm-router")]
+        cards += [
+            ModelCard(id=tier.served_model_name, created=self._created, owned_by=tier.owned_by)
+            for tier in self._tiers.values()
+        ]
+        return ModelList(data=cards)
+
+    def resolve_tier(self, model: str) -> Tier:
+        """The tier that serves ``model`` (the virtual model goes to the default tier)."""
+        if model == self._virtual_model_name:
+            return self._default_tier
+        tier = self._by_model.get(model)
+        if tier is None:
+            raise ModelNotFoundError(f"The model '{model}' does not exist or you do not have access to it.", param="model")
+        return tier
+
+    def _generation_request(self, request: ChatCompletionRequest, tier: Tier) -> GenerationRequest:
+        if request.n is not None and request.n > 1:
+            raise UnsupportedParameterError("n > 1 is not supported; send separate requests", param="n")
+        max_tokens = request.requested_max_tokens()
+        if max_tokens is not None and max_tokens > self._max_tokens_limit:
+            param = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
+            raise InvalidRequestError(
+                f"{param} is {max_tokens}; this gateway allows at most {self._max_tokens_limit}",
+                param=param,
+                code="invalid_value",
+            )
+        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in request.messages]
+        if all(m["role"] == "assistant" for m in messages):
+            raise InvalidRequestError("messages must include a system or user message", param="messages")
+        return GenerationRequest(
+            request_id=f"chatcmpl-{uuid.uuid4().hex}",
+            messages=messages,
+            max_tokens=max_tokens or tier.default_max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            stop=request.stop_sequences(),
+            seed=request.seed,
+            presence_penalty=request.presence_penalty,
+            frequency_penalty=request.frequency_penalty,
+            user=request.user,
+        )
+
+    @staticmethod
+    def _headers(tier: Tier, model: str) -> dict[str, str]:
+        return {HEADER_TIER: tier.name, HEADER_MODEL: model}
+
+    async def create(self, request: ChatCompletionRequest) -> ChatResult | StreamResult:
+        """Serve one chat completion; streams are started (first token received) before returning."""
+        tier = self.resolve_tier(request.model)
+        generation = self._generation_request(request, tier)
+        if request.stream:
+            return await self._start_stream(request, tier, generation)
+        return await self._complete(tier, generation)
+
+    async def _complete(self, tier: Tier, generation: GenerationRequest) -> ChatResult:
+        try:
+            async with asyncio.timeout(tier.timeout_s):
+                completion = await tier.engine.complete(generation)
+        except TimeoutError:
+            raise UpstreamTimeoutError(f"{tier.served_model_name} did not answer within {tier.timeout_s:g}s") from None
+        model = completion.model or tier.served_model_name
+        response = ChatCompletionResponse(
+            id=generation.request_id,
+            created=int(time.time()),
+            model=model,
+            choices=[
+                ChatCompletionChoice(
+                    message=ResponseMessage(content=completion.text),
+                    finish_reason=completion.finish_reason or "stop",
+                )
+            ],
+            usage=Usage(
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                total_tokens=completion.prompt_tokens + completion.completion_tokens,
+            ),
+        )
+        return ChatResult(response=response, headers=self._headers(tier, model))
+
+    async def _start_stream(
+        self, request: ChatCompletionRequest, tier: Tier, generation: GenerationRequest
+    ) -> StreamResult:
+        deltas = tier.engine.stream(generation).__aiter__()
+        # Wait for the first delta before answering, so a failure before the first
+        # token is a proper HTTP error (and, later, a transparent failover).
+        try:
+            async with asyncio.timeout(tier.timeout_s):
+                first: EngineDelta | None = await anext(deltas, None)
+        except TimeoutError:
+            await _close(deltas)
+            raise UpstreamTimeoutError(f"{tier.served_model_name} sent nothing within {tier.timeout_s:g}s") from None
+        except BaseException:
+            await _close(deltas)
+            raise
+        model = first.model if first is not None and first.model else tier.served_model_name
+        frames = self._frames(request, tier, generation, model, first, deltas)
+        return StreamResult(frames=frames, headers=self._headers(tier, model))
+
+    async def _frames(
+        self,
+        request: ChatCompletionRequest,
+        tier: Tier,
+        generation: GenerationRequest,
+        model: str,
+        first: EngineDelta | None,
+        deltas: AsyncIterator[EngineDelta],
+    ) -> AsyncIterator[bytes]:
+        created = int(time.time())
+
+        def chunk(delta: DeltaMessage, finish_reason: str | None = None) -> bytes:
+            body = ChatCompletionChunk(
+                id=generation.request_id,
+                created=created,
+                model=model,
+                choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)],
+            )
+            return _sse(body.model_dump_json())
+
+        last = first
+        finish_reason: str | None = None
+        try:
+            yield chunk(DeltaMessage(role="assistant", content=""))
+            if first is not None:
+                if first.text:
+                    yield chunk(DeltaMessage(content=first.text))
+                finish_reason = first.finish_reason
+            deadline = asyncio.get_running_loop().time() + tier.timeout_s
+            while finish_reason is None:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        delta = await anext(deltas, None)
+                except TimeoutError:
+                    raise UpstreamTimeoutError(
+                        f"{tier.served_model_name} did not finish within {tier.timeout_s:g}s"
+                    ) from None
+                if delta is None:
+                    break
+                last = delta
+                if delta.text:
+                    yield chunk(DeltaMessage(content=delta.text))
+                finish_reason = delta.finish_reason
+            yield chunk(DeltaMessage(), finish_reason or "stop")
+            if request.wants_usage_in_stream():
+                prompt = last.prompt_tokens if last else 0
+                completion = last.completion_tokens if last else 0
+                usage_chunk = ChatCompletionChunk(
+                    id=generation.request_id,
+                    created=created,
+                    model=model,
+                    choices=[],
+                    usage=Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion),
+                )
+                yield _sse(usage_chunk.model_dump_json())
+        except GatewayError as exc:
+            # Headers are gone; OpenAI's SDK raises on an in-stream error object.
+            logger.warning("stream %s failed after start: %s", generation.request_id, exc.message)
+            yield _sse(json.dumps(exc.to_openai()))
+        except Exception:
+            logger.exception("stream %s failed after start", generation.request_id)
+            yield _sse(json.dumps(UpstreamError(f"{tier.served_model_name} failed mid-stream").to_openai()))
+        finally:
+            await _close(deltas)
+        yield _sse("[DONE]")
+
+
+async def _close(iterator: AsyncIterator[EngineDelta]) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:  # noqa: BLE001 - closing is best effort; the request is over
+            logger.debug("closing an engine stream failed", exc_info=True)

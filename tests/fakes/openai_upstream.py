@@ -1,0 +1,142 @@
+"""A real OpenAI-compatible HTTP server on loopback, standing in for a hosted model.
+
+It answers deterministically (``"<prefix><last user message>"``) with exact usage, and
+its behaviour can be changed while it runs: added latency, an error status, or a hang.
+Run it in a thread with :class:`FakeOpenAIUpstream` or as a script for benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+__all__ = ["FakeOpenAIUpstream", "UpstreamBehaviour", "create_fake_openai_app"]
+
+
+@dataclass
+class UpstreamBehaviour:
+    """What the fake upstream does; mutate it between requests."""
+
+    model: str = "fake-large"
+    prefix: str = "large says: "
+    latency_s: float = 0.0
+    fail_status: int | None = None
+    hang: bool = False
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    headers_seen: list[dict[str, str]] = field(default_factory=list)
+
+
+def _words(text: str) -> list[str]:
+    parts = text.split(" ")
+    return [p if i == 0 else " " + p for i, p in enumerate(parts)]
+
+
+def create_fake_openai_app(behaviour: UpstreamBehaviour) -> FastAPI:
+    """The fake's ASGI app."""
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Any:
+        body = await request.json()
+        behaviour.requests.append(body)
+        behaviour.headers_seen.append(dict(request.headers))
+        if behaviour.hang:
+            await asyncio.sleep(3600)
+        if behaviour.latency_s:
+            await asyncio.sleep(behaviour.latency_s)
+        if behaviour.fail_status is not None:
+            return JSONResponse(
+                {"error": {"message": "injected failure", "type": "server_error", "param": None, "code": None}},
+                status_code=behaviour.fail_status,
+            )
+        last_user = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
+        if isinstance(last_user, list):
+            last_user = "".join(p.get("text", "") for p in last_user)
+        words = _words(behaviour.prefix + str(last_user))
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens") or 1024
+        words = words[:max_tokens]
+        finish = "length" if len(words) == max_tokens else "stop"
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words), "total_tokens": prompt_tokens + len(words)}
+        created = int(time.time())
+        if not body.get("stream"):
+            return {
+                "id": "chatcmpl-fake", "object": "chat.completion", "created": created, "model": behaviour.model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(words)}, "finish_reason": finish}],
+                "usage": usage,
+            }
+
+        async def frames() -> Any:
+            base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created, "model": behaviour.model}
+            yield f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {'role': 'assistant', 'content': ''}}]})}\n\n"
+            for word in words:
+                yield f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {'content': word}}]})}\n\n"
+            yield f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {}, 'finish_reason': finish}]})}\n\n"
+            if (body.get("stream_options") or {}).get("include_usage"):
+                yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(frames(), media_type="text/event-stream")
+
+    return app
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class FakeOpenAIUpstream:
+    """Runs the fake on 127.0.0.1 in a daemon thread."""
+
+    def __init__(self, behaviour: UpstreamBehaviour | None = None, port: int | None = None) -> None:
+        self.behaviour = behaviour or UpstreamBehaviour()
+        self.port = port or _free_port()
+        config = uvicorn.Config(create_fake_openai_app(self.behaviour), host="127.0.0.1", port=self.port, log_level="warning")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>/v1``."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> FakeOpenAIUpstream:
+        """Start serving and wait until the port accepts connections."""
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("fake upstream did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+def main() -> None:
+    """Run the fake upstream in the foreground (for benchmarks)."""
+    parser = argparse.ArgumentParser(description="fixed-latency OpenAI-compatible upstream")
+    parser.add_argument("--port", type=int, default=9100)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    args = parser.parse_args()
+    behaviour = UpstreamBehaviour(latency_s=args.latency_ms / 1000)
+    uvicorn.run(create_fake_openai_app(behaviour), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

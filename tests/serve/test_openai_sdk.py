@@ -1,0 +1,123 @@
+"""The official openai SDK, sync and async, stream and not, against the running Serve app."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from tests.fakes.openai_upstream import UpstreamBehaviour
+
+SMALL = "smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="module")
+def client(base_url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def aclient(base_url: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+def test_models_list_has_router_and_every_tier(client: openai.OpenAI) -> None:
+    ids = [m.id for m in client.models.list().data]
+    assert ids == ["router", SMALL, "local-large-standin", "fake-large"]
+
+
+def test_sync_non_stream_small_model_returns_real_text(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="router",
+        messages=[{"role": "user", "content": "What is the capital of France? Answer in one sentence."}],
+        max_tokens=24,
+        temperature=0,
+        seed=7,
+    )
+    completion = raw.parse()
+    assert raw.headers["x-slm-router-tier"] == "small"
+    assert completion.model == SMALL
+    text = completion.choices[0].message.content or ""
+    assert len(text.split()) >= 3, text
+    assert "Paris" in text
+    assert completion.usage is not None
+    assert completion.usage.prompt_tokens > 10
+    assert 1 <= completion.usage.completion_tokens <= 24
+    assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+    assert completion.choices[0].finish_reason in {"stop", "length"}
+
+
+def test_sync_stream_with_usage(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model=SMALL,
+        messages=[
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": [{"type": "text", "text": "Name a colour."}]},
+        ],
+        max_completion_tokens=12,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip()
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes and finishes[-1] in {"stop", "length"}
+    usage = chunks[-1].usage
+    assert usage is not None and chunks[-1].choices == []
+    assert 1 <= usage.completion_tokens <= 12
+    assert all(c.model == SMALL for c in chunks)
+
+
+def test_temperature_zero_is_deterministic(client: openai.OpenAI) -> None:
+    args = {"model": SMALL, "messages": [{"role": "user", "content": "Count: one, two,"}], "max_tokens": 8, "temperature": 0}
+    first = client.chat.completions.create(**args).choices[0].message.content
+    second = client.chat.completions.create(**args).choices[0].message.content
+    assert first == second
+
+
+async def test_async_large_tier_goes_through_litellm(aclient: openai.AsyncOpenAI, upstream_behaviour: UpstreamBehaviour) -> None:
+    raw = await aclient.chat.completions.with_raw_response.create(
+        model="fake-large", messages=[{"role": "user", "content": "hello there"}], max_tokens=50, user="u-1"
+    )
+    completion = raw.parse()
+    assert raw.headers["x-slm-router-tier"] == "large"
+    assert completion.model == "fake-large"
+    assert completion.choices[0].message.content == "large says: hello there"
+    assert completion.usage is not None and completion.usage.completion_tokens == 4
+    sent = upstream_behaviour.requests[-1]
+    assert sent["model"] == "fake-large" and sent["max_tokens"] == 50
+    assert sent["messages"] == [{"role": "user", "content": "hello there"}]
+
+
+async def test_async_large_tier_stream(aclient: openai.AsyncOpenAI, upstream_behaviour: UpstreamBehaviour) -> None:
+    stream = await aclient.chat.completions.create(
+        model="fake-large",
+        messages=[{"role": "user", "content": "stream me please"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = [c async for c in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "large says: stream me please"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 5
+    assert upstream_behaviour.requests[-1]["stream"] is True
+
+
+async def test_stand_in_tier_answers_through_litellm_with_local_model(aclient: openai.AsyncOpenAI) -> None:
+    raw = await aclient.chat.completions.with_raw_response.create(
+        model="local-large-standin", messages=[{"role": "user", "content": "Say hello."}], max_tokens=8
+    )
+    completion = raw.parse()
+    assert raw.headers["x-slm-router-tier"] == "medium"
+    assert completion.model == "local-large-standin"
+    assert (completion.choices[0].message.content or "").strip()
+    assert completion.usage is not None and 1 <= completion.usage.completion_tokens <= 8
+
+
+def test_sdk_raises_typed_errors(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as not_found:
+        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
+    assert not_found.value.code == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(model="router", messages=[{"role": "user", "content": "hi"}], n=2)
+    assert bad.value.param == "n"
