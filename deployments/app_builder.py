@@ -12,9 +12,9 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from gateway.config import GatewayConfig, load_config
 from deployments.ingress import GatewayIngress
 from deployments.small_model import SmallModelDeployment
+from gateway.config import GatewayConfig, load_config
 
 __all__ = ["INGRESS_NAME", "app_builder", "build_app", "model_deployment_name"]
 
@@ -30,11 +30,12 @@ def build_app(config: GatewayConfig) -> Application:
     """The whole application: one deployment per self-hosted tier behind one ingress."""
     handles: dict[str, Application] = {}
     for name, tier in config.vllm_tiers().items():
-        deployment = serve.deployment(SmallModelDeployment, name=model_deployment_name(name))
+        deployment: Any = serve.deployment(SmallModelDeployment, name=model_deployment_name(name))
         handles[name] = deployment.options(**tier.deployment.serve_options()).bind(tier.model_dump(mode="json"))
     ingress_cls = serve.ingress()(GatewayIngress)
-    ingress = serve.deployment(ingress_cls, name=INGRESS_NAME).options(**config.ingress.serve_options())
-    return ingress.bind(config.model_dump(mode="json"), handles)
+    ingress: Any = serve.deployment(ingress_cls, name=INGRESS_NAME)
+    app: Application = ingress.options(**config.ingress.serve_options()).bind(config.model_dump(mode="json"), handles)
+    return app
 
 
 def app_builder(args: dict[str, Any]) -> Application:

@@ -27,7 +27,9 @@ def translate_ray_error(exc: BaseException, target: str) -> GatewayError:
         return UpstreamError(f"{target} failed: {type(cause or exc).__name__}")
     if isinstance(exc, BackPressureError):
         return EngineOverloadedError(f"{target} is overloaded; retry shortly", retry_after=1)
-    if isinstance(exc, (DeploymentUnavailableError, ray_exceptions.RayActorError, ray_exceptions.ActorUnavailableError)):
+    if isinstance(
+        exc, (DeploymentUnavailableError, ray_exceptions.RayActorError, ray_exceptions.ActorUnavailableError)
+    ):
         return ServiceUnavailableError(f"{target} is unavailable; retry shortly", retry_after=2)
     return UpstreamError(f"{target} failed: {type(exc).__name__}")
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from deployments.handle_engine import DeploymentHandleEngine
+from deployments.litellm_engine import LiteLLMChatEngine
 from gateway.config import GatewayConfig, LiteLLMTierConfig, VLLMTierConfig
 from gateway.engine import ChatEngine
 from gateway.http import create_http_app
 from gateway.serving import ChatCompletionService, HealthService, Tier
-from deployments.handle_engine import DeploymentHandleEngine
-from deployments.litellm_engine import LiteLLMChatEngine
 
 __all__ = ["GatewayIngress"]
 
@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 class GatewayIngress:
     """Ray Serve replica body of the ingress (wrapped by ``serve.ingress``/``serve.deployment``)."""
 
-    async def __init__(self, config: dict[str, Any], model_handles: dict[str, Any]) -> None:
+    async def __init__(self, config: dict[str, Any], model_handles: dict[str, Any]) -> None:  # type: ignore[misc]
         self._config = GatewayConfig.model_validate(config)
         self._redis: Any = None
         tiers: list[Tier] = []
@@ -59,14 +59,24 @@ class GatewayIngress:
         if self._config.standin_in_use():
             backend = self._config.standin.backend_tier
             standin_engine = DeploymentHandleEngine(
-                model_handles[backend], self._config.standin.served_model_name,
+                model_handles[backend],
+                self._config.standin.served_model_name,
                 report_model_as=self._config.standin.served_model_name,
             )
             backend_tier = self._config.tiers[backend]
             assert isinstance(backend_tier, VLLMTierConfig)
             name = self._config.standin.served_model_name
             self._standin = ChatCompletionService(
-                [Tier(name, name, standin_engine, backend_tier.default_max_tokens, backend_tier.timeout_s, "local-stand-in")],
+                [
+                    Tier(
+                        name,
+                        name,
+                        standin_engine,
+                        backend_tier.default_max_tokens,
+                        backend_tier.timeout_s,
+                        "local-stand-in",
+                    )
+                ],
                 virtual_model_name=f"{name}-router",
                 default_tier=name,
                 max_tokens_limit=self._config.server.max_tokens_limit,

@@ -43,9 +43,13 @@ def _translate(litellm: Any, exc: BaseException, target: str) -> GatewayError:
     if isinstance(exc, errors.Timeout):
         return UpstreamTimeoutError(f"{target} timed out")
     if isinstance(exc, errors.ContextWindowExceededError):
-        return InvalidRequestError(f"the prompt is too long for {target}", param="messages", code="context_length_exceeded")
+        return InvalidRequestError(
+            f"the prompt is too long for {target}", param="messages", code="context_length_exceeded"
+        )
     if isinstance(exc, errors.RateLimitError):
-        return ServiceUnavailableError(f"{target} is rate limiting us; retry shortly", retry_after=5, code="upstream_rate_limited")
+        return ServiceUnavailableError(
+            f"{target} is rate limiting us; retry shortly", retry_after=5, code="upstream_rate_limited"
+        )
     if isinstance(exc, errors.ServiceUnavailableError):
         return ServiceUnavailableError(f"{target} is unavailable; retry shortly", retry_after=5)
     if isinstance(exc, errors.AuthenticationError):

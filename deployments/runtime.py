@@ -55,9 +55,7 @@ class LocalGateway:
         if self._config.redis.url is None:
             self._redis = EmbeddedRedis(self._config.redis.state_dir)
             url = self._redis.start()
-            self._config = self._config.model_copy(
-                update={"redis": self._config.redis.model_copy(update={"url": url})}
-            )
+            self._config = self._config.model_copy(update={"redis": self._config.redis.model_copy(update={"url": url})})
         # Ray's dashboard and usage reporting need network/ports we don't want locally.
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         if not ray.is_initialized():
@@ -108,5 +106,7 @@ class LocalGateway:
     def __enter__(self) -> LocalGateway:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -36,7 +36,7 @@ def engine_from_tier(tier: VLLMTierConfig) -> ChatEngine:
 class SmallModelDeployment:
     """Ray Serve replica body for a self-hosted tier (wrapped by ``serve.deployment`` in the builder)."""
 
-    async def __init__(self, tier_config: dict[str, Any]) -> None:
+    async def __init__(self, tier_config: dict[str, Any]) -> None:  # type: ignore[misc]  # Serve awaits async __init__
         tier = VLLMTierConfig.model_validate(tier_config)
         self._engine = engine_from_tier(tier)
         await self._engine.start()

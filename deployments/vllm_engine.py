@@ -65,9 +65,7 @@ class VLLMChatEngine(ChatEngine):
         from vllm.v1.engine.async_llm import AsyncLLM
 
         model_path = await asyncio.to_thread(resolve_model_path, self._model)
-        args = AsyncEngineArgs(
-            model=str(model_path), served_model_name=self._served_model_name, **self._engine_args
-        )
+        args = AsyncEngineArgs(model=str(model_path), served_model_name=self._served_model_name, **self._engine_args)
         self._engine = AsyncLLM.from_engine_args(args)
         self._tokenizer = self._engine.get_tokenizer()
         logger.info("vLLM engine ready: %s from %s", self._served_model_name, model_path)

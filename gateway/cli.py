@@ -68,8 +68,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             f"\nslm-router is ready at {url}\n"
             f"  models:  curl {url}/v1/models\n"
             f"  chat:    curl {url}/v1/chat/completions -H 'Content-Type: application/json' \\\n"
-            "             -d '{\"model\": \"router\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello!\"}]}'\n"
-            f"  OpenAI SDK: OpenAI(base_url=\"{url}/v1\", api_key=\"unused\")\n"
+            '             -d \'{"model": "router", "messages": [{"role": "user", "content": "Hello!"}]}\'\n'
+            f'  OpenAI SDK: OpenAI(base_url="{url}/v1", api_key="unused")\n'
             "Press Ctrl-C to stop.",
             flush=True,
         )
@@ -82,7 +82,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``slm-router`` argument parser."""
-    parser = argparse.ArgumentParser(prog="slm-router", description="OpenAI-compatible gateway that routes to small models")
+    parser = argparse.ArgumentParser(
+        prog="slm-router", description="OpenAI-compatible gateway that routes to small models"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -112,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``slm-router`` console script."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     return int(args.func(args))
 
 

@@ -18,6 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gateway.errors import ConfigError
 
 __all__ = [
+    "ENV_PREFIX",
+    "LARGE_API_BASE_ENV",
+    "LARGE_MODEL_ENV",
+    "STANDIN_API_BASE",
     "AutoscalingConfig",
     "DeploymentConfig",
     "GatewayConfig",
@@ -28,10 +32,6 @@ __all__ = [
     "StandInConfig",
     "TierConfig",
     "VLLMTierConfig",
-    "ENV_PREFIX",
-    "LARGE_API_BASE_ENV",
-    "LARGE_MODEL_ENV",
-    "STANDIN_API_BASE",
     "apply_env_overrides",
     "format_validation_error",
     "load_config",
@@ -164,9 +164,7 @@ class StandInConfig(_Strict):
     served_model_name: str = "local-large-standin"
     #: The vLLM tier whose engine answers stand-in requests.
     backend_tier: str = "small"
-    deployment: DeploymentConfig = Field(
-        default_factory=lambda: DeploymentConfig(max_ongoing_requests=128)
-    )
+    deployment: DeploymentConfig = Field(default_factory=lambda: DeploymentConfig(max_ongoing_requests=128))
 
     @field_validator("route_prefix")
     @classmethod

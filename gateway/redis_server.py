@@ -63,17 +63,28 @@ class EmbeddedRedis:
         port = self._port or _free_port()
         args = [
             str(find_redis_server_binary()),
-            "--bind", "127.0.0.1",
-            "--port", str(port),
-            "--dir", str(self._state_dir.resolve()),
-            "--daemonize", "no",
-            "--protected-mode", "yes",
-            "--save", "60 1" if self._persist else "",
-            "--appendonly", "yes" if self._persist else "no",
-            "--loglevel", "warning",
-            "--logfile", str((self._state_dir / "redis.log").resolve()),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(self._state_dir.resolve()),
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--save",
+            "60 1" if self._persist else "",
+            "--appendonly",
+            "yes" if self._persist else "no",
+            "--loglevel",
+            "warning",
+            "--logfile",
+            str((self._state_dir / "redis.log").resolve()),
         ]
-        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         self._port = port
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -112,5 +123,7 @@ class EmbeddedRedis:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -37,7 +37,7 @@ from gateway.protocol import (
     Usage,
 )
 
-__all__ = ["ChatCompletionService", "ChatResult", "StreamResult", "Tier", "HEADER_MODEL", "HEADER_TIER"]
+__all__ = ["HEADER_MODEL", "HEADER_TIER", "ChatCompletionService", "ChatResult", "StreamResult", "Tier"]
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +120,9 @@ class ChatCompletionService:
             return self._default_tier
         tier = self._by_model.get(model)
         if tier is None:
-            raise ModelNotFoundError(f"The model '{model}' does not exist or you do not have access to it.", param="model")
+            raise ModelNotFoundError(
+                f"The model '{model}' does not exist or you do not have access to it.", param="model"
+            )
         return tier
 
     def _generation_request(self, request: ChatCompletionRequest, tier: Tier) -> GenerationRequest:
@@ -134,7 +136,9 @@ class ChatCompletionService:
                 param=param,
                 code="invalid_value",
             )
-        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in request.messages]
+        messages = [
+            {"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in request.messages
+        ]
         if all(m["role"] == "assistant" for m in messages):
             raise InvalidRequestError("messages must include a system or user message", param="messages")
         return GenerationRequest(
@@ -278,5 +282,5 @@ async def _close(iterator: AsyncIterator[EngineDelta]) -> None:
     if aclose is not None:
         try:
             await aclose()
-        except Exception:  # noqa: BLE001 - closing is best effort; the request is over
+        except Exception:
             logger.debug("closing an engine stream failed", exc_info=True)

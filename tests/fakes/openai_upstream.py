@@ -67,18 +67,33 @@ def create_fake_openai_app(behaviour: UpstreamBehaviour) -> FastAPI:
         words = words[:max_tokens]
         finish = "length" if len(words) == max_tokens else "stop"
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words), "total_tokens": prompt_tokens + len(words)}
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(words),
+            "total_tokens": prompt_tokens + len(words),
+        }
         created = int(time.time())
         if not body.get("stream"):
             return {
-                "id": "chatcmpl-fake", "object": "chat.completion", "created": created, "model": behaviour.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(words)}, "finish_reason": finish}],
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": created,
+                "model": behaviour.model,
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": "".join(words)}, "finish_reason": finish}
+                ],
                 "usage": usage,
             }
 
         async def frames() -> Any:
-            base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created, "model": behaviour.model}
-            yield f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {'role': 'assistant', 'content': ''}}]})}\n\n"
+            base = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": behaviour.model,
+            }
+            first = {"index": 0, "delta": {"role": "assistant", "content": ""}}
+            yield f"data: {json.dumps({**base, 'choices': [first]})}\n\n"
             for word in words:
                 yield f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {'content': word}}]})}\n\n"
             yield f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {}, 'finish_reason': finish}]})}\n\n"
@@ -103,7 +118,9 @@ class FakeOpenAIUpstream:
     def __init__(self, behaviour: UpstreamBehaviour | None = None, port: int | None = None) -> None:
         self.behaviour = behaviour or UpstreamBehaviour()
         self.port = port or _free_port()
-        config = uvicorn.Config(create_fake_openai_app(self.behaviour), host="127.0.0.1", port=self.port, log_level="warning")
+        config = uvicorn.Config(
+            create_fake_openai_app(self.behaviour), host="127.0.0.1", port=self.port, log_level="warning"
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 

@@ -33,12 +33,23 @@ def serve_test_config(upstream_url: str, state_dir: Path) -> GatewayConfig:
     data["tiers"] = {
         "small": small,
         "medium": {
-            "kind": "litellm", "served_model_name": "local-large-standin", "model": "openai/local-large-standin",
-            "api_base": "standin", "api_key_env": None, "timeout_s": 60, "num_retries": 0, "default_max_tokens": 16,
+            "kind": "litellm",
+            "served_model_name": "local-large-standin",
+            "model": "openai/local-large-standin",
+            "api_base": "standin",
+            "api_key_env": None,
+            "timeout_s": 60,
+            "num_retries": 0,
+            "default_max_tokens": 16,
         },
         "large": {
-            "kind": "litellm", "served_model_name": "fake-large", "model": "openai/fake-large",
-            "api_base": upstream_url, "api_key_env": "SLM_TEST_UPSTREAM_KEY", "timeout_s": 3, "num_retries": 0,
+            "kind": "litellm",
+            "served_model_name": "fake-large",
+            "model": "openai/fake-large",
+            "api_base": upstream_url,
+            "api_key_env": "SLM_TEST_UPSTREAM_KEY",
+            "timeout_s": 3,
+            "num_retries": 0,
         },
     }
     return GatewayConfig.model_validate(data)

@@ -18,7 +18,9 @@ def http(base_url: str) -> httpx.Client:
     return httpx.Client(base_url=base_url, timeout=30)
 
 
-def assert_envelope(response: httpx.Response, status: int, *, param: str | None = None, code: str | None = None) -> dict[str, object]:
+def assert_envelope(
+    response: httpx.Response, status: int, *, param: str | None = None, code: str | None = None
+) -> dict[str, object]:
     assert response.status_code == status, response.text
     body = response.json()
     assert set(body) == {"error"}
@@ -34,7 +36,9 @@ def assert_envelope(response: httpx.Response, status: int, *, param: str | None 
 
 
 def test_malformed_json(http: httpx.Client) -> None:
-    response = http.post(URL, content=b'{"model": "router", "messages": [', headers={"content-type": "application/json"})
+    response = http.post(
+        URL, content=b'{"model": "router", "messages": [', headers={"content-type": "application/json"}
+    )
     assert_envelope(response, 400)
 
 
@@ -70,12 +74,20 @@ def test_non_object_body_and_bad_utf8(http: httpx.Client) -> None:
 
 
 def test_unknown_fields_are_tolerated(http: httpx.Client) -> None:
-    body = {"model": "fake-large", "messages": MESSAGES, "logit_bias": {}, "metadata": {"a": 1}, "brand_new_field": True}
+    body = {
+        "model": "fake-large",
+        "messages": MESSAGES,
+        "logit_bias": {},
+        "metadata": {"a": 1},
+        "brand_new_field": True,
+    }
     assert http.post(URL, json=body).status_code == 200
 
 
 def test_unknown_model_is_404(http: httpx.Client) -> None:
-    assert_envelope(http.post(URL, json={"model": "gpt-99", "messages": MESSAGES}), 404, param="model", code="model_not_found")
+    assert_envelope(
+        http.post(URL, json={"model": "gpt-99", "messages": MESSAGES}), 404, param="model", code="model_not_found"
+    )
 
 
 def test_body_over_limit_is_413(http: httpx.Client) -> None:

@@ -69,13 +69,20 @@ def test_sync_stream_with_usage(client: openai.OpenAI) -> None:
 
 
 def test_temperature_zero_is_deterministic(client: openai.OpenAI) -> None:
-    args = {"model": SMALL, "messages": [{"role": "user", "content": "Count: one, two,"}], "max_tokens": 8, "temperature": 0}
+    args = {
+        "model": SMALL,
+        "messages": [{"role": "user", "content": "Count: one, two,"}],
+        "max_tokens": 8,
+        "temperature": 0,
+    }
     first = client.chat.completions.create(**args).choices[0].message.content
     second = client.chat.completions.create(**args).choices[0].message.content
     assert first == second
 
 
-async def test_async_large_tier_goes_through_litellm(aclient: openai.AsyncOpenAI, upstream_behaviour: UpstreamBehaviour) -> None:
+async def test_async_large_tier_goes_through_litellm(
+    aclient: openai.AsyncOpenAI, upstream_behaviour: UpstreamBehaviour
+) -> None:
     raw = await aclient.chat.completions.with_raw_response.create(
         model="fake-large", messages=[{"role": "user", "content": "hello there"}], max_tokens=50, user="u-1"
     )

@@ -1,0 +1,56 @@
+"""A scripted :class:`~gateway.engine.ChatEngine` for unit tests of the serving logic."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from gateway.engine import ChatEngine, EngineDelta, GenerationRequest
+from gateway.errors import GatewayError
+
+__all__ = ["ScriptedEngine"]
+
+
+class ScriptedEngine(ChatEngine):
+    """Yields ``pieces`` one by one; can fail before or after the first piece, or stall."""
+
+    def __init__(
+        self,
+        pieces: list[str] | None = None,
+        *,
+        model: str = "scripted",
+        prompt_tokens: int = 5,
+        fail_before: GatewayError | None = None,
+        fail_after: int | None = None,
+        delay_s: float = 0.0,
+    ) -> None:
+        self.pieces = pieces if pieces is not None else ["Hello", ",", " world"]
+        self.model = model
+        self.prompt_tokens = prompt_tokens
+        self.fail_before = fail_before
+        self.fail_after = fail_after
+        self.delay_s = delay_s
+        self.requests: list[GenerationRequest] = []
+        self.closed = 0
+        self.started = False
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta]:
+        self.requests.append(request)
+        try:
+            if self.fail_before is not None:
+                raise self.fail_before
+            pieces = self.pieces[: request.max_tokens]
+            for index, piece in enumerate(pieces, 1):
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
+                if self.fail_after is not None and index > self.fail_after:
+                    raise RuntimeError("engine crashed mid-stream")
+                finish = None
+                if index == len(pieces):
+                    finish = "length" if len(pieces) < len(self.pieces) else "stop"
+                yield EngineDelta(piece, finish, self.prompt_tokens, index, self.model)
+        finally:
+            self.closed += 1

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from gateway.config import GatewayConfig, LiteLLMTierConfig, VLLMTierConfig, load_config
+from gateway.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_default_config_is_valid_and_local() -> None:
+    config = load_config(None, environ={})
+    assert list(config.tiers) == ["small", "large"]
+    assert isinstance(config.tiers["small"], VLLMTierConfig)
+    large = config.tiers["large"]
+    assert isinstance(large, LiteLLMTierConfig) and large.uses_local_stand_in
+    assert config.standin_in_use()
+    assert config.server.host == "127.0.0.1" and config.server.port == 8000
+    assert config.redis.url is None
+
+
+def test_every_deployment_sets_max_ongoing_requests_explicitly() -> None:
+    config = load_config(None, environ={})
+    for deployment in (config.ingress, config.tiers["small"].deployment):  # type: ignore[union-attr]
+        options = deployment.serve_options()
+        assert options["max_ongoing_requests"] > 5
+        assert options["num_replicas"] >= 1
+
+
+def test_autoscaling_replaces_num_replicas() -> None:
+    config = load_config(None, environ={"SLM_ROUTER__INGRESS__AUTOSCALING": "{min_replicas: 1, max_replicas: 4}"})
+    options = config.ingress.serve_options()
+    assert "num_replicas" not in options
+    assert options["autoscaling_config"]["max_replicas"] == 4
+
+
+def test_env_overrides_are_typed() -> None:
+    config = load_config(
+        None,
+        environ={
+            "SLM_ROUTER__SERVER__PORT": "9123",
+            "SLM_ROUTER__TIERS__SMALL__DEPLOYMENT__NUM_GPUS": "1",
+            "REDIS_URL": "redis://10.0.0.1:6379/2",
+        },
+    )
+    assert config.server.port == 9123
+    assert config.tiers["small"].deployment.num_gpus == 1.0  # type: ignore[union-attr]
+    assert config.redis.url == "redis://10.0.0.1:6379/2"
+
+
+def test_large_model_shortcut_switches_to_hosted_model() -> None:
+    config = load_config(None, environ={"SLM_ROUTER_LARGE_MODEL": "gpt-4o"})
+    large = config.tiers["large"]
+    assert isinstance(large, LiteLLMTierConfig)
+    assert large.model == "gpt-4o" and large.served_model_name == "gpt-4o"
+    assert large.api_base is None and not large.uses_local_stand_in
+    assert not config.standin_in_use()
+
+
+def test_unknown_key_is_an_error_with_its_path(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "server:\n  port: 8000\n  prot: 1\ntiers:\n  small: {kind: vllm, served_model_name: s, typo: 2}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    message = info.value.message
+    assert "server.prot" in message
+    assert "tiers.small.vllm.typo" in message
+    assert "2 error(s)" in message
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        ("tiers: {}\n", "at least one tier"),
+        (
+            "tiers:\n  a: {kind: vllm, served_model_name: x}\n  b: {kind: vllm, served_model_name: x}\n",
+            "is used by tiers",
+        ),
+        ("routing: {default_tier: nope}\ntiers:\n  small: {kind: vllm, served_model_name: s}\n", "default_tier"),
+        ("server: {port: 70000}\ntiers:\n  small: {kind: vllm, served_model_name: s}\n", "server.port"),
+        (
+            "standin: {enabled: false}\ntiers:\n  small: {kind: vllm, served_model_name: s}\n"
+            "  large: {kind: litellm, served_model_name: l, model: m, api_base: standin}\n",
+            "standin.enabled is false",
+        ),
+        ("- just\n- a list\n", "top level must be a mapping"),
+        ("tiers: [unclosed\n", "invalid YAML"),
+    ],
+)
+def test_invalid_configs(tmp_path: Path, yaml_text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, yaml_text), environ={})
+    assert expected in info.value.message
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "absent.yaml", environ={})
+
+
+def test_config_is_immutable() -> None:
+    config = load_config(None, environ={})
+    with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen error type is an implementation detail
+        config.server.port = 1  # type: ignore[misc]
+    assert isinstance(config, GatewayConfig)
+
+
+def test_validate_config_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate-config"]) == 0
+    assert "OK" in capsys.readouterr().out
+    bad = write(tmp_path, "server: {max_body_bytes: 1}\ntiers:\n  small: {kind: vllm, served_model_name: s}\n")
+    assert main(["validate-config", str(bad)]) == 2
+    assert "server.max_body_bytes" in capsys.readouterr().err
