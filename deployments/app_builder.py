@@ -14,7 +14,7 @@ from ray.serve import Application
 
 from deployments.ingress import GatewayIngress
 from deployments.small_model import SmallModelDeployment
-from gateway.config import GatewayConfig, load_config
+from gateway.config import GatewayConfig, RoutingConfig, load_config
 
 __all__ = ["INGRESS_NAME", "app_builder", "build_app", "model_deployment_name"]
 
@@ -34,7 +34,12 @@ def build_app(config: GatewayConfig) -> Application:
         handles[name] = deployment.options(**tier.deployment.serve_options()).bind(tier.model_dump(mode="json"))
     ingress_cls = serve.ingress()(GatewayIngress)
     ingress: Any = serve.deployment(ingress_cls, name=INGRESS_NAME)
-    app: Application = ingress.options(**config.ingress.serve_options()).bind(config.model_dump(mode="json"), handles)
+    # The live routing settings travel only as user_config: changing them reconfigures running
+    # replicas instead of redeploying, because the constructor arguments stay the same.
+    init_config = config.model_dump(mode="json")
+    init_config["routing"] = {k: v for k, v in init_config["routing"].items() if k not in RoutingConfig.LIVE_FIELDS}
+    options = {**config.ingress.serve_options(), "user_config": config.routing.live_settings()}
+    app: Application = ingress.options(**options).bind(init_config, handles)
     return app
 
 

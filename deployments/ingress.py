@@ -8,14 +8,17 @@ extra handle hop on the hot path.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 
 from deployments.handle_engine import DeploymentHandleEngine
 from deployments.litellm_engine import LiteLLMChatEngine
-from gateway.config import GatewayConfig, LiteLLMTierConfig, VLLMTierConfig
+from gateway.config import GatewayConfig, LiteLLMTierConfig, RoutingConfig, VLLMTierConfig
 from gateway.engine import ChatEngine
 from gateway.http import create_http_app
+from gateway.routing import ThreadedRouterScorer, ThresholdPolicy, load_scorer
 from gateway.serving import ChatCompletionService, HealthService, Tier
 
 __all__ = ["GatewayIngress"]
@@ -42,6 +45,10 @@ class GatewayIngress:
             await engine.start()
             engines[name] = engine
             tiers.append(Tier(name, tier_config.served_model_name, engine, max_tokens, tier_config.timeout_s))
+        # The learned router arrives with Serve's user_config (see reconfigure), which Serve
+        # applies before the replica takes traffic.
+        self._live: dict[str, Any] | None = None
+        self._scorer: ThreadedRouterScorer | None = None
         self._chat = ChatCompletionService(
             tiers,
             virtual_model_name=self._config.routing.virtual_model_name,
@@ -54,7 +61,8 @@ class GatewayIngress:
 
             self._redis = aioredis.Redis.from_url(self._config.redis.url, socket_timeout=2, socket_connect_timeout=2)
             checks["redis"] = self._ping_redis
-        self._health = HealthService(checks)
+        self._started_at = time.time()
+        self._health = HealthService(checks, info=self._info)
         self._standin: ChatCompletionService | None = None
         if self._config.standin_in_use():
             backend = self._config.standin.backend_tier
@@ -81,6 +89,36 @@ class GatewayIngress:
                 default_tier=name,
                 max_tokens_limit=self._config.server.max_tokens_limit,
             )
+
+    async def _build_policy(self, routing: RoutingConfig) -> ThresholdPolicy:
+        scorer = None
+        if routing.router_artifact is not None:
+            # Loading unpickles nothing and reads a few MB, but keep it off the event loop.
+            scorer = await asyncio.to_thread(load_scorer, routing.router_artifact, workers=routing.scoring_threads)
+        policy = ThresholdPolicy(list(self._config.tiers), scorer, routing.threshold, routing.default_tier)
+        old, self._scorer = self._scorer, scorer
+        if old is not None:
+            old.close()
+        logger.info("routing: router=%s threshold=%s", policy.router_name, policy.threshold)
+        return policy
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Serve's live update hook: a new router artifact or threshold loads without a restart."""
+        if user_config == self._live:
+            return
+        routing = self._config.routing.model_copy(update=RoutingConfig.model_validate(user_config).live_settings())
+        self._chat.set_policy(await self._build_policy(routing))
+        self._live = dict(user_config)
+
+    def _info(self) -> dict[str, Any]:
+        policy = self._chat.policy
+        return {
+            "routing": {
+                "router": policy.router_name if policy else None,
+                "threshold": policy.threshold if policy else None,
+            },
+            "replica_started_at": self._started_at,
+        }
 
     def _api_base(self, tier: LiteLLMTierConfig) -> str | None:
         if not tier.uses_local_stand_in:

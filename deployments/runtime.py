@@ -73,6 +73,22 @@ class LocalGateway:
         self._wait_ready()
         return self
 
+    def redeploy(self, config: GatewayConfig) -> None:
+        """Apply a new config to the running application.
+
+        Serve compares it with what runs: a change confined to the live routing settings
+        (``user_config``) reconfigures the ingress replicas in place, without a restart.
+        """
+        from ray import serve
+
+        from deployments.app_builder import build_app
+
+        if config.redis.url is None:
+            config = config.model_copy(update={"redis": self._config.redis})
+        serve.run(build_app(config), name=APP_NAME, route_prefix="/", blocking=False)
+        self._config = config
+        self._wait_ready()
+
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self._ready_timeout_s
         last = ""

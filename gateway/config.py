@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -193,11 +193,31 @@ class RedisConfig(_Strict):
 
 
 class RoutingConfig(_Strict):
-    """How the virtual ``router`` model picks a tier (the learned router comes later)."""
+    """How the virtual ``router`` model picks a tier.
+
+    Changing this section on a running application (``serve.run`` with a new config, or
+    KubeRay's ``serveConfigV2``) reaches the ingress replicas through Serve's
+    ``user_config``: a new router artifact or threshold loads without a restart.
+    """
 
     virtual_model_name: str = "router"
-    #: Tier that serves ``model="router"`` until a learned router is configured.
+    #: Tier that serves ``model="router"`` when no learned router is configured.
     default_tier: str = "small"
+    #: Router artifact folder, ``"default"`` for the one shipped in the repository, or null
+    #: to send every ``router`` request to ``default_tier``.
+    router_artifact: str | None = "default"
+    #: Score at or above which a request goes to the most expensive tier; null uses the
+    #: artifact's calibrated default (30% of reference prompts to the large model).
+    threshold: float | None = Field(None, ge=0.0, le=1.0)
+    #: Threads that score requests in each ingress replica (off the event loop).
+    scoring_threads: int = Field(2, ge=1, le=16)
+
+    #: Fields that change on live replicas (Serve ``user_config``) rather than by redeploying.
+    LIVE_FIELDS: ClassVar[frozenset[str]] = frozenset({"router_artifact", "threshold", "scoring_threads"})
+
+    def live_settings(self) -> dict[str, Any]:
+        """The live-tunable subset, as sent in Serve's ``user_config``."""
+        return self.model_dump(mode="json", include=set(self.LIVE_FIELDS))
 
 
 class GatewayConfig(_Strict):

@@ -36,6 +36,7 @@ from gateway.protocol import (
     ResponseMessage,
     Usage,
 )
+from gateway.routing.policy import RoutingDecision, ThresholdPolicy
 
 __all__ = ["HEADER_MODEL", "HEADER_TIER", "ChatCompletionService", "ChatResult", "StreamResult", "Tier"]
 
@@ -43,6 +44,10 @@ logger = logging.getLogger(__name__)
 
 HEADER_TIER = "x-slm-router-tier"
 HEADER_MODEL = "x-slm-router-model"
+HEADER_SCORE = "x-slm-router-score"
+HEADER_THRESHOLD = "x-slm-router-threshold"
+HEADER_REASON = "x-slm-router-reason"
+HEADER_ROUTER = "x-slm-router-router"
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ class ChatCompletionService:
         virtual_model_name: str,
         default_tier: str,
         max_tokens_limit: int,
+        policy: ThresholdPolicy | None = None,
     ) -> None:
         if not tiers:
             raise ValueError("at least one tier is required")
@@ -99,6 +105,16 @@ class ChatCompletionService:
         self._default_tier = self._tiers[default_tier]
         self._max_tokens_limit = max_tokens_limit
         self._created = int(time.time())
+        self._policy = policy
+
+    @property
+    def policy(self) -> ThresholdPolicy | None:
+        """The routing policy of the virtual model (``None``: the default tier)."""
+        return self._policy
+
+    def set_policy(self, policy: ThresholdPolicy | None) -> None:
+        """Swap the routing policy; requests already routed keep their decision."""
+        self._policy = policy
 
     @property
     def tiers(self) -> dict[str, Tier]:
@@ -125,7 +141,7 @@ class ChatCompletionService:
             )
         return tier
 
-    def _generation_request(self, request: ChatCompletionRequest, tier: Tier) -> GenerationRequest:
+    def _validate(self, request: ChatCompletionRequest) -> list[dict[str, str]]:
         if request.n is not None and request.n > 1:
             raise UnsupportedParameterError("n > 1 is not supported; send separate requests", param="n")
         max_tokens = request.requested_max_tokens()
@@ -141,10 +157,24 @@ class ChatCompletionService:
         ]
         if all(m["role"] == "assistant" for m in messages):
             raise InvalidRequestError("messages must include a system or user message", param="messages")
+        return messages
+
+    async def route(self, request: ChatCompletionRequest, messages: list[dict[str, str]]) -> RoutingDecision:
+        """Which tier serves ``request``: named models directly, the virtual model by policy."""
+        if request.model != self._virtual_model_name:
+            return RoutingDecision(self.resolve_tier(request.model).name, "model")
+        if self._policy is None:
+            return RoutingDecision(self._default_tier.name, "default")
+        return await self._policy.decide(messages)
+
+    @staticmethod
+    def _generation_request(
+        request: ChatCompletionRequest, tier: Tier, messages: list[dict[str, str]]
+    ) -> GenerationRequest:
         return GenerationRequest(
             request_id=f"chatcmpl-{uuid.uuid4().hex}",
             messages=messages,
-            max_tokens=max_tokens or tier.default_max_tokens,
+            max_tokens=request.requested_max_tokens() or tier.default_max_tokens,
             temperature=request.temperature,
             top_p=request.top_p,
             stop=request.stop_sequences(),
@@ -154,19 +184,27 @@ class ChatCompletionService:
             user=request.user,
         )
 
-    @staticmethod
-    def _headers(tier: Tier, model: str) -> dict[str, str]:
-        return {HEADER_TIER: tier.name, HEADER_MODEL: model}
+    def _headers(self, tier: Tier, model: str, decision: RoutingDecision) -> dict[str, str]:
+        headers = {HEADER_TIER: tier.name, HEADER_MODEL: model, HEADER_REASON: decision.reason}
+        if decision.score is not None:
+            headers[HEADER_SCORE] = f"{decision.score:.6f}"
+        if decision.threshold is not None:
+            headers[HEADER_THRESHOLD] = f"{decision.threshold:.6f}"
+        if decision.score is not None and self._policy is not None and self._policy.router_name:
+            headers[HEADER_ROUTER] = self._policy.router_name
+        return headers
 
     async def create(self, request: ChatCompletionRequest) -> ChatResult | StreamResult:
         """Serve one chat completion; streams are started (first token received) before returning."""
-        tier = self.resolve_tier(request.model)
-        generation = self._generation_request(request, tier)
+        messages = self._validate(request)
+        decision = await self.route(request, messages)
+        tier = self._tiers[decision.tier]
+        generation = self._generation_request(request, tier, messages)
         if request.stream:
-            return await self._start_stream(request, tier, generation)
-        return await self._complete(tier, generation)
+            return await self._start_stream(request, tier, generation, decision)
+        return await self._complete(tier, generation, decision)
 
-    async def _complete(self, tier: Tier, generation: GenerationRequest) -> ChatResult:
+    async def _complete(self, tier: Tier, generation: GenerationRequest, decision: RoutingDecision) -> ChatResult:
         try:
             async with asyncio.timeout(tier.timeout_s):
                 completion = await tier.engine.complete(generation)
@@ -189,10 +227,10 @@ class ChatCompletionService:
                 total_tokens=completion.prompt_tokens + completion.completion_tokens,
             ),
         )
-        return ChatResult(response=response, headers=self._headers(tier, model))
+        return ChatResult(response=response, headers=self._headers(tier, model, decision))
 
     async def _start_stream(
-        self, request: ChatCompletionRequest, tier: Tier, generation: GenerationRequest
+        self, request: ChatCompletionRequest, tier: Tier, generation: GenerationRequest, decision: RoutingDecision
     ) -> StreamResult:
         deltas = tier.engine.stream(generation).__aiter__()
         # Wait for the first delta before answering, so a failure before the first
@@ -208,7 +246,7 @@ class ChatCompletionService:
             raise
         model = first.model if first is not None and first.model else tier.served_model_name
         frames = self._frames(request, tier, generation, model, first, deltas)
-        return StreamResult(frames=frames, headers=self._headers(tier, model))
+        return StreamResult(frames=frames, headers=self._headers(tier, model, decision))
 
     async def _frames(
         self,

@@ -131,3 +131,4 @@ def test_health_endpoints(http: httpx.Client) -> None:
     ready = http.get("/health/ready")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"tier:small": "ok", "redis": "ok"}
+    assert ready.json()["status"] == "ready"

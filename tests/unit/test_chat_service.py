@@ -53,7 +53,11 @@ async def test_non_stream_response_shape() -> None:
     assert response.choices[0].message.content == "Hello, world"
     assert response.choices[0].finish_reason == "stop"
     assert response.usage.model_dump() == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
-    assert result.headers == {"x-slm-router-tier": "small", "x-slm-router-model": "small-model"}
+    assert result.headers == {
+        "x-slm-router-tier": "small",
+        "x-slm-router-model": "small-model",
+        "x-slm-router-reason": "default",
+    }
     sent = engine.requests[0]
     assert (sent.temperature, sent.seed, sent.stop, sent.max_tokens) == (0.5, 3, ["x"], 16)
 

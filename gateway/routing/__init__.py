@@ -1,0 +1,6 @@
+"""Routing: which tier answers a request for the virtual ``router`` model."""
+
+from gateway.routing.policy import ConversationScorer, RoutingDecision, ThresholdPolicy
+from gateway.routing.scorer import ThreadedRouterScorer, load_scorer
+
+__all__ = ["ConversationScorer", "RoutingDecision", "ThreadedRouterScorer", "ThresholdPolicy", "load_scorer"]

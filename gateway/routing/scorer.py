@@ -1,0 +1,64 @@
+"""Learned routers from :mod:`router_models`, scored in a thread so the event loop never blocks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import ConfigError
+
+__all__ = ["DEFAULT_ARTIFACT", "ThreadedRouterScorer", "load_scorer"]
+
+#: ``routing.router_artifact`` value meaning the artifact shipped in the repository.
+DEFAULT_ARTIFACT = "default"
+
+
+class ThreadedRouterScorer:
+    """Wraps a :class:`router_models.Router`; ``score`` runs in a small dedicated thread pool."""
+
+    def __init__(self, router: Any, *, workers: int = 2) -> None:
+        self._router = router
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="router-score")
+        digest = str(router.metadata.get("artifact_sha256") or router.metadata.get("data_digest") or "")[:12]
+        self._name = f"{router.name}@{digest}" if digest else str(router.name)
+
+    @property
+    def name(self) -> str:
+        """``<router>@<artifact digest>``."""
+        return self._name
+
+    @property
+    def default_threshold(self) -> float | None:
+        """The artifact's calibrated default threshold."""
+        value = self._router.default_threshold
+        return None if value is None else float(value)
+
+    def _score_sync(self, messages: Sequence[dict[str, str]]) -> float:
+        from router_models import ChatTurn
+
+        turns = [ChatTurn(role=m["role"], text=m["content"]) for m in messages]
+        return float(self._router.score(turns))
+
+    async def score(self, messages: Sequence[dict[str, str]]) -> float:
+        """Score off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._score_sync, list(messages))
+
+    def close(self) -> None:
+        """Stop the thread pool."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def load_scorer(artifact: str, *, workers: int = 2) -> ThreadedRouterScorer:
+    """Load a router artifact (``"default"`` for the shipped one); errors are :class:`ConfigError`."""
+    import router_models
+
+    path = router_models.default_artifact_path() if artifact == DEFAULT_ARTIFACT else Path(artifact)
+    try:
+        router = router_models.load_router(path)
+    except router_models.RouterError as exc:
+        raise ConfigError(f"router artifact {path}: {exc}") from None
+    return ThreadedRouterScorer(router, workers=workers)
