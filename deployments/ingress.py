@@ -95,7 +95,7 @@ class GatewayIngress:
         if routing.router_artifact is not None:
             # Loading unpickles nothing and reads a few MB, but keep it off the event loop.
             scorer = await asyncio.to_thread(load_scorer, routing.router_artifact, workers=routing.scoring_threads)
-        policy = ThresholdPolicy(list(self._config.tiers), scorer, routing.threshold, routing.default_tier)
+        policy = ThresholdPolicy(list(self._config.tiers), scorer, routing.boundaries(), routing.default_tier)
         old, self._scorer = self._scorer, scorer
         if old is not None:
             old.close()

@@ -7,6 +7,7 @@ it runs at start-up (CLI, app builder), never per request.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -209,11 +210,27 @@ class RoutingConfig(_Strict):
     #: Score at or above which a request goes to the most expensive tier; null uses the
     #: artifact's calibrated default (30% of reference prompts to the large model).
     threshold: float | None = Field(None, ge=0.0, le=1.0)
+    #: With more than two tiers: one ascending boundary per pair of neighbouring tiers
+    #: (``thresholds[k]`` separates tier ``k`` from tier ``k + 1``). Overrides ``threshold``.
+    thresholds: list[Annotated[float, Field(ge=0.0, le=1.0)]] | None = None
     #: Threads that score requests in each ingress replica (off the event loop).
     scoring_threads: int = Field(2, ge=1, le=16)
 
     #: Fields that change on live replicas (Serve ``user_config``) rather than by redeploying.
-    LIVE_FIELDS: ClassVar[frozenset[str]] = frozenset({"router_artifact", "threshold", "scoring_threads"})
+    LIVE_FIELDS: ClassVar[frozenset[str]] = frozenset({"router_artifact", "threshold", "thresholds", "scoring_threads"})
+
+    @field_validator("thresholds")
+    @classmethod
+    def _ascending(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and any(b < a for a, b in itertools.pairwise(value)):
+            raise ValueError("thresholds must be ascending")
+        return value
+
+    def boundaries(self) -> list[float] | None:
+        """Thresholds as a list (``thresholds``, else ``[threshold]``, else ``None``)."""
+        if self.thresholds:
+            return list(self.thresholds)
+        return None if self.threshold is None else [self.threshold]
 
     def live_settings(self) -> dict[str, Any]:
         """The live-tunable subset, as sent in Serve's ``user_config``."""
@@ -248,6 +265,11 @@ class GatewayConfig(_Strict):
         uses_standin = any(isinstance(t, LiteLLMTierConfig) and t.uses_local_stand_in for t in self.tiers.values())
         if uses_standin and not self.standin.enabled:
             raise ValueError("a tier uses api_base 'standin' but standin.enabled is false")
+        bounds = self.routing.boundaries()
+        if bounds is not None and len(self.tiers) > 1 and len(bounds) != len(self.tiers) - 1:
+            raise ValueError(
+                f"routing needs {len(self.tiers) - 1} thresholds for {len(self.tiers)} tiers, got {len(bounds)}"
+            )
         if self.routing.default_tier not in self.tiers:
             raise ValueError(f"routing.default_tier {self.routing.default_tier!r} is not a tier")
         if self.standin_in_use():

@@ -23,6 +23,9 @@ __all__ = ["create_http_app", "read_limited_body"]
 
 logger = logging.getLogger(__name__)
 
+#: Request header with a per-request routing threshold for the virtual router model.
+THRESHOLD_REQUEST_HEADER = "x-slm-router-threshold"
+
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -43,6 +46,23 @@ async def read_limited_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLargeError(f"the request body is over the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _threshold_header(request: Request) -> float | None:
+    raw = request.headers.get(THRESHOLD_REQUEST_HEADER)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidRequestError(
+            f"header {THRESHOLD_REQUEST_HEADER} must be a number", param=THRESHOLD_REQUEST_HEADER
+        ) from None
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise InvalidRequestError(
+            f"header {THRESHOLD_REQUEST_HEADER} must be within [0, 1]", param=THRESHOLD_REQUEST_HEADER
+        )
+    return value
 
 
 def _error_response(exc: GatewayError) -> JSONResponse:
@@ -90,7 +110,7 @@ def create_http_app(
     async def chat_completions(request: Request) -> Response:
         body = await read_limited_body(request, max_body_bytes)
         chat_request = parse_body(body, ChatCompletionRequest)
-        result = await chat.create(chat_request)
+        result = await chat.create(chat_request, threshold_override=_threshold_header(request))
         if isinstance(result, ChatResult):
             return Response(
                 content=result.response.model_dump_json(),

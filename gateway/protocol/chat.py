@@ -93,8 +93,10 @@ class ChatCompletionRequest(_Tolerant):
     stream_options: StreamOptions | None = None
     presence_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
     frequency_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
+    #: slm-router extension: per-request routing threshold for the virtual router model.
+    router_threshold: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
 
-    @field_validator("temperature", "top_p", "presence_penalty", "frequency_penalty")
+    @field_validator("temperature", "top_p", "presence_penalty", "frequency_penalty", "router_threshold")
     @classmethod
     def _finite(cls, value: float | None) -> float | None:
         if value is not None and not math.isfinite(value):

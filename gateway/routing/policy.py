@@ -1,20 +1,23 @@
-"""The routing policy: a learned score against a threshold picks the tier.
+"""The routing policy: a learned score against ascending thresholds picks the tier.
 
-A score is the router's probability that the large model is needed. With tiers ordered
-from cheapest to most expensive, a score at or above the threshold goes to the most
-expensive tier, below it to the cheapest.
+A score is the router's probability that a stronger model is needed. Tiers are ordered
+from cheapest to most expensive; ``thresholds[k]`` is the boundary between tier ``k``
+and tier ``k + 1``, so a score at or above it goes at least to tier ``k + 1``. With the
+default two tiers that is one threshold: ``score >= threshold`` goes to the large model.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.errors import InvalidRequestError
+from gateway.errors import ConfigError, InvalidRequestError
 
-__all__ = ["ConversationScorer", "RoutingDecision", "ThresholdPolicy"]
+__all__ = ["ConversationScorer", "RoutingDecision", "ThresholdPolicy", "check_threshold"]
 
 
 class ConversationScorer(Protocol):
@@ -22,12 +25,12 @@ class ConversationScorer(Protocol):
 
     @property
     def name(self) -> str:
-        """Router name and artifact identity, for headers and logs."""
+        """Router name and artifact identity (``<router>@<digest>``), for headers and logs."""
         ...
 
     @property
     def default_threshold(self) -> float | None:
-        """The artifact's calibrated threshold, if any."""
+        """The artifact's calibrated two-tier threshold, if any."""
         ...
 
     async def score(self, messages: Sequence[dict[str, str]]) -> float:
@@ -37,7 +40,8 @@ class ConversationScorer(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RoutingDecision:
-    """Which tier serves a request, and why."""
+    """Which tier serves a request, and why (``score``, ``override``, ``model``, ``default``,
+    ``escalated:<why>``, ``fallback:<why>``)."""
 
     tier: str
     reason: str
@@ -46,47 +50,73 @@ class RoutingDecision:
     decision_ms: float = 0.0
 
 
-def _check_threshold(value: float, param: str) -> float:
+def check_threshold(value: float, param: str = "threshold") -> float:
+    """A threshold must lie in [0, 1]; anything else is the client's 400."""
     if not 0.0 <= value <= 1.0:
         raise InvalidRequestError(f"threshold must be within [0, 1], got {value:g}", param=param, code="invalid_value")
     return value
 
 
 class ThresholdPolicy:
-    """Routes by ``score >= threshold`` between the cheapest and the most expensive tier."""
+    """Routes by the score against ascending per-boundary thresholds."""
 
     def __init__(
-        self, tiers: Sequence[str], scorer: ConversationScorer | None, threshold: float | None, fallback_tier: str
+        self,
+        tiers: Sequence[str],
+        scorer: ConversationScorer | None,
+        thresholds: Sequence[float] | None,
+        fallback_tier: str,
     ) -> None:
         if not tiers:
             raise ValueError("at least one tier is required")
         self._tiers = list(tiers)
         self._scorer = scorer
-        chosen = threshold if threshold is not None else (scorer.default_threshold if scorer else None)
-        self._threshold = None if chosen is None else _check_threshold(chosen, "threshold")
         self._fallback_tier = fallback_tier
+        chosen = list(thresholds) if thresholds else []
+        if not chosen and scorer is not None and scorer.default_threshold is not None and len(tiers) == 2:
+            chosen = [scorer.default_threshold]
+        if scorer is not None and len(tiers) > 1 and len(chosen) != len(tiers) - 1:
+            raise ConfigError(
+                f"{len(tiers)} tiers need {len(tiers) - 1} ascending routing thresholds, got {len(chosen)}"
+            )
+        if any(b < a for a, b in itertools.pairwise(chosen)):
+            raise ConfigError(f"routing thresholds must ascend, got {chosen}")
+        self._thresholds = [check_threshold(t) for t in chosen]
+
+    @property
+    def thresholds(self) -> list[float]:
+        """The boundaries in force, cheapest boundary first."""
+        return list(self._thresholds)
 
     @property
     def threshold(self) -> float | None:
-        """The threshold in force."""
-        return self._threshold
+        """The boundary into the most expensive tier (the two-tier threshold)."""
+        return self._thresholds[-1] if self._thresholds else None
 
     @property
     def router_name(self) -> str | None:
-        """Name of the learned router in use."""
+        """``<router>@<digest>`` of the learned router in use."""
         return self._scorer.name if self._scorer is not None else None
+
+    def _boundaries(self, override: float | None) -> list[float]:
+        if override is None:
+            return self._thresholds
+        # An override moves the boundary into the most expensive tier; lower boundaries
+        # may not sit above it.
+        return [min(t, override) for t in self._thresholds[:-1]] + [override]
 
     async def decide(
         self, messages: Sequence[dict[str, str]], threshold_override: float | None = None
     ) -> RoutingDecision:
         """Score ``messages`` and pick a tier."""
-        threshold = self._threshold if threshold_override is None else _check_threshold(threshold_override, "threshold")
-        if self._scorer is None or threshold is None or len(self._tiers) == 1:
+        if threshold_override is not None:
+            check_threshold(threshold_override)
+        if self._scorer is None or not self._thresholds:
             return RoutingDecision(self._fallback_tier, "default")
+        boundaries = self._boundaries(threshold_override)
         started = time.perf_counter()
         score = await self._scorer.score(messages)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        tier = self._tiers[-1] if score >= threshold else self._tiers[0]
-        return RoutingDecision(
-            tier, "override" if threshold_override is not None else "score", score, threshold, elapsed_ms
-        )
+        index = bisect.bisect_right(boundaries, score)
+        reason = "override" if threshold_override is not None else "score"
+        return RoutingDecision(self._tiers[index], reason, score, boundaries[-1], elapsed_ms)

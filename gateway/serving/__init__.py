@@ -1,10 +1,26 @@
 """Serving logic, independent of the HTTP framework and of Ray."""
 
-from gateway.serving.chat import HEADER_MODEL, HEADER_TIER, ChatCompletionService, ChatResult, StreamResult, Tier
+from gateway.serving.chat import (
+    HEADER_MODEL,
+    HEADER_REASON,
+    HEADER_ROUTER,
+    HEADER_SCORE,
+    HEADER_THRESHOLD,
+    HEADER_TIER,
+    ChatCompletionService,
+    ChatResult,
+    StreamResult,
+    Tier,
+    failover_reason,
+)
 from gateway.serving.health import HealthReport, HealthService
 
 __all__ = [
     "HEADER_MODEL",
+    "HEADER_REASON",
+    "HEADER_ROUTER",
+    "HEADER_SCORE",
+    "HEADER_THRESHOLD",
     "HEADER_TIER",
     "ChatCompletionService",
     "ChatResult",
@@ -12,4 +28,5 @@ __all__ = [
     "HealthService",
     "StreamResult",
     "Tier",
+    "failover_reason",
 ]

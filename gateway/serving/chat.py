@@ -8,6 +8,7 @@ SSE byte strings plus headers, which the thin HTTP layer writes out.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -17,9 +18,11 @@ from dataclasses import dataclass, field
 
 from gateway.engine import ChatEngine, EngineDelta, GenerationRequest
 from gateway.errors import (
+    EngineOverloadedError,
     GatewayError,
     InvalidRequestError,
     ModelNotFoundError,
+    ServiceUnavailableError,
     UnsupportedParameterError,
     UpstreamError,
     UpstreamTimeoutError,
@@ -36,9 +39,21 @@ from gateway.protocol import (
     ResponseMessage,
     Usage,
 )
-from gateway.routing.policy import RoutingDecision, ThresholdPolicy
+from gateway.routing.policy import RoutingDecision, ThresholdPolicy, check_threshold
 
-__all__ = ["HEADER_MODEL", "HEADER_TIER", "ChatCompletionService", "ChatResult", "StreamResult", "Tier"]
+__all__ = [
+    "HEADER_MODEL",
+    "HEADER_REASON",
+    "HEADER_ROUTER",
+    "HEADER_SCORE",
+    "HEADER_THRESHOLD",
+    "HEADER_TIER",
+    "ChatCompletionService",
+    "ChatResult",
+    "StreamResult",
+    "Tier",
+    "failover_reason",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +91,21 @@ class StreamResult:
 
     frames: AsyncIterator[bytes]
     headers: dict[str, str] = field(default_factory=dict)
+
+
+def failover_reason(error: GatewayError) -> str | None:
+    """Why a tier's failure may move the request elsewhere (``None``: the client's fault)."""
+    if isinstance(error, UpstreamTimeoutError):
+        return "timeout"
+    if isinstance(error, EngineOverloadedError):
+        return "overloaded"
+    if isinstance(error, ServiceUnavailableError):
+        return "unavailable"
+    if isinstance(error, UpstreamError):
+        return "error"
+    if isinstance(error, InvalidRequestError) and error.code == "context_length_exceeded":
+        return "context_length"
+    return None
 
 
 def _sse(payload: str) -> bytes:
@@ -159,13 +189,59 @@ class ChatCompletionService:
             raise InvalidRequestError("messages must include a system or user message", param="messages")
         return messages
 
-    async def route(self, request: ChatCompletionRequest, messages: list[dict[str, str]]) -> RoutingDecision:
+    def _parse_router_model(self, model: str) -> float:
+        # RouteLLM's form: "router-<router>-<threshold>", e.g. "router-lexical-0.35".
+        prefix = f"{self._virtual_model_name}-"
+        router, _, raw = model[len(prefix) :].rpartition("-")
+        try:
+            threshold = float(raw)
+        except ValueError:
+            raise InvalidRequestError(
+                f"model {model!r}: expected '{prefix}<router>-<threshold>'", param="model", code="invalid_value"
+            ) from None
+        loaded = self._policy.router_name if self._policy is not None else None
+        if loaded is None or router != loaded.split("@", 1)[0]:
+            raise ModelNotFoundError(
+                f"router {router!r} is not loaded here (loaded: {loaded.split('@', 1)[0] if loaded else 'none'})",
+                param="model",
+            )
+        return check_threshold(threshold, "model")
+
+    def is_routed(self, model: str) -> bool:
+        """Whether ``model`` names the virtual router model (plain or with a threshold)."""
+        return model == self._virtual_model_name or (
+            model.startswith(f"{self._virtual_model_name}-") and model not in self._by_model
+        )
+
+    async def route(
+        self, request: ChatCompletionRequest, messages: list[dict[str, str]], threshold_override: float | None = None
+    ) -> RoutingDecision:
         """Which tier serves ``request``: named models directly, the virtual model by policy."""
-        if request.model != self._virtual_model_name:
+        if not self.is_routed(request.model):
             return RoutingDecision(self.resolve_tier(request.model).name, "model")
+        if request.model != self._virtual_model_name:
+            threshold_override = self._parse_router_model(request.model)
+        if request.router_threshold is not None:
+            threshold_override = request.router_threshold
         if self._policy is None:
             return RoutingDecision(self._default_tier.name, "default")
-        return await self._policy.decide(messages)
+        return await self._policy.decide(messages, threshold_override)
+
+    def _failover_target(self, current: str, error: GatewayError, tried: set[str]) -> tuple[str, str] | None:
+        why = failover_reason(error)
+        if why is None:
+            return None
+        order = list(self._tiers)
+        index = order.index(current)
+        for name in order[index + 1 :]:
+            if name not in tried:
+                return name, f"escalated:{why}"
+        if why == "context_length":
+            return None  # smaller tiers have no more room
+        for name in reversed(order[:index]):
+            if name not in tried:
+                return name, f"fallback:{why}"
+        return None
 
     @staticmethod
     def _generation_request(
@@ -194,15 +270,34 @@ class ChatCompletionService:
             headers[HEADER_ROUTER] = self._policy.router_name
         return headers
 
-    async def create(self, request: ChatCompletionRequest) -> ChatResult | StreamResult:
-        """Serve one chat completion; streams are started (first token received) before returning."""
+    async def create(
+        self, request: ChatCompletionRequest, *, threshold_override: float | None = None
+    ) -> ChatResult | StreamResult:
+        """Serve one chat completion; streams are started (first token received) before returning.
+
+        Requests for the virtual router model fail over: a failing or overloaded tier (or a
+        prompt over its context) escalates to the next larger tier, and when no larger
+        tier is left the request falls back to a smaller one; the reason header says so.
+        Requests that name a concrete model get that model or its error.
+        """
         messages = self._validate(request)
-        decision = await self.route(request, messages)
-        tier = self._tiers[decision.tier]
-        generation = self._generation_request(request, tier, messages)
-        if request.stream:
-            return await self._start_stream(request, tier, generation, decision)
-        return await self._complete(tier, generation, decision)
+        decision = await self.route(request, messages, threshold_override)
+        failover = self.is_routed(request.model)
+        tried: set[str] = set()
+        while True:
+            tier = self._tiers[decision.tier]
+            generation = self._generation_request(request, tier, messages)
+            try:
+                if request.stream:
+                    return await self._start_stream(request, tier, generation, decision)
+                return await self._complete(tier, generation, decision)
+            except GatewayError as error:
+                tried.add(tier.name)
+                target = self._failover_target(tier.name, error, tried) if failover else None
+                if target is None:
+                    raise
+                logger.warning("tier %s failed (%s); %s to %s", tier.name, error.message, target[1], target[0])
+                decision = dataclasses.replace(decision, tier=target[0], reason=target[1])
 
     async def _complete(self, tier: Tier, generation: GenerationRequest, decision: RoutingDecision) -> ChatResult:
         try:

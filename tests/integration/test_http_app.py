@@ -103,3 +103,14 @@ async def test_get_single_model(client: httpx.AsyncClient) -> None:
     assert (await client.get("/v1/models/router")).json()["id"] == "router"
     missing = await client.get("/v1/models/nope")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
+
+
+@pytest.mark.parametrize("value", ["abc", "1.5", "-0.1", "nan"])
+async def test_bad_threshold_header_is_400(client: httpx.AsyncClient, value: str) -> None:
+    response = await client.post(
+        "/v1/chat/completions",
+        json={"model": "router", "messages": [{"role": "user", "content": "q"}]},
+        headers={"x-slm-router-threshold": value},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "x-slm-router-threshold"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import router_models
 from deployments.runtime import LocalGateway
 from gateway.config import GatewayConfig, load_config
 from tests.conftest import free_port
@@ -52,6 +53,10 @@ def serve_test_config(upstream_url: str, state_dir: Path) -> GatewayConfig:
             "num_retries": 0,
         },
     }
+    # Three tiers need two boundaries; both at the shipped router's calibrated threshold
+    # route like the default two-tier setup (small below it, large at or above it).
+    threshold = router_models.load_router(router_models.default_artifact_path()).default_threshold
+    data["routing"]["thresholds"] = [threshold, threshold]
     return GatewayConfig.model_validate(data)
 
 

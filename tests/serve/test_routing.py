@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 
 from deployments.runtime import LocalGateway
+from tests.fakes.openai_upstream import UpstreamBehaviour
 
 HARD = (
     "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her "
@@ -22,9 +23,10 @@ def chat(base_url: str, content: str) -> httpx.Response:
     return response
 
 
-def set_threshold(gateway: LocalGateway, threshold: float | None) -> None:
+def set_thresholds(gateway: LocalGateway, thresholds: list[float]) -> None:
     config = gateway.config
-    gateway.redeploy(config.model_copy(update={"routing": config.routing.model_copy(update={"threshold": threshold})}))
+    routing = config.routing.model_copy(update={"thresholds": thresholds})
+    gateway.redeploy(config.model_copy(update={"routing": routing}))
 
 
 def test_router_scores_and_reports_its_decision(base_url: str) -> None:
@@ -51,8 +53,9 @@ def readiness(base_url: str) -> dict[str, Any]:
 def test_threshold_changes_live_without_restart(gateway: LocalGateway, base_url: str) -> None:
     before = readiness(base_url)
     assert before["routing"]["router"] and before["routing"]["threshold"] is not None
+    original = list(gateway.config.routing.thresholds or [])
     try:
-        set_threshold(gateway, 0.0)
+        set_thresholds(gateway, [0.0, 0.0])
         after = readiness(base_url)
         assert after["routing"]["threshold"] == 0.0
         # Same replica: reconfigured in place, not restarted.
@@ -61,8 +64,36 @@ def test_threshold_changes_live_without_restart(gateway: LocalGateway, base_url:
         assert low.headers["x-slm-router-threshold"] == "0.000000"
         assert low.headers["x-slm-router-tier"] == "large"
         assert low.json()["model"] == "fake-large"
-        set_threshold(gateway, 1.0)
+        set_thresholds(gateway, [1.0, 1.0])
         high = chat(base_url, HARD)
         assert high.headers["x-slm-router-tier"] == "small"
     finally:
-        set_threshold(gateway, None)
+        set_thresholds(gateway, original)
+
+
+def test_prompt_over_small_context_escalates(base_url: str) -> None:
+    long_prompt = "Please summarise this. " + "The quick brown fox jumps over the lazy dog. " * 150
+    body = {"model": "router", "messages": [{"role": "user", "content": long_prompt}], "max_tokens": 4}
+    response = httpx.post(
+        f"{base_url}/v1/chat/completions", json=body, headers={"x-slm-router-threshold": "1.0"}, timeout=60
+    )
+    assert response.status_code == 200, response.text
+    # The stand-in (medium) runs on the same small engine, so it overflows too: the
+    # request climbs to the large tier.
+    assert response.headers["x-slm-router-reason"].startswith("escalated:")
+    assert response.headers["x-slm-router-tier"] == "large"
+    assert response.json()["model"] == "fake-large"
+
+
+def test_large_failure_falls_back_flagged(base_url: str, upstream_behaviour: UpstreamBehaviour) -> None:
+    upstream_behaviour.fail_status = 500
+    body = {"model": "router", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "stream": True}
+    with httpx.stream(
+        "POST", f"{base_url}/v1/chat/completions", json=body, headers={"x-slm-router-threshold": "0"}, timeout=60
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["x-slm-router-reason"] == "fallback:error"
+        assert response.headers["x-slm-router-tier"] == "medium"
+        lines = [line for line in response.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    assert upstream_behaviour.requests  # the large tier was tried first

@@ -115,7 +115,7 @@ async def test_stream_without_usage_has_no_usage_chunk() -> None:
 async def test_failure_before_first_token_raises_before_any_byte() -> None:
     engine = ScriptedEngine(fail_before=EngineOverloadedError("full", retry_after=1))
     with pytest.raises(EngineOverloadedError):
-        await service(engine).create(request(stream=True))
+        await service(engine).create(request(model="small-model", stream=True))
     assert engine.closed == 1
 
 
@@ -132,9 +132,9 @@ async def test_failure_mid_stream_sends_error_event_then_done() -> None:
 async def test_timeouts_become_504() -> None:
     slow = ScriptedEngine(delay_s=1.0)
     with pytest.raises(UpstreamTimeoutError):
-        await service(slow, timeout_s=0.2).create(request())
+        await service(slow, timeout_s=0.2).create(request(model="small-model"))
     with pytest.raises(UpstreamTimeoutError):
-        await service(ScriptedEngine(delay_s=1.0), timeout_s=0.2).create(request(stream=True))
+        await service(ScriptedEngine(delay_s=1.0), timeout_s=0.2).create(request(model="small-model", stream=True))
 
 
 async def test_client_disconnect_closes_the_engine_stream() -> None:

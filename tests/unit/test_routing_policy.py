@@ -40,14 +40,14 @@ async def test_policy_routes_by_threshold() -> None:
 
 
 async def test_explicit_threshold_and_override() -> None:
-    policy = ThresholdPolicy(["small", "large"], LengthScorer(), 0.05, "small")
+    policy = ThresholdPolicy(["small", "large"], LengthScorer(), [0.05], "small")
     assert (await policy.decide([{"role": "user", "content": "x" * 10}])).tier == "large"
     overridden = await policy.decide([{"role": "user", "content": "x" * 10}], threshold_override=0.9)
     assert (overridden.tier, overridden.reason) == ("small", "override")
     with pytest.raises(InvalidRequestError):
         await policy.decide([{"role": "user", "content": "x"}], threshold_override=1.5)
     with pytest.raises(InvalidRequestError):
-        ThresholdPolicy(["small", "large"], LengthScorer(), -0.1, "small")
+        ThresholdPolicy(["small", "large"], LengthScorer(), [-0.1], "small")
 
 
 async def test_no_scorer_uses_fallback() -> None:
@@ -63,7 +63,7 @@ async def test_service_scores_the_whole_conversation_and_sets_headers() -> None:
         virtual_model_name="router",
         default_tier="small",
         max_tokens_limit=50,
-        policy=ThresholdPolicy(["small", "large"], scorer, 0.5, "small"),
+        policy=ThresholdPolicy(["small", "large"], scorer, [0.5], "small"),
     )
     body = {
         "model": "router",
