@@ -10,12 +10,15 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
+    "AuthenticationError",
     "ConfigError",
     "EngineOverloadedError",
     "GatewayError",
     "InvalidRequestError",
     "ModelNotFoundError",
     "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RateLimitError",
     "ServiceUnavailableError",
     "UnsupportedParameterError",
     "UpstreamError",
@@ -72,6 +75,30 @@ class UnsupportedParameterError(InvalidRequestError):
     """A valid OpenAI parameter that this gateway does not support (HTTP 400)."""
 
     default_code = "unsupported_parameter"
+
+
+class AuthenticationError(GatewayError):
+    """No valid API key (HTTP 401)."""
+
+    status_code = 401
+    error_type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
+class PermissionDeniedError(GatewayError):
+    """Valid caller, forbidden action, e.g. an admin endpoint without the admin credential (HTTP 403)."""
+
+    status_code = 403
+    error_type = "invalid_request_error"
+    default_code = "permission_denied"
+
+
+class RateLimitError(GatewayError):
+    """Over a requests- or tokens-per-minute limit, or over budget (HTTP 429 with ``Retry-After``)."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
 
 
 class ModelNotFoundError(GatewayError):

@@ -1,0 +1,49 @@
+"""Shared state of all gateway replicas, kept in Redis: API keys, rate limits, response
+cache and a usage ledger that survives Redis outages. See ``docs/redis.md``.
+"""
+
+from gateway.state.api_keys import (
+    ApiKeyRecord,
+    ApiKeyStore,
+    format_api_key,
+    parse_api_key,
+    parse_bearer,
+    read_secret_env,
+    verify_admin,
+)
+from gateway.state.config import AuthConfig, CacheConfig, RateLimitConfig, StateConfig
+from gateway.state.errors import StateUnavailableError
+from gateway.state.health import RedisHealth
+from gateway.state.keys import KeySpace
+from gateway.state.ledger import BufferedWriter, LedgerOp
+from gateway.state.rate_limit import RateDecision, RateLimiter, estimate_tokens
+from gateway.state.response_cache import ResponseCache, cache_digest, normalise_request
+from gateway.state.store import StateStore, build_client, redact_url
+
+__all__ = [
+    "ApiKeyRecord",
+    "ApiKeyStore",
+    "AuthConfig",
+    "BufferedWriter",
+    "CacheConfig",
+    "KeySpace",
+    "LedgerOp",
+    "RateDecision",
+    "RateLimitConfig",
+    "RateLimiter",
+    "RedisHealth",
+    "ResponseCache",
+    "StateConfig",
+    "StateStore",
+    "StateUnavailableError",
+    "build_client",
+    "cache_digest",
+    "estimate_tokens",
+    "format_api_key",
+    "normalise_request",
+    "parse_api_key",
+    "parse_bearer",
+    "read_secret_env",
+    "redact_url",
+    "verify_admin",
+]

@@ -1,0 +1,91 @@
+"""Settings of the shared state (auth, rate limits, response cache) kept in Redis.
+
+They follow the house rules of :mod:`gateway.config`: every model forbids unknown keys
+and is frozen. :class:`StateConfig` is meant to be nested into ``GatewayConfig`` as its
+``state`` section; where Redis itself lives stays in ``GatewayConfig.redis``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gateway.state.keys import DEFAULT_PREFIX
+
+__all__ = ["AuthConfig", "CacheConfig", "RateLimitConfig", "StateConfig"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AuthConfig(_Strict):
+    """API-key authentication."""
+
+    #: On by default; the local profile (gateway/default_config.yaml) turns it off. When
+    #: on, every ``/v1`` request needs ``Authorization: Bearer sk-slm-...``.
+    enabled: bool = True
+    #: Name of the environment variable holding the admin key (never the key itself).
+    admin_key_env: str = "SLM_ROUTER_ADMIN_KEY"
+    #: Name of the environment variable holding the server-side pepper mixed into key
+    #: hashes. Every replica must see the same value; changing it invalidates every key.
+    #: Unset (or empty variable) means no pepper: secrets are 256-bit random, so the
+    #: hash is still not reversible, the pepper only adds defence in depth.
+    pepper_env: str | None = "SLM_ROUTER_KEY_PEPPER"
+    #: When Redis is down: ``True`` accepts keys this replica verified within
+    #: ``stale_ttl_s`` (a key revoked meanwhile stays usable until Redis is back);
+    #: ``False`` answers 503 for every key not verified within ``cache_ttl_s``.
+    #: Keys never seen before get 503 either way: they cannot be checked.
+    fail_open_when_redis_down: bool = False
+    #: Seconds a verified key is trusted without asking Redis (the revocation delay).
+    cache_ttl_s: float = Field(5.0, ge=0, le=60)
+    #: Seconds a verified key may be used while Redis is down (fail-open only).
+    stale_ttl_s: float = Field(3600.0, ge=0)
+    #: Verified keys remembered per replica.
+    cache_max_keys: int = Field(10_000, ge=1)
+
+
+class RateLimitConfig(_Strict):
+    """Per-key requests-per-minute and tokens-per-minute limits (GCRA in Redis)."""
+
+    #: When Redis is down: ``True`` lets requests through, ``False`` answers 503.
+    fail_open_when_redis_down: bool = True
+    #: Limits for keys whose record sets none (``None``: unlimited).
+    default_rpm: int | None = Field(None, ge=1)
+    default_tpm: int | None = Field(None, ge=1)
+
+
+class CacheConfig(_Strict):
+    """Exact-match cache of non-stream chat completions."""
+
+    enabled: bool = False
+    ttl_s: float = Field(300.0, gt=0)
+    #: Entries kept in Redis; past it the oldest are evicted.
+    max_entries: int = Field(10_000, ge=1)
+    #: Responses whose JSON is larger than this are not cached.
+    max_entry_bytes: int = Field(262_144, ge=256)
+
+
+class StateConfig(_Strict):
+    """Shared state of all gateway replicas, kept in Redis."""
+
+    #: Namespace prefix of every key (see docs/redis.md).
+    prefix: str = DEFAULT_PREFIX
+    #: Per-operation socket timeout. Small on purpose: a dead Redis must not hang requests.
+    op_timeout_s: float = Field(0.5, gt=0, le=5)
+    connect_timeout_s: float = Field(0.5, gt=0, le=5)
+    #: While Redis is down, at most one request per interval tries it again.
+    probe_interval_s: float = Field(1.0, gt=0)
+    #: Ledger entries (distinct keys with pending increments) buffered while Redis is down.
+    ledger_buffer_max_entries: int = Field(100_000, ge=1)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    rate_limits: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", value):
+            raise ValueError("prefix must be 1-32 characters of letters, digits, '_', '.', '-'")
+        return value

@@ -1,0 +1,224 @@
+"""Exact-match cache of non-stream chat completions, shared by every replica.
+
+The cache key is the SHA-256 of a *normalised* request: only what changes the output
+counts (model, message roles and texts, sampling parameters), in one canonical JSON
+form, so ``"content": "hi"`` and ``[{"type": "text", "text": "hi"}]``, ``1`` and ``1.0``,
+``stop: "x"`` and ``["x"]`` hit the same entry, while ``user``, ``stream`` and unknown
+fields are ignored. When the gateway starts honouring a new parameter, add it to
+:func:`normalise_request` and bump :data:`CACHE_KEY_VERSION`.
+
+Entries are JSON strings with a TTL; a sorted set indexes them by insertion time so a
+Lua script can keep at most ``max_entries`` (evicting the oldest) atomically. Redis
+being down is a cache miss, never an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from redis.asyncio import Redis
+
+from gateway.state.config import CacheConfig
+from gateway.state.errors import REDIS_FAILURES
+from gateway.state.health import RedisHealth
+from gateway.state.keys import KeySpace
+
+__all__ = ["CACHE_KEY_VERSION", "ResponseCache", "cache_digest", "normalise_request"]
+
+logger = logging.getLogger(__name__)
+
+#: Part of every digest: bumping it invalidates every entry at once.
+CACHE_KEY_VERSION = 1
+
+_FLOAT_PARAMS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+
+# KEYS[1]: the entry, KEYS[2]: the index (both tagged {cache}).
+# ARGV: value, ttl (ms), max entries, digest, entry key prefix. Returns evicted count.
+# Evicted entries are deleted by names built here; they share the {cache} tag, hence
+# the slot, so this is also valid on Redis Cluster.
+_PUT_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local ttl = tonumber(ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+-- Scores (microseconds) strictly increase, so equal timestamps never make ZPOPMIN
+-- fall back to digest order: "oldest" stays insertion order.
+local score = now
+local top = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+if top[2] and tonumber(top[2]) >= score then score = tonumber(top[2]) + 1 end
+redis.call('ZADD', KEYS[2], score, ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - ttl * 1000)
+local evicted = 0
+local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[3])
+if excess > 0 then
+  local oldest = redis.call('ZPOPMIN', KEYS[2], excess)
+  for i = 1, #oldest, 2 do
+    redis.call('DEL', ARGV[5] .. oldest[i])
+    evicted = evicted + 1
+  end
+end
+redis.call('PEXPIRE', KEYS[2], ttl)
+return evicted
+"""
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number")
+    return float(value)
+
+
+def _text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts: list[str] = []
+        for part in content:
+            if not isinstance(part, Mapping) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise ValueError("only text content parts can be cached")
+            parts.append(part["text"])
+        return "".join(parts)
+    raise ValueError("message content must be a string or a list of text parts")
+
+
+def normalise_request(request: Mapping[str, Any]) -> dict[str, Any]:
+    """The output-relevant part of a chat-completion request, in canonical form.
+
+    Mirrors what :class:`gateway.serving.ChatCompletionService` sends to engines:
+    ``developer`` becomes ``system``, content parts are joined, ``max_completion_tokens``
+    wins over ``max_tokens``. Raises ValueError for a request that cannot be cached.
+    """
+    model = request.get("model")
+    if not isinstance(model, str) or not model:
+        raise ValueError("model must be a non-empty string")
+    raw_messages = request.get("messages")
+    if not isinstance(raw_messages, list) or not raw_messages:
+        raise ValueError("messages must be a non-empty list")
+    messages = []
+    for message in raw_messages:
+        if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
+            raise ValueError("each message needs a role")
+        role = "system" if message["role"] == "developer" else message["role"]
+        messages.append({"role": role, "content": _text(message.get("content"))})
+    normal: dict[str, Any] = {"model": model, "messages": messages}
+    for name in _FLOAT_PARAMS:
+        value = request.get(name)
+        normal[name] = None if value is None else _number(name, value)
+    max_tokens = request.get("max_completion_tokens")
+    if max_tokens is None:
+        max_tokens = request.get("max_tokens")
+    seed = request.get("seed")
+    n = request.get("n")
+    for name, value in (("max_tokens", max_tokens), ("seed", seed), ("n", n)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"{name} must be an integer")
+    normal["max_tokens"] = max_tokens
+    normal["seed"] = seed
+    normal["n"] = 1 if n is None else n
+    stop = request.get("stop")
+    if stop is None:
+        normal["stop"] = []
+    elif isinstance(stop, str):
+        normal["stop"] = [stop]
+    elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        normal["stop"] = list(stop)
+    else:
+        raise ValueError("stop must be a string or a list of strings")
+    return normal
+
+
+def cache_digest(request: Mapping[str, Any], scope: str = "") -> str:
+    """SHA-256 (hex) of the normalised request within ``scope`` (e.g. a tenant)."""
+    canonical = json.dumps(
+        normalise_request(request), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    payload = f"v{CACHE_KEY_VERSION}\n{scope}\n{canonical}".encode()
+    return hashlib.sha256(payload).hexdigest()
+
+
+class ResponseCache:
+    """Shared exact-match cache of chat-completion responses (JSON dicts)."""
+
+    def __init__(self, client: Redis, keys: KeySpace, health: RedisHealth, config: CacheConfig) -> None:
+        self._client = client
+        self._keys = keys
+        self._health = health
+        self._config = config
+        self._put = client.register_script(_PUT_LUA)
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the configuration turns the cache on (callers skip it otherwise)."""
+        return self._config.enabled
+
+    async def get(self, request: Mapping[str, Any], scope: str = "") -> dict[str, Any] | None:
+        """The cached response for ``request``, or None (miss, uncachable request, Redis down).
+
+        ``scope`` separates caches (pass the tenant so one tenant never sees, or times,
+        another's cached answers).
+        """
+        try:
+            digest = cache_digest(request, scope)
+        except ValueError:
+            return None
+        if not self._health.allow_attempt():
+            self.misses += 1
+            return None
+        try:
+            raw = await self._client.get(self._keys.cache_entry(digest))
+        except REDIS_FAILURES as exc:
+            self._health.record_failure(exc)
+            self.misses += 1
+            return None
+        self._health.record_success()
+        if raw is None:
+            self.misses += 1
+            return None
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            logger.warning("dropping a corrupt cache entry %s", digest)
+            self.misses += 1
+            return None
+        if not isinstance(value, dict):
+            self.misses += 1
+            return None
+        self.hits += 1
+        return value
+
+    async def put(self, request: Mapping[str, Any], response: Mapping[str, Any], scope: str = "") -> bool:
+        """Store ``response`` for ``request``; False when not stored (too big, uncachable, Redis down)."""
+        try:
+            digest = cache_digest(request, scope)
+            value = json.dumps(response, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        except (ValueError, TypeError):
+            return False
+        if len(value) > self._config.max_entry_bytes:
+            return False
+        if not self._health.allow_attempt():
+            return False
+        try:
+            await self._put(
+                keys=[self._keys.cache_entry(digest), self._keys.cache_index()],
+                args=[
+                    value,
+                    max(1, int(self._config.ttl_s * 1000)),
+                    self._config.max_entries,
+                    digest,
+                    self._keys.cache_entry_prefix(),
+                ],
+            )
+        except REDIS_FAILURES as exc:
+            self._health.record_failure(exc)
+            return False
+        self._health.record_success()
+        return True

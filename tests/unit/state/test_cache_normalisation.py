@@ -1,0 +1,117 @@
+"""The response-cache key: what counts, what is ignored, what cannot be cached."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway.state import cache_digest, normalise_request
+
+BASE: dict[str, Any] = {
+    "model": "router",
+    "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+    "temperature": 0.0,
+    "max_tokens": 16,
+}
+
+
+def variant(**changes: Any) -> dict[str, Any]:
+    request = dict(BASE)
+    request.update(changes)
+    return request
+
+
+@pytest.mark.parametrize(
+    "same",
+    [
+        variant(user="alice", stream=False, stream_options={"include_usage": True}),
+        variant(logprobs=True, metadata={"x": 1}, some_future_field=[1, 2]),
+        variant(temperature=0),
+        variant(max_tokens=None, max_completion_tokens=16),
+        variant(stop=None),
+        variant(stop=[]),
+        variant(n=1),
+        variant(
+            messages=[
+                {"role": "developer", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "text", "text": "H"}, {"type": "text", "text": "i"}]},
+            ]
+        ),
+        variant(messages=[{"role": "system", "content": "Be brief.", "name": "x"}, {"role": "user", "content": "Hi"}]),
+        {**{k: BASE[k] for k in ("messages", "max_tokens", "temperature")}, "model": "router"},
+    ],
+)
+def test_equivalent_requests_share_a_digest(same: dict[str, Any]) -> None:
+    assert cache_digest(same) == cache_digest(BASE)
+
+
+@pytest.mark.parametrize(
+    "different",
+    [
+        variant(model="smollm2-135m-instruct"),
+        variant(messages=[{"role": "user", "content": "Hi"}]),
+        variant(messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi!"}]),
+        variant(messages=[{"role": "user", "content": "Be brief."}, {"role": "user", "content": "Hi"}]),
+        variant(temperature=0.7),
+        variant(temperature=None),
+        variant(top_p=0.9),
+        variant(max_tokens=17),
+        variant(max_completion_tokens=32),
+        variant(seed=1),
+        variant(stop="\n"),
+        variant(stop=["\n", "END"]),
+        variant(presence_penalty=0.5),
+        variant(frequency_penalty=0.5),
+    ],
+)
+def test_output_relevant_changes_change_the_digest(different: dict[str, Any]) -> None:
+    assert cache_digest(different) != cache_digest(BASE)
+
+
+def test_stop_string_equals_one_element_list() -> None:
+    assert cache_digest(variant(stop="x")) == cache_digest(variant(stop=["x"]))
+    assert cache_digest(variant(stop=["a", "b"])) != cache_digest(variant(stop=["b", "a"]))
+
+
+def test_scope_separates_tenants() -> None:
+    assert cache_digest(BASE, "tenant-a") != cache_digest(BASE, "tenant-b")
+    assert cache_digest(BASE, "tenant-a") == cache_digest(BASE, "tenant-a")
+
+
+def test_normal_form() -> None:
+    normal = normalise_request(variant(temperature=1, stop="x", user="u"))
+    assert normal == {
+        "model": "router",
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        "temperature": 1.0,
+        "top_p": None,
+        "presence_penalty": None,
+        "frequency_penalty": None,
+        "max_tokens": 16,
+        "seed": None,
+        "n": 1,
+        "stop": ["x"],
+    }
+    assert isinstance(normal["temperature"], float)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {},
+        variant(model=""),
+        variant(messages=[]),
+        variant(messages="hi"),
+        variant(messages=[{"content": "no role"}]),
+        variant(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]),
+        variant(temperature=float("nan")),
+        variant(temperature=True),
+        variant(temperature="0.5"),
+        variant(seed="1"),
+        variant(stop=[1]),
+    ],
+)
+def test_uncachable_requests_raise(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        cache_digest(bad)
