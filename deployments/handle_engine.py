@@ -46,6 +46,10 @@ class DeploymentHandleEngine(ChatEngine):
     async def start(self) -> None:
         """Nothing to start: the deployment owns the engine."""
 
+    def relabelled(self, model: str) -> DeploymentHandleEngine:
+        """The same deployment, reporting ``model`` as the model that answered."""
+        return DeploymentHandleEngine(self._handle, model, report_model_as=model)
+
     def _relabel(self, model: str) -> str:
         return self._report_model_as or model
 

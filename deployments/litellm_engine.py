@@ -101,6 +101,8 @@ class LiteLLMChatEngine(ChatEngine):
                 kwargs[name] = value
         if request.stop:
             kwargs["stop"] = list(request.stop)
+        if request.trace_headers:
+            kwargs["extra_headers"] = {**kwargs.get("extra_headers", {}), **request.trace_headers}
         return kwargs
 
     def _model_name(self, reported: str | None) -> str:

@@ -123,7 +123,12 @@ class VLLMChatEngine(ChatEngine):
         completion_tokens = 0
         self._pending += 1
         try:
-            generator = self._engine.generate({"prompt_token_ids": prompt_ids}, params, request.request_id)
+            generator = self._engine.generate(
+                {"prompt_token_ids": prompt_ids},
+                params,
+                request.request_id,
+                trace_headers=request.trace_headers or None,
+            )
             async for output in generator:
                 piece = output.outputs[0]
                 completion_tokens += len(piece.token_ids)

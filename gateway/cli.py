@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--config", help="YAML config (default: the packaged one)")
     prepare.set_defaults(func=_cmd_prepare_models)
 
+    from gateway.admin_client import register_commands as register_admin_commands
+
+    register_admin_commands(sub)
     try:
         from router_models.cli import register_commands
     except ImportError:

@@ -16,7 +16,10 @@ from typing import Annotated, Any, ClassVar, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gateway.accounting.config import AccountingConfig
 from gateway.errors import ConfigError
+from gateway.state.config import StateConfig
+from gateway.telemetry.config import TelemetryConfig
 
 __all__ = [
     "ENV_PREFIX",
@@ -246,6 +249,9 @@ class GatewayConfig(_Strict):
     #: Tiers ordered from cheapest to most expensive.
     tiers: dict[str, TierConfig]
     standin: StandInConfig = Field(default_factory=StandInConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    accounting: AccountingConfig = Field(default_factory=AccountingConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     ingress: DeploymentConfig = Field(
         default_factory=lambda: DeploymentConfig(max_ongoing_requests=256, max_queued_requests=1024)
     )

@@ -41,6 +41,8 @@ class GenerationRequest:
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     user: str | None = None
+    #: W3C trace context (``traceparent``/``tracestate``) to pass to the model upstream.
+    trace_headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

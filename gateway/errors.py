@@ -16,6 +16,7 @@ __all__ = [
     "GatewayError",
     "InvalidRequestError",
     "ModelNotFoundError",
+    "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -101,11 +102,17 @@ class RateLimitError(GatewayError):
     default_code = "rate_limit_exceeded"
 
 
-class ModelNotFoundError(GatewayError):
-    """The requested model is not served here (HTTP 404)."""
+class NotFoundError(GatewayError):
+    """The addressed resource does not exist (HTTP 404)."""
 
     status_code = 404
     error_type = "invalid_request_error"
+    default_code = "not_found"
+
+
+class ModelNotFoundError(NotFoundError):
+    """The requested model is not served here (HTTP 404)."""
+
     default_code = "model_not_found"
 
 

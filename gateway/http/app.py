@@ -1,4 +1,4 @@
-"""The thin FastAPI layer: parse, delegate to the serving logic, write the answer.
+"""The thin FastAPI layer: read the request, delegate to the serving logic, write the answer.
 
 All error bodies come from :meth:`gateway.errors.GatewayError.to_openai`; anything
 unexpected becomes a generic 500 envelope without a stack trace.
@@ -7,6 +7,8 @@ unexpected becomes a generic 500 envelope without a stack trace.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,15 +20,28 @@ from gateway.errors import GatewayError, InvalidRequestError, PayloadTooLargeErr
 from gateway.protocol import ChatCompletionRequest
 from gateway.protocol.parsing import parse_body
 from gateway.serving import ChatCompletionService, ChatResult, HealthService
+from gateway.serving.access import AccessControl
+from gateway.serving.admin import AdminService, CreateKeyRequest
+from gateway.serving.endpoint import ChatEndpoint
 
-__all__ = ["create_http_app", "read_limited_body"]
+__all__ = ["GatewayServices", "create_http_app", "read_limited_body"]
 
 logger = logging.getLogger(__name__)
 
-#: Request header with a per-request routing threshold for the virtual router model.
-THRESHOLD_REQUEST_HEADER = "x-slm-router-threshold"
-
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+@dataclass
+class GatewayServices:
+    """What the HTTP layer delegates to (built once per replica)."""
+
+    chat: ChatCompletionService
+    endpoint: ChatEndpoint
+    health: HealthService
+    access: AccessControl
+    admin: AdminService | None = None
+    #: Renders the Prometheus exposition (``/metrics``); ``None`` hides the route.
+    metrics: Callable[[], Awaitable[tuple[bytes, str]]] | None = None
 
 
 async def read_limited_body(request: Request, limit: int) -> bytes:
@@ -48,34 +63,11 @@ async def read_limited_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _threshold_header(request: Request) -> float | None:
-    raw = request.headers.get(THRESHOLD_REQUEST_HEADER)
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise InvalidRequestError(
-            f"header {THRESHOLD_REQUEST_HEADER} must be a number", param=THRESHOLD_REQUEST_HEADER
-        ) from None
-    if not 0.0 <= value <= 1.0:  # also rejects NaN
-        raise InvalidRequestError(
-            f"header {THRESHOLD_REQUEST_HEADER} must be within [0, 1]", param=THRESHOLD_REQUEST_HEADER
-        )
-    return value
-
-
 def _error_response(exc: GatewayError) -> JSONResponse:
     return JSONResponse(exc.to_openai(), status_code=exc.status_code, headers=exc.headers())
 
 
-def create_http_app(
-    chat: ChatCompletionService,
-    health: HealthService,
-    *,
-    max_body_bytes: int,
-    title: str = "slm-router",
-) -> FastAPI:
+def create_http_app(services: GatewayServices, *, max_body_bytes: int, title: str = "slm-router") -> FastAPI:
     """Build the OpenAI-compatible HTTP app over the serving objects."""
     app = FastAPI(title=title, docs_url=None, redoc_url=None)
 
@@ -109,28 +101,25 @@ def create_http_app(
     )
     async def chat_completions(request: Request) -> Response:
         body = await read_limited_body(request, max_body_bytes)
-        chat_request = parse_body(body, ChatCompletionRequest)
-        result = await chat.create(chat_request, threshold_override=_threshold_header(request))
+        result = await services.endpoint.handle(body, request.headers)
         if isinstance(result, ChatResult):
-            return Response(
-                content=result.response.model_dump_json(),
-                media_type="application/json",
-                headers=result.headers,
-            )
+            return Response(result.response.model_dump_json(), media_type="application/json", headers=result.headers)
         return StreamingResponse(
             result.frames, media_type="text/event-stream", headers={**_SSE_HEADERS, **result.headers}
         )
 
     @app.get("/v1/models")
-    async def list_models() -> dict[str, Any]:
-        return chat.list_models().model_dump()
+    async def list_models(request: Request) -> dict[str, Any]:
+        await services.access.authenticate(request.headers.get("authorization"))
+        return services.chat.list_models().model_dump()
 
     @app.get("/v1/models/{model_id:path}")
-    async def get_model(model_id: str) -> dict[str, Any]:
-        for card in chat.list_models().data:
+    async def get_model(request: Request, model_id: str) -> dict[str, Any]:
+        await services.access.authenticate(request.headers.get("authorization"))
+        for card in services.chat.list_models().data:
             if card.id == model_id:
                 return card.model_dump()
-        chat.resolve_tier(model_id)  # raises the 404 envelope
+        services.chat.resolve_tier(model_id)  # raises the 404 envelope
         raise AssertionError("unreachable")
 
     @app.get("/health/live")
@@ -139,7 +128,40 @@ def create_http_app(
 
     @app.get("/health/ready")
     async def ready() -> JSONResponse:
-        report = await health.readiness()
+        report = await services.health.readiness()
         return JSONResponse(report.as_dict(), status_code=200 if report.ready else 503)
 
+    if services.metrics is not None:
+        render = services.metrics
+
+        @app.get("/metrics")
+        async def metrics() -> Response:
+            payload, content_type = await render()
+            return Response(payload, media_type=content_type)
+
+    if services.admin is not None:
+        _add_admin_routes(app, services.admin, services.access, max_body_bytes)
     return app
+
+
+def _add_admin_routes(app: FastAPI, admin: AdminService, access: AccessControl, max_body_bytes: int) -> None:
+    @app.post("/admin/keys")
+    async def create_key(request: Request) -> JSONResponse:
+        access.require_admin(request.headers.get("authorization"))
+        body = parse_body(await read_limited_body(request, max_body_bytes), CreateKeyRequest)
+        return JSONResponse(await admin.create_key(body), status_code=201, headers={"Cache-Control": "no-store"})
+
+    @app.get("/admin/keys")
+    async def list_keys(request: Request) -> dict[str, Any]:
+        access.require_admin(request.headers.get("authorization"))
+        return await admin.list_keys()
+
+    @app.delete("/admin/keys/{key_id}")
+    async def revoke_key(request: Request, key_id: str) -> dict[str, Any]:
+        access.require_admin(request.headers.get("authorization"))
+        return await admin.revoke_key(key_id)
+
+    @app.get("/admin/costs")
+    async def costs(request: Request, since: str = "24h") -> dict[str, Any]:
+        access.require_admin(request.headers.get("authorization"))
+        return await admin.costs(since)

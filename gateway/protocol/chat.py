@@ -126,11 +126,20 @@ class ChatCompletionRequest(_Tolerant):
 
 
 class Usage(BaseModel):
-    """Token counts of one completion."""
+    """Token counts of one completion, plus slm-router's cost figures when accounting is on."""
 
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    #: ``{"cost_usd", "baseline_usd", "savings_usd"}`` for this request (slm-router extension).
+    slm_router: dict[str, float] | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_extension(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("slm_router") is None:
+            data.pop("slm_router", None)
+        return data
 
 
 class ResponseMessage(BaseModel):

@@ -13,7 +13,7 @@ from gateway.serving.chat import (
     Tier,
     failover_reason,
 )
-from gateway.serving.health import HealthReport, HealthService
+from gateway.serving.health import HealthCheck, HealthReport, HealthService
 
 __all__ = [
     "HEADER_MODEL",
@@ -24,6 +24,7 @@ __all__ = [
     "HEADER_TIER",
     "ChatCompletionService",
     "ChatResult",
+    "HealthCheck",
     "HealthReport",
     "HealthService",
     "StreamResult",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import time
 import uuid
@@ -29,17 +28,16 @@ from gateway.errors import (
 )
 from gateway.protocol import (
     ChatCompletionChoice,
-    ChatCompletionChunk,
     ChatCompletionRequest,
     ChatCompletionResponse,
-    ChunkChoice,
-    DeltaMessage,
     ModelCard,
     ModelList,
     ResponseMessage,
     Usage,
 )
 from gateway.routing.policy import RoutingDecision, ThresholdPolicy, check_threshold
+from gateway.serving.observer import RequestObservation
+from gateway.serving.streaming import SseStream, close_quietly
 
 __all__ = [
     "HEADER_MODEL",
@@ -106,10 +104,6 @@ def failover_reason(error: GatewayError) -> str | None:
     if isinstance(error, InvalidRequestError) and error.code == "context_length_exceeded":
         return "context_length"
     return None
-
-
-def _sse(payload: str) -> bytes:
-    return f"data: {payload}\n\n".encode()
 
 
 class ChatCompletionService:
@@ -271,7 +265,11 @@ class ChatCompletionService:
         return headers
 
     async def create(
-        self, request: ChatCompletionRequest, *, threshold_override: float | None = None
+        self,
+        request: ChatCompletionRequest,
+        *,
+        threshold_override: float | None = None,
+        observation: RequestObservation | None = None,
     ) -> ChatResult | StreamResult:
         """Serve one chat completion; streams are started (first token received) before returning.
 
@@ -282,30 +280,55 @@ class ChatCompletionService:
         """
         messages = self._validate(request)
         decision = await self.route(request, messages, threshold_override)
+        if observation is not None:
+            observation.routed(decision)
         failover = self.is_routed(request.model)
         tried: set[str] = set()
         while True:
             tier = self._tiers[decision.tier]
             generation = self._generation_request(request, tier, messages)
+            if observation is not None:
+                trace_headers = observation.upstream_headers(tier.name, tier.served_model_name)
+                generation = dataclasses.replace(generation, trace_headers=trace_headers)
             try:
                 if request.stream:
-                    return await self._start_stream(request, tier, generation, decision)
-                return await self._complete(tier, generation, decision)
+                    return await self._start_stream(request, tier, generation, decision, observation)
+                return await self._complete(tier, generation, decision, observation)
             except GatewayError as error:
                 tried.add(tier.name)
                 target = self._failover_target(tier.name, error, tried) if failover else None
                 if target is None:
                     raise
                 logger.warning("tier %s failed (%s); %s to %s", tier.name, error.message, target[1], target[0])
+                if observation is not None:
+                    observation.failed_over(tier.name, target[0], target[1], error)
                 decision = dataclasses.replace(decision, tier=target[0], reason=target[1])
 
-    async def _complete(self, tier: Tier, generation: GenerationRequest, decision: RoutingDecision) -> ChatResult:
+    async def _complete(
+        self,
+        tier: Tier,
+        generation: GenerationRequest,
+        decision: RoutingDecision,
+        observation: RequestObservation | None,
+    ) -> ChatResult:
         try:
             async with asyncio.timeout(tier.timeout_s):
                 completion = await tier.engine.complete(generation)
         except TimeoutError:
             raise UpstreamTimeoutError(f"{tier.served_model_name} did not answer within {tier.timeout_s:g}s") from None
         model = completion.model or tier.served_model_name
+        headers = self._headers(tier, model, decision)
+        cost = None
+        if observation is not None:
+            cost = await observation.finish(
+                tier=tier.name,
+                model=model,
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                stream=False,
+            )
+        if cost is not None:
+            headers.update(cost.headers())
         response = ChatCompletionResponse(
             id=generation.request_id,
             created=int(time.time()),
@@ -320,100 +343,39 @@ class ChatCompletionService:
                 prompt_tokens=completion.prompt_tokens,
                 completion_tokens=completion.completion_tokens,
                 total_tokens=completion.prompt_tokens + completion.completion_tokens,
+                slm_router=cost.as_dict() if cost is not None else None,
             ),
         )
-        return ChatResult(response=response, headers=self._headers(tier, model, decision))
+        return ChatResult(response=response, headers=headers)
 
     async def _start_stream(
-        self, request: ChatCompletionRequest, tier: Tier, generation: GenerationRequest, decision: RoutingDecision
-    ) -> StreamResult:
-        deltas = tier.engine.stream(generation).__aiter__()
-        # Wait for the first delta before answering, so a failure before the first
-        # token is a proper HTTP error (and, later, a transparent failover).
-        try:
-            async with asyncio.timeout(tier.timeout_s):
-                first: EngineDelta | None = await anext(deltas, None)
-        except TimeoutError:
-            await _close(deltas)
-            raise UpstreamTimeoutError(f"{tier.served_model_name} sent nothing within {tier.timeout_s:g}s") from None
-        except BaseException:
-            await _close(deltas)
-            raise
-        model = first.model if first is not None and first.model else tier.served_model_name
-        frames = self._frames(request, tier, generation, model, first, deltas)
-        return StreamResult(frames=frames, headers=self._headers(tier, model, decision))
-
-    async def _frames(
         self,
         request: ChatCompletionRequest,
         tier: Tier,
         generation: GenerationRequest,
-        model: str,
-        first: EngineDelta | None,
-        deltas: AsyncIterator[EngineDelta],
-    ) -> AsyncIterator[bytes]:
-        created = int(time.time())
-
-        def chunk(delta: DeltaMessage, finish_reason: str | None = None) -> bytes:
-            body = ChatCompletionChunk(
-                id=generation.request_id,
-                created=created,
-                model=model,
-                choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)],
-            )
-            return _sse(body.model_dump_json())
-
-        last = first
-        finish_reason: str | None = None
+        decision: RoutingDecision,
+        observation: RequestObservation | None,
+    ) -> StreamResult:
+        deltas = tier.engine.stream(generation).__aiter__()
+        # Wait for the first delta before answering, so a failure before the first
+        # token is a proper HTTP error (and a transparent failover).
         try:
-            yield chunk(DeltaMessage(role="assistant", content=""))
-            if first is not None:
-                if first.text:
-                    yield chunk(DeltaMessage(content=first.text))
-                finish_reason = first.finish_reason
-            deadline = asyncio.get_running_loop().time() + tier.timeout_s
-            while finish_reason is None:
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        delta = await anext(deltas, None)
-                except TimeoutError:
-                    raise UpstreamTimeoutError(
-                        f"{tier.served_model_name} did not finish within {tier.timeout_s:g}s"
-                    ) from None
-                if delta is None:
-                    break
-                last = delta
-                if delta.text:
-                    yield chunk(DeltaMessage(content=delta.text))
-                finish_reason = delta.finish_reason
-            yield chunk(DeltaMessage(), finish_reason or "stop")
-            if request.wants_usage_in_stream():
-                prompt = last.prompt_tokens if last else 0
-                completion = last.completion_tokens if last else 0
-                usage_chunk = ChatCompletionChunk(
-                    id=generation.request_id,
-                    created=created,
-                    model=model,
-                    choices=[],
-                    usage=Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion),
-                )
-                yield _sse(usage_chunk.model_dump_json())
-        except GatewayError as exc:
-            # Headers are gone; OpenAI's SDK raises on an in-stream error object.
-            logger.warning("stream %s failed after start: %s", generation.request_id, exc.message)
-            yield _sse(json.dumps(exc.to_openai()))
-        except Exception:
-            logger.exception("stream %s failed after start", generation.request_id)
-            yield _sse(json.dumps(UpstreamError(f"{tier.served_model_name} failed mid-stream").to_openai()))
-        finally:
-            await _close(deltas)
-        yield _sse("[DONE]")
-
-
-async def _close(iterator: AsyncIterator[EngineDelta]) -> None:
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is not None:
-        try:
-            await aclose()
-        except Exception:
-            logger.debug("closing an engine stream failed", exc_info=True)
+            async with asyncio.timeout(tier.timeout_s):
+                first: EngineDelta | None = await anext(deltas, None)
+        except TimeoutError:
+            await close_quietly(deltas)
+            raise UpstreamTimeoutError(f"{tier.served_model_name} sent nothing within {tier.timeout_s:g}s") from None
+        except BaseException:
+            await close_quietly(deltas)
+            raise
+        model = first.model if first is not None and first.model else tier.served_model_name
+        stream = SseStream(
+            request_id=generation.request_id,
+            model=model,
+            tier_name=tier.name,
+            served_model_name=tier.served_model_name,
+            timeout_s=tier.timeout_s,
+            include_usage=request.wants_usage_in_stream(),
+            observation=observation,
+        )
+        return StreamResult(frames=stream.frames(first, deltas), headers=self._headers(tier, model, decision))

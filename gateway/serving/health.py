@@ -1,4 +1,9 @@
-"""Liveness and readiness: named async checks with a timeout each."""
+"""Liveness and readiness: named async checks with a timeout each.
+
+Hard checks (the model tiers) decide readiness. Soft checks (Redis) only mark the
+replica ``degraded``: serving goes on without shared state, as designed, and a load
+balancer must not pull every replica because Redis blinked.
+"""
 
 from __future__ import annotations
 
@@ -14,15 +19,17 @@ HealthCheck = Callable[[], Awaitable[None]]
 
 @dataclass(frozen=True)
 class HealthReport:
-    """Readiness result: ``ready`` only when every check passed."""
+    """Readiness result: ``ready`` when every hard check passed."""
 
     ready: bool
     checks: dict[str, str]
+    degraded: bool = False
     info: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         """JSON body of the readiness endpoint."""
-        return {"status": "ready" if self.ready else "not_ready", "checks": self.checks, **self.info}
+        status = "not_ready" if not self.ready else ("degraded" if self.degraded else "ready")
+        return {"status": status, "checks": self.checks, **self.info}
 
 
 class HealthService:
@@ -33,8 +40,10 @@ class HealthService:
         checks: Mapping[str, HealthCheck],
         timeout_s: float = 2.0,
         info: Callable[[], dict[str, Any]] | None = None,
+        soft_checks: Mapping[str, HealthCheck] | None = None,
     ) -> None:
         self._checks = dict(checks)
+        self._soft = dict(soft_checks or {})
         self._timeout_s = timeout_s
         self._info = info
 
@@ -50,8 +59,11 @@ class HealthService:
 
     async def readiness(self) -> HealthReport:
         """Run every check."""
-        names = list(self._checks)
-        results = await asyncio.gather(*(self._run(self._checks[n]) for n in names))
+        names = [*self._checks, *self._soft]
+        every = {**self._checks, **self._soft}
+        results = await asyncio.gather(*(self._run(every[n]) for n in names))
         checks = dict(zip(names, results, strict=True))
+        ready = all(checks[n] == "ok" for n in self._checks)
+        degraded = any(checks[n] != "ok" for n in self._soft)
         info = self._info() if self._info is not None else {}
-        return HealthReport(ready=all(r == "ok" for r in results), checks=checks, info=info)
+        return HealthReport(ready=ready, checks=checks, degraded=degraded, info=info)

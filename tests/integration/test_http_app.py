@@ -2,115 +2,101 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from deployments.litellm_engine import LiteLLMChatEngine
-from gateway.config import LiteLLMTierConfig
-from gateway.http import create_http_app
 from gateway.redis_server import EmbeddedRedis
-from gateway.serving import ChatCompletionService, HealthService, Tier
-from tests.fakes.engines import ScriptedEngine
-from tests.fakes.openai_upstream import FakeOpenAIUpstream
+from tests.fakes.openai_upstream import FakeOpenAIUpstream, UpstreamBehaviour
+from tests.integration.conftest import AppFactory, gateway_config
+
+CHAT = "/v1/chat/completions"
 
 
-@pytest.fixture()
-def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(tmp_path / "redis", persist=False)
-    server.start()
-    yield server
-    server.stop()
+def body(model: str = "router", content: str = "q", **extra: object) -> dict[str, object]:
+    return {"model": model, "messages": [{"role": "user", "content": content}], **extra}
 
 
-@pytest.fixture()
-async def client(fake_upstream: FakeOpenAIUpstream, own_redis: EmbeddedRedis) -> AsyncIterator[httpx.AsyncClient]:
-    import redis.asyncio as aioredis
-
-    large = LiteLLMChatEngine(
-        LiteLLMTierConfig(
-            served_model_name="fake-large",
-            model="openai/fake-large",
-            api_base=fake_upstream.base_url,
-            api_key_env="SLM_TEST_UPSTREAM_KEY",
-            timeout_s=3,
-            num_retries=0,
-        )
-    )
-    await large.start()
-    chat = ChatCompletionService(
-        [
-            Tier("small", "small-model", ScriptedEngine(model="small-model"), 16, 5),
-            Tier("large", "fake-large", large, 64, 5),
-        ],
-        virtual_model_name="router",
-        default_tier="small",
-        max_tokens_limit=1000,
-    )
-    redis_client = aioredis.Redis.from_url(own_redis.url, socket_timeout=1, socket_connect_timeout=1)
-
-    async def ping() -> None:
-        await redis_client.ping()
-
-    app = create_http_app(chat, HealthService({"redis": ping}, timeout_s=2), max_body_bytes=4096)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
-        yield http
-    await redis_client.aclose()
+async def test_round_trip_through_both_tiers_with_cost(
+    make_app: AppFactory, redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream
+) -> None:
+    config = gateway_config(redis_server.url, fake_upstream.base_url, state={"prefix": f"t{uuid.uuid4().hex[:8]}"})
+    async with make_app(config) as (client, _):
+        small = await client.post(CHAT, json=body())
+        assert small.status_code == 200 and small.headers["x-slm-router-tier"] == "small"
+        assert small.json()["usage"]["slm_router"]["cost_usd"] == float(small.headers["x-slm-router-cost-usd"])
+        large = await client.post(CHAT, json=body("fake-large"))
+        assert large.json()["choices"][0]["message"]["content"] == "large says: q"
+        assert large.headers["x-slm-router-savings-usd"] == "0.000000000"  # the baseline itself
 
 
-async def test_round_trip_through_both_tiers(client: httpx.AsyncClient) -> None:
-    small = await client.post(
-        "/v1/chat/completions", json={"model": "router", "messages": [{"role": "user", "content": "q"}]}
-    )
-    assert small.status_code == 200 and small.headers["x-slm-router-tier"] == "small"
-    large = await client.post(
-        "/v1/chat/completions", json={"model": "fake-large", "messages": [{"role": "user", "content": "q"}]}
-    )
-    assert large.json()["choices"][0]["message"]["content"] == "large says: q"
+async def test_chunked_body_over_limit_is_413(make_app: AppFactory, fake_upstream: FakeOpenAIUpstream) -> None:
+    config = gateway_config(None, fake_upstream.base_url, server={"max_body_bytes": 4096})
 
-
-async def test_chunked_body_over_limit_is_413(client: httpx.AsyncClient) -> None:
-    async def body() -> AsyncIterator[bytes]:
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(10):
             yield b"x" * 1000
 
-    response = await client.post("/v1/chat/completions", content=body())
+    async with make_app(config) as (client, _):
+        response = await client.post(CHAT, content=chunks())
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
 
 
-async def test_stream_over_http(client: httpx.AsyncClient) -> None:
-    body = {"model": "fake-large", "stream": True, "messages": [{"role": "user", "content": "one two"}]}
-    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
-        assert response.headers["content-type"].startswith("text/event-stream")
-        lines = [line async for line in response.aiter_lines() if line]
+async def test_stream_over_http_with_cost_in_usage(make_app: AppFactory, fake_upstream: FakeOpenAIUpstream) -> None:
+    async with make_app(gateway_config(None, fake_upstream.base_url)) as (client, _):
+        request = body("fake-large", "one two", stream=True, stream_options={"include_usage": True})
+        async with client.stream("POST", CHAT, json=request) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            lines = [line async for line in response.aiter_lines() if line]
     assert lines[-1] == "data: [DONE]"
+    assert '"slm_router"' in lines[-2] and '"cost_usd"' in lines[-2]
 
 
-async def test_readiness_follows_redis(client: httpx.AsyncClient, own_redis: EmbeddedRedis) -> None:
-    ready = await client.get("/health/ready")
-    assert ready.status_code == 200 and ready.json()["checks"]["redis"] == "ok"
-    own_redis.stop()
-    not_ready = await client.get("/health/ready")
-    assert not_ready.status_code == 503
-    assert not_ready.json()["status"] == "not_ready"
-    assert (await client.get("/health/live")).status_code == 200
+async def test_readiness_degrades_but_stays_ready_without_redis(
+    make_app: AppFactory, fake_upstream: FakeOpenAIUpstream, tmp_path: Path
+) -> None:
+    server = EmbeddedRedis(tmp_path / "redis", persist=False)
+    server.start()
+    async with make_app(gateway_config(server.url, fake_upstream.base_url)) as (client, _):
+        ready = await client.get("/health/ready")
+        assert ready.status_code == 200 and ready.json()["status"] == "ready"
+        assert ready.json()["checks"]["redis"] == "ok"
+        server.stop()
+        degraded = await client.get("/health/ready")
+        assert degraded.status_code == 200
+        assert degraded.json()["status"] == "degraded"
+        assert degraded.json()["checks"]["redis"] != "ok"
+        assert degraded.json()["state"]["degraded"] is True
+        # Serving goes on without Redis.
+        assert (await client.post(CHAT, json=body())).status_code == 200
+        assert (await client.get("/health/live")).status_code == 200
 
 
-async def test_get_single_model(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/v1/models/router")).json()["id"] == "router"
-    missing = await client.get("/v1/models/nope")
+async def test_get_single_model(make_app: AppFactory, fake_upstream: FakeOpenAIUpstream) -> None:
+    async with make_app(gateway_config(None, fake_upstream.base_url)) as (client, _):
+        assert (await client.get("/v1/models/router")).json()["id"] == "router"
+        missing = await client.get("/v1/models/nope")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
 
 
 @pytest.mark.parametrize("value", ["abc", "1.5", "-0.1", "nan"])
-async def test_bad_threshold_header_is_400(client: httpx.AsyncClient, value: str) -> None:
-    response = await client.post(
-        "/v1/chat/completions",
-        json={"model": "router", "messages": [{"role": "user", "content": "q"}]},
-        headers={"x-slm-router-threshold": value},
-    )
+async def test_bad_threshold_header_is_400(make_app: AppFactory, fake_upstream: FakeOpenAIUpstream, value: str) -> None:
+    async with make_app(gateway_config(None, fake_upstream.base_url)) as (client, _):
+        response = await client.post(CHAT, json=body(), headers={"x-slm-router-threshold": value})
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "x-slm-router-threshold"
+
+
+async def test_trace_context_flows_to_the_upstream(
+    make_app: AppFactory, fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour
+) -> None:
+    trace_id = uuid.uuid4().hex
+    traceparent = f"00-{trace_id}-{'1' * 16}-01"
+    async with make_app(gateway_config(None, fake_upstream.base_url)) as (client, _):
+        response = await client.post(CHAT, json=body("fake-large"), headers={"traceparent": traceparent})
+    assert response.status_code == 200
+    sent = upstream_behaviour.headers_seen[-1]["traceparent"]
+    assert sent.split("-")[1] == trace_id and sent != traceparent  # same trace, the gateway's own span

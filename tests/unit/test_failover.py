@@ -29,11 +29,15 @@ def build(small: ScriptedEngine, large: ScriptedEngine, medium: ScriptedEngine |
     names.append("large")
     thresholds = [0.3, 0.6][: len(names) - 1] if medium is not None else [0.6]
     policy = ThresholdPolicy(names, LengthScorer(), thresholds, "small")
-    return ChatCompletionService(tiers, virtual_model_name="router", default_tier="small", max_tokens_limit=64, policy=policy)
+    return ChatCompletionService(
+        tiers, virtual_model_name="router", default_tier="small", max_tokens_limit=64, policy=policy
+    )
 
 
 def req(content: str = "short", **extra: object) -> ChatCompletionRequest:
-    return ChatCompletionRequest.model_validate({"model": "router", "messages": [{"role": "user", "content": content}], **extra})
+    return ChatCompletionRequest.model_validate(
+        {"model": "router", "messages": [{"role": "user", "content": content}], **extra}
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,111 @@
+"""The CLI's side of the admin API: ``slm-router keys ...`` and ``slm-router costs``.
+
+It talks HTTP to a running gateway (``--url``, default ``http://127.0.0.1:8000``) with
+the admin credential from ``$SLM_ROUTER_ADMIN_KEY``, so it works the same against a
+laptop gateway and a KubeRay cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+__all__ = ["register_commands"]
+
+
+def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    import httpx
+
+    admin_key = os.environ.get(args.admin_key_env)
+    if not admin_key:
+        raise SystemExit(f"set ${args.admin_key_env} to the gateway's admin credential")
+    try:
+        response = httpx.request(
+            method,
+            f"{args.url.rstrip('/')}{path}",
+            json=body,
+            headers={"authorization": f"Bearer {admin_key}"},
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        raise SystemExit(f"cannot reach the gateway at {args.url}: {exc}") from None
+    data: dict[str, Any] = response.json()
+    if response.status_code >= 400:
+        raise SystemExit(f"error {response.status_code}: {data.get('error', {}).get('message', data)}")
+    return data
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    body = {
+        "name": args.name,
+        "tenant": args.tenant,
+        "rpm_limit": args.rpm,
+        "tpm_limit": args.tpm,
+        "budget_usd": args.budget,
+    }
+    data = _call(args, "POST", "/admin/keys", {k: v for k, v in body.items() if v is not None})
+    print(f"key id: {data['key_id']}\ntenant: {data['tenant']}")
+    print(f"API key (shown once, store it now): {data['key']}")
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    data = _call(args, "GET", "/admin/keys")
+    if args.json:
+        print(json.dumps(data["data"], indent=2))
+        return 0
+    print(f"{'key_id':<18} {'name':<20} {'tenant':<16} {'rpm':>6} {'tpm':>8} {'budget_usd':>10} status")
+    for key in data["data"]:
+        status = "revoked" if key.get("revoked_at") else "active"
+        print(
+            f"{key['key_id']:<18} {key['name'][:20]:<20} {key['tenant'][:16]:<16} {key.get('rpm_limit') or '-':>6} "
+            f"{key.get('tpm_limit') or '-':>8} {key.get('budget_usd') or '-':>10} {status}"
+        )
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    _call(args, "DELETE", f"/admin/keys/{args.key_id}")
+    print(f"revoked {args.key_id}")
+    return 0
+
+
+def _costs(args: argparse.Namespace) -> int:
+    data = _call(args, "GET", f"/admin/costs?since={args.since}")
+    print(json.dumps(data["rows"], indent=2) if args.json else data["table"])
+    return 0
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=os.environ.get("SLM_ROUTER_URL", "http://127.0.0.1:8000"), help="gateway URL")
+    parser.add_argument("--admin-key-env", default="SLM_ROUTER_ADMIN_KEY", help="variable holding the admin key")
+
+
+def register_commands(sub: Any) -> None:
+    """Add ``keys`` and ``costs`` to the ``slm-router`` parser."""
+    keys = sub.add_parser("keys", help="create, list and revoke API keys (admin API)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key; its secret is printed once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--tenant", default="default")
+    create.add_argument("--rpm", type=int, help="requests per minute")
+    create.add_argument("--tpm", type=int, help="tokens per minute")
+    create.add_argument("--budget", type=float, help="dollar budget")
+    _common(create)
+    create.set_defaults(func=_keys_create)
+    listing = keys_sub.add_parser("list", help="list keys (never their secrets)")
+    listing.add_argument("--json", action="store_true")
+    _common(listing)
+    listing.set_defaults(func=_keys_list)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id")
+    _common(revoke)
+    revoke.set_defaults(func=_keys_revoke)
+
+    costs = sub.add_parser("costs", help="requests, tokens, cost, baseline and savings by tier and key")
+    costs.add_argument("--since", default="24h", help="look-back, e.g. 30m, 1h, 7d")
+    costs.add_argument("--json", action="store_true")
+    _common(costs)
+    costs.set_defaults(func=_costs)

@@ -1,0 +1,85 @@
+"""The admin API's logic: API keys and cost reports (admin credential required)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.accounting import Ledger
+from gateway.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
+from gateway.state import StateStore
+
+__all__ = ["AdminService", "CreateKeyRequest", "parse_since"]
+
+_SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(raw: str) -> timedelta:
+    """``"90m"``, ``"1h"``, ``"7d"`` as a look-back period (400 otherwise)."""
+    match = _SINCE.match(raw)
+    if match is None:
+        raise InvalidRequestError("since must look like 30m, 1h, 7d or 2w", param="since")
+    period = timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    if period > timedelta(days=800):
+        raise InvalidRequestError("since reaches back further than the ledger keeps data", param="since")
+    return period
+
+
+class CreateKeyRequest(BaseModel):
+    """Body of ``POST /admin/keys``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    tenant: str = Field("default", min_length=1, max_length=64)
+    rpm_limit: int | None = Field(None, ge=1)
+    tpm_limit: int | None = Field(None, ge=1)
+    budget_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
+    routing_defaults: dict[str, Any] | None = None
+
+
+class AdminService:
+    """Key lifecycle and cost reports over the shared state."""
+
+    def __init__(self, store: StateStore | None, ledger: Ledger | None) -> None:
+        self._store = store
+        self._ledger = ledger
+
+    def _require_store(self) -> StateStore:
+        if self._store is None:
+            raise ServiceUnavailableError("no Redis is configured for shared state")
+        return self._store
+
+    async def create_key(self, body: CreateKeyRequest) -> dict[str, Any]:
+        """Create a key; the plaintext is in this response only."""
+        plaintext, record = await self._require_store().api_keys.create(
+            body.name,
+            body.tenant,
+            rpm_limit=body.rpm_limit,
+            tpm_limit=body.tpm_limit,
+            budget_usd=body.budget_usd,
+            routing_defaults=body.routing_defaults,
+        )
+        return {"key": plaintext, **record.model_dump(mode="json")}
+
+    async def list_keys(self) -> dict[str, Any]:
+        """Every key's record (never a secret or a hash)."""
+        records = await self._require_store().api_keys.list()
+        return {"object": "list", "data": [r.model_dump(mode="json") for r in records]}
+
+    async def revoke_key(self, key_id: str) -> dict[str, Any]:
+        """Revoke a key (404 when unknown)."""
+        if not await self._require_store().api_keys.revoke(key_id):
+            raise NotFoundError(f"no key with id {key_id!r}", param="key_id", code="key_not_found")
+        return {"id": key_id, "revoked": True}
+
+    async def costs(self, since: str) -> dict[str, Any]:
+        """Requests, tokens, cost, baseline, savings and savings % by tier, model and key."""
+        if self._ledger is None:
+            raise ServiceUnavailableError("cost accounting is not enabled")
+        summary = await self._ledger.summary(parse_since(since))
+        return {"since": since, "rows": [row.as_dict() for row in summary.rows()], "table": summary.as_table()}

@@ -1,0 +1,116 @@
+"""Everything ``POST /v1/chat/completions`` does, free of any HTTP framework.
+
+Order matters and follows OpenAI's API: authenticate, parse, admit under rate limits,
+answer from the response cache when asked, else route and generate; bookkeeping
+(cost, ledger, metrics, traces) is observed throughout.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from gateway.errors import GatewayError, InvalidRequestError
+from gateway.protocol import ChatCompletionRequest, ChatCompletionResponse
+from gateway.protocol.parsing import parse_body
+from gateway.serving.access import AccessControl
+from gateway.serving.chat import ChatCompletionService, ChatResult, StreamResult
+from gateway.serving.observer import RequestObserver
+from gateway.state import ResponseCache
+
+__all__ = [
+    "CACHE_HEADER",
+    "TENANT_HEADER",
+    "THRESHOLD_HEADER",
+    "ChatEndpoint",
+    "parse_threshold_header",
+]
+
+#: Request header with a per-request routing threshold for the virtual router model.
+THRESHOLD_HEADER = "x-slm-router-threshold"
+#: Request header opting one non-stream request into the response cache; responses say hit or miss.
+CACHE_HEADER = "x-slm-router-cache"
+#: Request header naming the tenant when authentication is off (with auth, the key's tenant wins).
+TENANT_HEADER = "x-slm-router-tenant"
+#: Upper bound of generated tokens assumed by the rate limiter before a response exists.
+_ESTIMATE_MAX_TOKENS = 256
+
+
+def parse_threshold_header(headers: Mapping[str, str]) -> float | None:
+    """The per-request threshold header as a number in [0, 1] (400 otherwise)."""
+    raw = headers.get(THRESHOLD_HEADER)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidRequestError(f"header {THRESHOLD_HEADER} must be a number", param=THRESHOLD_HEADER) from None
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise InvalidRequestError(f"header {THRESHOLD_HEADER} must be within [0, 1]", param=THRESHOLD_HEADER)
+    return value
+
+
+class ChatEndpoint:
+    """The chat-completions endpoint's logic."""
+
+    def __init__(
+        self,
+        chat: ChatCompletionService,
+        access: AccessControl,
+        observer: RequestObserver,
+        cache: ResponseCache | None = None,
+    ) -> None:
+        self._chat = chat
+        self._access = access
+        self._observer = observer
+        self._cache = cache
+
+    def _wants_cache(self, request: ChatCompletionRequest, headers: Mapping[str, str]) -> bool:
+        if self._cache is None or request.stream:
+            return False
+        opt = headers.get(CACHE_HEADER, "").strip().lower()
+        if opt in ("false", "0", "no"):
+            return False
+        return self._cache.enabled or opt in ("true", "1", "yes")
+
+    async def handle(self, body: bytes, headers: Mapping[str, str]) -> ChatResult | StreamResult:
+        """Serve one request; every failure is a :class:`GatewayError`."""
+        caller = await self._access.authenticate(headers.get("authorization"), headers.get(TENANT_HEADER))
+        request = parse_body(body, ChatCompletionRequest)
+        threshold = parse_threshold_header(headers)
+        request_dict: dict[str, Any] = request.model_dump(mode="json", exclude_none=True)
+        admission = await self._access.admit(caller, request_dict, _ESTIMATE_MAX_TOKENS)
+        use_cache = self._wants_cache(request, headers)
+        if use_cache and self._cache is not None:
+            hit = await self._cache.get(request_dict, scope=caller.tenant)
+            if hit is not None:
+                return self._cached(hit, admission.headers())
+        observation = self._observer.begin(
+            request_model=request.model, headers=headers, caller=caller, admission=admission
+        )
+        try:
+            result = await self._chat.create(request, threshold_override=threshold, observation=observation)
+        except GatewayError as error:
+            observation.fail(error)
+            raise
+        result.headers.update(admission.headers())
+        if use_cache and self._cache is not None and isinstance(result, ChatResult):
+            stored = result.response.model_dump(mode="json")
+            stored["usage"].pop("slm_router", None)
+            await self._cache.put(request_dict, stored, scope=caller.tenant)
+            result.headers[CACHE_HEADER] = "miss"
+        return result
+
+    @staticmethod
+    def _cached(hit: dict[str, Any], extra_headers: dict[str, str]) -> ChatResult:
+        # A hit is a new response to the client (fresh id) that cost nothing upstream.
+        hit = {**hit, "id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time())}
+        usage = dict(hit.get("usage") or {})
+        usage["slm_router"] = {"cost_usd": 0.0, "baseline_usd": 0.0, "savings_usd": 0.0}
+        hit["usage"] = usage
+        response = ChatCompletionResponse.model_validate(hit)
+        headers = {CACHE_HEADER: "hit", "x-slm-router-model": response.model, **extra_headers}
+        headers["x-slm-router-cost-usd"] = "0"
+        return ChatResult(response=response, headers=headers)

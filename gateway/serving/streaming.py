@@ -1,0 +1,151 @@
+"""Server-sent events for a streamed chat completion, and their bookkeeping.
+
+Usage is final only when the engine's stream ends, so the request is priced and
+recorded here: at the end of a normal stream (the optional usage chunk then carries
+the cost), after a mid-stream failure, or, when the client disconnects and the task is
+cancelled, in a detached task, so the tokens already generated are never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from gateway.accounting import RequestCost
+from gateway.engine import EngineDelta
+from gateway.errors import GatewayError, UpstreamError, UpstreamTimeoutError
+from gateway.protocol import ChatCompletionChunk, ChunkChoice, DeltaMessage, Usage
+from gateway.serving.observer import RequestObservation
+
+__all__ = ["SseStream", "close_quietly", "sse"]
+
+logger = logging.getLogger(__name__)
+
+
+def sse(payload: str) -> bytes:
+    """One SSE ``data:`` frame."""
+    return f"data: {payload}\n\n".encode()
+
+
+async def close_quietly(iterator: AsyncIterator[EngineDelta]) -> None:
+    """Close an engine stream (cancelling generation), ignoring errors: the request is over."""
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:
+            logger.debug("closing an engine stream failed", exc_info=True)
+
+
+@dataclass
+class SseStream:
+    """Turns engine deltas into ``chat.completion.chunk`` frames ending in ``[DONE]``."""
+
+    request_id: str
+    model: str
+    tier_name: str
+    served_model_name: str
+    timeout_s: float
+    include_usage: bool
+    observation: RequestObservation | None = None
+
+    def _chunk(self, created: int, delta: DeltaMessage, finish_reason: str | None = None) -> bytes:
+        body = ChatCompletionChunk(
+            id=self.request_id,
+            created=created,
+            model=self.model,
+            choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)],
+        )
+        return sse(body.model_dump_json())
+
+    async def frames(self, first: EngineDelta | None, deltas: AsyncIterator[EngineDelta]) -> AsyncIterator[bytes]:
+        """The SSE frames; closing this generator cancels the engine's generation."""
+        created = int(time.time())
+        last = first
+        finish_reason: str | None = None
+        settled = False
+        try:
+            yield self._chunk(created, DeltaMessage(role="assistant", content=""))
+            if first is not None:
+                if first.text:
+                    self._first_token()
+                    yield self._chunk(created, DeltaMessage(content=first.text))
+                finish_reason = first.finish_reason
+            deadline = asyncio.get_running_loop().time() + self.timeout_s
+            while finish_reason is None:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        delta = await anext(deltas, None)
+                except TimeoutError:
+                    raise UpstreamTimeoutError(
+                        f"{self.served_model_name} did not finish within {self.timeout_s:g}s"
+                    ) from None
+                if delta is None:
+                    break
+                last = delta
+                if delta.text:
+                    self._first_token()
+                    yield self._chunk(created, DeltaMessage(content=delta.text))
+                finish_reason = delta.finish_reason
+            yield self._chunk(created, DeltaMessage(), finish_reason or "stop")
+            settled = True
+            cost = await self._finish(last)
+            if self.include_usage:
+                prompt, completion = _usage(last)
+                usage = Usage(
+                    prompt_tokens=prompt,
+                    completion_tokens=completion,
+                    total_tokens=prompt + completion,
+                    slm_router=cost.as_dict() if cost is not None else None,
+                )
+                body = ChatCompletionChunk(
+                    id=self.request_id, created=created, model=self.model, choices=[], usage=usage
+                )
+                yield sse(body.model_dump_json())
+        except GatewayError as exc:
+            # Headers are gone; OpenAI's SDK raises on an in-stream error object.
+            logger.warning("stream %s failed after start: %s", self.request_id, exc.message)
+            if not settled:
+                settled = True
+                await self._finish(last)
+            yield sse(json.dumps(exc.to_openai()))
+        except Exception:
+            logger.exception("stream %s failed after start", self.request_id)
+            if not settled:
+                settled = True
+                await self._finish(last)
+            yield sse(json.dumps(UpstreamError(f"{self.served_model_name} failed mid-stream").to_openai()))
+        finally:
+            if not settled and self.observation is not None:
+                # The client went away (task cancelled or generator closed): record what
+                # was generated anyway, outside this dying task.
+                prompt, completion = _usage(last)
+                self.observation.finish_later(
+                    tier=self.tier_name,
+                    model=self.model,
+                    prompt_tokens=prompt,
+                    completion_tokens=completion,
+                    stream=True,
+                )
+            await close_quietly(deltas)
+        yield sse("[DONE]")
+
+    def _first_token(self) -> None:
+        if self.observation is not None:
+            self.observation.first_token()
+
+    async def _finish(self, last: EngineDelta | None) -> RequestCost | None:
+        if self.observation is None:
+            return None
+        prompt, completion = _usage(last)
+        return await self.observation.finish(
+            tier=self.tier_name, model=self.model, prompt_tokens=prompt, completion_tokens=completion, stream=True
+        )
+
+
+def _usage(last: EngineDelta | None) -> tuple[int, int]:
+    return (last.prompt_tokens, last.completion_tokens) if last is not None else (0, 0)

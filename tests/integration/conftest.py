@@ -1,0 +1,111 @@
+"""In-process gateway apps (no Ray) over real local servers: Redis and an OpenAI upstream."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from deployments.litellm_engine import LiteLLMChatEngine
+from gateway.config import GatewayConfig, LiteLLMTierConfig
+from gateway.http import GatewayServices, create_http_app
+from gateway.serving import Tier
+from gateway.serving.assembly import ReplicaServices, build_replica_services
+from tests.fakes.engines import ScriptedEngine
+from tests.fakes.openai_upstream import FakeOpenAIUpstream
+
+ADMIN_KEY = "admin-test-credential-0123456789"
+
+
+def gateway_config(redis_url: str | None, upstream_url: str, **sections: Any) -> GatewayConfig:
+    """A two-tier config: a scripted small tier and a litellm large tier at the fake upstream."""
+    data: dict[str, Any] = {
+        "redis": {"url": redis_url},
+        "routing": {"router_artifact": None},
+        "tiers": {
+            "small": {"kind": "vllm", "served_model_name": "small-model", "default_max_tokens": 16},
+            "large": {
+                "kind": "litellm",
+                "served_model_name": "fake-large",
+                "model": "openai/fake-large",
+                "api_base": upstream_url,
+                "api_key_env": "SLM_TEST_UPSTREAM_KEY",
+                "timeout_s": 3,
+                "num_retries": 0,
+            },
+        },
+        "accounting": {
+            # A ledger of its own per config, so tests that count never see each other's requests.
+            "ledger": {"key_prefix": f"it-{uuid.uuid4().hex[:12]}:acct"},
+            "prices": {
+                "small": {"kind": "per_million", "input_usd_per_million": 0.1, "output_usd_per_million": 0.3},
+                "large": {"kind": "per_million", "input_usd_per_million": 2.5, "output_usd_per_million": 10},
+            },
+        },
+        "state": {"prefix": "it", "auth": {"enabled": False}},
+    }
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value}
+    return GatewayConfig.model_validate(data)
+
+
+async def make_tiers(
+    config: GatewayConfig, small: ScriptedEngine | None = None, *, scripted_large: bool = False
+) -> list[Tier]:
+    large_config = config.tiers["large"]
+    assert isinstance(large_config, LiteLLMTierConfig)
+    large: Any = (
+        ScriptedEngine(model="fake-large", prompt_tokens=11) if scripted_large else LiteLLMChatEngine(large_config)
+    )
+    await large.start()
+    return [
+        Tier("small", "small-model", small or ScriptedEngine(model="small-model"), 16, 5),
+        Tier("large", "fake-large", large, 64, 5),
+    ]
+
+
+AppFactory = Callable[..., Any]
+
+
+@pytest.fixture()
+def make_app(fake_upstream: FakeOpenAIUpstream) -> AppFactory:
+    """``async with make_app(config, ...) as (client, services)``: one in-process replica."""
+
+    @asynccontextmanager
+    async def factory(
+        config: GatewayConfig,
+        *,
+        small: ScriptedEngine | None = None,
+        scripted_large: bool = False,
+        environ: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[tuple[httpx.AsyncClient, ReplicaServices]]:
+        tiers = await make_tiers(config, small, scripted_large=scripted_large)
+        env = {"SLM_ROUTER_ADMIN_KEY": ADMIN_KEY, **(environ or {})}
+        services = await build_replica_services(config, tiers, environ=env, **kwargs)
+        app = create_http_app(
+            GatewayServices(
+                chat=services.chat,
+                endpoint=services.endpoint,
+                health=services.health,
+                access=services.access,
+                admin=services.admin,
+                metrics=services.render_metrics,
+            ),
+            max_body_bytes=config.server.max_body_bytes,
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=30) as client:
+            try:
+                yield client, services
+            finally:
+                await services.close()
+
+    return factory
+
+
+Call = Callable[..., Awaitable[httpx.Response]]

@@ -1,0 +1,88 @@
+"""``slm-router keys`` and ``slm-router costs`` against a real gateway over HTTP."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+
+from gateway.cli import main
+from gateway.http import GatewayServices, create_http_app
+from gateway.redis_server import EmbeddedRedis
+from gateway.serving.assembly import build_replica_services
+from tests.conftest import free_port
+from tests.fakes.openai_upstream import FakeOpenAIUpstream
+from tests.integration.conftest import ADMIN_KEY, gateway_config, make_tiers
+
+
+@pytest.fixture()
+def gateway_url(redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream) -> Iterator[str]:
+    import asyncio
+
+    config = gateway_config(
+        redis_server.url,
+        fake_upstream.base_url,
+        state={"prefix": f"cli{uuid.uuid4().hex[:6]}", "auth": {"enabled": True}},
+    )
+    port = free_port()
+    ready = threading.Event()
+    holder: dict[str, uvicorn.Server] = {}
+
+    def run() -> None:
+        async def serve() -> None:
+            tiers = await make_tiers(config, scripted_large=True)
+            services = await build_replica_services(config, tiers, environ={"SLM_ROUTER_ADMIN_KEY": ADMIN_KEY})
+            app = create_http_app(
+                GatewayServices(services.chat, services.endpoint, services.health, services.access, services.admin),
+                max_body_bytes=65536,
+            )
+            server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+            holder["server"] = server
+            ready.set()
+            await server.serve()
+            await services.close()
+
+        asyncio.run(serve())
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    ready.wait(10)
+    deadline = time.monotonic() + 10
+    while not holder["server"].started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    holder["server"].should_exit = True
+    thread.join(10)
+
+
+def test_keys_and_costs_cli(
+    gateway_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    monkeypatch.setenv("SLM_ROUTER_ADMIN_KEY", ADMIN_KEY)
+    assert main(["keys", "create", "--name", "cli-key", "--tenant", "acme", "--rpm", "60", "--url", gateway_url]) == 0
+    out = capsys.readouterr().out
+    key = out.split("store it now): ")[1].strip()
+    key_id = out.split("key id: ")[1].split()[0]
+    chat = httpx.post(
+        f"{gateway_url}/v1/chat/completions",
+        json={"model": "small-model", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"authorization": f"Bearer {key}"},
+    )
+    assert chat.status_code == 200
+    assert main(["keys", "list", "--url", gateway_url]) == 0
+    listing = capsys.readouterr().out
+    assert key_id in listing and "active" in listing and key not in listing
+    assert main(["costs", "--since", "1h", "--url", gateway_url]) == 0
+    table = capsys.readouterr().out
+    assert "savings" in table and "small" in table and key_id in table
+    assert main(["keys", "revoke", key_id, "--url", gateway_url]) == 0
+    assert "revoked" in capsys.readouterr().out
+    monkeypatch.setenv("SLM_ROUTER_ADMIN_KEY", "wrong")
+    with pytest.raises(SystemExit, match="403"):
+        main(["keys", "list", "--url", gateway_url])

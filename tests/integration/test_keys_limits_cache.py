@@ -1,0 +1,111 @@
+"""API keys, rate limits across two replicas, and the response cache, over a real Redis."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from gateway.redis_server import EmbeddedRedis
+from tests.fakes.engines import ScriptedEngine
+from tests.fakes.openai_upstream import FakeOpenAIUpstream
+from tests.integration.conftest import ADMIN_KEY, AppFactory, gateway_config
+
+CHAT = "/v1/chat/completions"
+ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
+BODY = {"model": "small-model", "messages": [{"role": "user", "content": "hello"}]}
+
+
+def auth_config(redis_url: str, upstream: str, **state: object) -> object:
+    section = {"prefix": f"k{uuid.uuid4().hex[:8]}", "auth": {"enabled": True, "cache_ttl_s": 0}, **state}
+    return gateway_config(redis_url, upstream, state=section)
+
+
+async def test_key_lifecycle_over_the_admin_api(
+    make_app: AppFactory, redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream
+) -> None:
+    async with make_app(auth_config(redis_server.url, fake_upstream.base_url)) as (client, _):
+        missing = await client.post(CHAT, json=BODY)
+        assert missing.status_code == 401 and missing.json()["error"]["code"] == "missing_api_key"
+        wrong = await client.post(CHAT, json=BODY, headers={"authorization": "Bearer sk-slm-0000-nope"})
+        assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
+        assert (await client.post("/admin/keys", json={"name": "a"})).status_code == 403
+        bad_admin = await client.post("/admin/keys", json={"name": "a"}, headers={"authorization": "Bearer guess"})
+        assert bad_admin.status_code == 403
+
+        created = await client.post("/admin/keys", json={"name": "svc", "tenant": "acme"}, headers=ADMIN)
+        assert created.status_code == 201
+        key = created.json()["key"]
+        key_id = created.json()["key_id"]
+        assert key.startswith("sk-slm-")
+        ok = await client.post(CHAT, json=BODY, headers={"authorization": f"Bearer {key}"})
+        assert ok.status_code == 200
+        listing = await client.get("/admin/keys", headers=ADMIN)
+        assert key_id in listing.text and key not in listing.text and key.rsplit("-", 1)[1] not in listing.text
+        assert (await client.get("/v1/models")).status_code == 401
+        assert (await client.delete(f"/admin/keys/{key_id}", headers=ADMIN)).json()["revoked"] is True
+        revoked = await client.post(CHAT, json=BODY, headers={"authorization": f"Bearer {key}"})
+        assert revoked.status_code == 401
+        assert (await client.delete("/admin/keys/nope", headers=ADMIN)).status_code == 404
+
+
+async def test_rate_limit_is_shared_by_two_replicas(
+    make_app: AppFactory, redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream
+) -> None:
+    config = auth_config(redis_server.url, fake_upstream.base_url)
+    async with make_app(config) as (one, _), make_app(config) as (two, _):
+        created = await one.post("/admin/keys", json={"name": "limited", "rpm_limit": 4}, headers=ADMIN)
+        headers = {"authorization": f"Bearer {created.json()['key']}"}
+        statuses = []
+        for index in range(6):
+            response = await (one if index % 2 else two).post(CHAT, json=BODY, headers=headers)
+            statuses.append(response.status_code)
+            if response.status_code == 429:
+                assert float(response.headers["retry-after"]) >= 1
+                assert response.json()["error"]["type"] == "rate_limit_error"
+        assert statuses.count(200) == 4 and statuses.count(429) == 2
+
+
+async def test_tokens_per_minute_limit(
+    make_app: AppFactory, redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream
+) -> None:
+    async with make_app(auth_config(redis_server.url, fake_upstream.base_url)) as (client, _):
+        created = await client.post("/admin/keys", json={"name": "tpm", "tpm_limit": 300}, headers=ADMIN)
+        headers = {"authorization": f"Bearer {created.json()['key']}"}
+        statuses = [(await client.post(CHAT, json=BODY, headers=headers)).status_code for _ in range(12)]
+    assert 200 in statuses and 429 in statuses
+
+
+async def test_cache_hit_is_free_and_marked(
+    make_app: AppFactory, redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream
+) -> None:
+    engine = ScriptedEngine(model="small-model")
+    config = gateway_config(redis_server.url, fake_upstream.base_url, state={"prefix": f"c{uuid.uuid4().hex[:8]}"})
+    async with make_app(config, small=engine) as (client, services):
+        opt_in = {"x-slm-router-cache": "true"}
+        first = await client.post(CHAT, json=BODY, headers=opt_in)
+        assert first.headers["x-slm-router-cache"] == "miss"
+        second = await client.post(CHAT, json=BODY, headers=opt_in)
+        assert second.headers["x-slm-router-cache"] == "hit"
+        assert second.json()["choices"] == first.json()["choices"]
+        assert second.json()["id"] != first.json()["id"]
+        assert second.json()["usage"]["slm_router"]["cost_usd"] == 0.0
+        assert len(engine.requests) == 1
+        other = await client.post(CHAT, json={**BODY, "temperature": 0.5}, headers=opt_in)
+        assert other.headers["x-slm-router-cache"] == "miss"
+        no_opt = await client.post(CHAT, json=BODY)
+        assert "x-slm-router-cache" not in no_opt.headers
+        assert services.ledger is not None
+        await services.store.ledger.flush()  # type: ignore[union-attr]
+        totals = await services.ledger.totals()
+    # Three answered requests in the ledger; the hit cost nothing and is not there.
+    assert sum(series.counts.requests for series in totals) == 3
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_tenant_header_without_auth(
+    make_app: AppFactory, fake_upstream: FakeOpenAIUpstream, stream: bool
+) -> None:
+    async with make_app(gateway_config(None, fake_upstream.base_url)) as (client, _):
+        response = await client.post(CHAT, json={**BODY, "stream": stream}, headers={"x-slm-router-tenant": "team-a"})
+    assert response.status_code == 200
