@@ -15,6 +15,7 @@ from ray.serve import Application
 from deployments.ingress import GatewayIngress
 from deployments.small_model import SmallModelDeployment
 from gateway.config import GatewayConfig, RoutingConfig, load_config
+from gateway.errors import ConfigError
 
 __all__ = ["INGRESS_NAME", "app_builder", "build_app", "model_deployment_name"]
 
@@ -44,5 +45,13 @@ def build_app(config: GatewayConfig) -> Application:
 
 
 def app_builder(args: dict[str, Any]) -> Application:
-    """Serve's application-builder hook: ``args`` may carry ``config_path``."""
+    """Serve's application-builder hook.
+
+    ``args.config_path``: the YAML config (default: the packaged local profile).
+    ``args.config_revision``: ignored by the code; bumping it in a RayService makes Serve
+    redeploy after the mounted config file changed (the file path itself did not).
+    """
+    unknown = set(args) - {"config_path", "config_revision"}
+    if unknown:
+        raise ConfigError(f"unknown application args: {sorted(unknown)}")
     return build_app(load_config(args.get("config_path")))

@@ -78,6 +78,27 @@ def _costs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _threshold(args: argparse.Namespace) -> int:
+    action = args.threshold_command
+    if action == "get":
+        data = _call(args, "GET", "/admin/routing")
+    elif action == "simulate":
+        data = _call(args, "GET", f"/admin/routing/simulate?threshold={args.value}")
+    elif action == "audit":
+        data = _call(args, "GET", "/admin/routing/audit")
+    else:
+        change: dict[str, Any] = {
+            "set": {"threshold": args.value},
+            "target": {"target_share": args.value},
+            "budget": {"budget_usd_per_hour": args.value} if args.value is not None else {"clear_budget": True},
+        }[action]
+        if action == "budget" and args.over_budget:
+            change["over_budget"] = args.over_budget
+        data = _call(args, "PUT", "/admin/routing", change)
+    print(json.dumps(data, indent=2))
+    return 0
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=os.environ.get("SLM_ROUTER_URL", "http://127.0.0.1:8000"), help="gateway URL")
     parser.add_argument("--admin-key-env", default="SLM_ROUTER_ADMIN_KEY", help="variable holding the admin key")
@@ -103,6 +124,24 @@ def register_commands(sub: Any) -> None:
     revoke.add_argument("key_id")
     _common(revoke)
     revoke.set_defaults(func=_keys_revoke)
+
+    threshold = sub.add_parser("threshold", help="read or change live routing (threshold, target share, budget)")
+    actions = threshold.add_subparsers(dest="threshold_command", required=True)
+    for name, help_text, value_type in (
+        ("get", "settings in force, effective thresholds, budget use, realised large share", None),
+        ("set", "a fixed threshold in [0, 1] for every replica", float),
+        ("target", "keep this share of traffic on the large model, e.g. 0.25", float),
+        ("budget", "cap large-model spend in USD per hour (omit the value to remove the cap)", float),
+        ("simulate", "what a threshold would have done on recent traffic", float),
+        ("audit", "recent changes: who, when, old and new value", None),
+    ):
+        action = actions.add_parser(name, help=help_text)
+        if value_type is not None:
+            action.add_argument("value", type=value_type, nargs="?" if name == "budget" else None)
+        if name == "budget":
+            action.add_argument("--over-budget", choices=["small", "reject"], help="what to do at the cap")
+        _common(action)
+        action.set_defaults(func=_threshold)
 
     costs = sub.add_parser("costs", help="requests, tokens, cost, baseline and savings by tier and key")
     costs.add_argument("--since", default="24h", help="look-back, e.g. 30m, 1h, 7d")

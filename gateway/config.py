@@ -216,6 +216,9 @@ class RoutingConfig(_Strict):
     #: With more than two tiers: one ascending boundary per pair of neighbouring tiers
     #: (``thresholds[k]`` separates tier ``k`` from tier ``k + 1``). Overrides ``threshold``.
     thresholds: list[Annotated[float, Field(ge=0.0, le=1.0)]] | None = None
+    #: Default per-request threshold by tenant (API keys may carry their own in
+    #: ``routing_defaults.threshold``); a request's own override still wins.
+    tenant_thresholds: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
     #: Threads that score requests in each ingress replica (off the event loop).
     scoring_threads: int = Field(2, ge=1, le=16)
 

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway.errors import GatewayError, InvalidRequestError, PayloadTooLargeError, error_body
 from gateway.protocol import ChatCompletionRequest
 from gateway.protocol.parsing import parse_body
+from gateway.routing.live import RoutingUpdate
 from gateway.serving import ChatCompletionService, ChatResult, HealthService
 from gateway.serving.access import AccessControl
 from gateway.serving.admin import AdminService, CreateKeyRequest
@@ -160,6 +161,28 @@ def _add_admin_routes(app: FastAPI, admin: AdminService, access: AccessControl, 
     async def revoke_key(request: Request, key_id: str) -> dict[str, Any]:
         access.require_admin(request.headers.get("authorization"))
         return await admin.revoke_key(key_id)
+
+    @app.get("/admin/routing")
+    async def get_routing(request: Request) -> dict[str, Any]:
+        access.require_admin(request.headers.get("authorization"))
+        return await admin.routing()
+
+    @app.put("/admin/routing")
+    async def put_routing(request: Request) -> dict[str, Any]:
+        access.require_admin(request.headers.get("authorization"))
+        change = parse_body(await read_limited_body(request, max_body_bytes), RoutingUpdate)
+        operator = (request.headers.get("x-slm-router-operator") or "admin").strip()[:64] or "admin"
+        return await admin.update_routing(change, operator)
+
+    @app.get("/admin/routing/audit")
+    async def routing_audit(request: Request, limit: int = 50) -> dict[str, Any]:
+        access.require_admin(request.headers.get("authorization"))
+        return await admin.routing_audit(limit)
+
+    @app.get("/admin/routing/simulate")
+    async def simulate(request: Request, threshold: float) -> dict[str, Any]:
+        access.require_admin(request.headers.get("authorization"))
+        return await admin.simulate(threshold)
 
     @app.get("/admin/costs")
     async def costs(request: Request, since: str = "24h") -> dict[str, Any]:

@@ -98,22 +98,27 @@ class ThresholdPolicy:
         """``<router>@<digest>`` of the learned router in use."""
         return self._scorer.name if self._scorer is not None else None
 
-    def _boundaries(self, override: float | None) -> list[float]:
-        if override is None:
-            return self._thresholds
-        # An override moves the boundary into the most expensive tier; lower boundaries
-        # may not sit above it.
-        return [min(t, override) for t in self._thresholds[:-1]] + [override]
-
     async def decide(
-        self, messages: Sequence[dict[str, str]], threshold_override: float | None = None
+        self,
+        messages: Sequence[dict[str, str]],
+        threshold_override: float | None = None,
+        thresholds: Sequence[float] | None = None,
     ) -> RoutingDecision:
-        """Score ``messages`` and pick a tier."""
+        """Score ``messages`` and pick a tier.
+
+        ``thresholds`` replaces the configured boundaries for this decision (live
+        operator settings); ``threshold_override`` is the client's per-request value.
+        """
         if threshold_override is not None:
             check_threshold(threshold_override)
-        if self._scorer is None or not self._thresholds:
+        base = list(thresholds) if thresholds else self._thresholds
+        if self._scorer is None or not base:
             return RoutingDecision(self._fallback_tier, "default")
-        boundaries = self._boundaries(threshold_override)
+        boundaries = (
+            base
+            if threshold_override is None
+            else [min(t, threshold_override) for t in base[:-1]] + [threshold_override]
+        )
         started = time.perf_counter()
         score = await self._scorer.score(messages)
         elapsed_ms = (time.perf_counter() - started) * 1000

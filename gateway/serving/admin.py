@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.accounting import Ledger
 from gateway.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
+from gateway.routing.live import RoutingControl, RoutingUpdate
+from gateway.serving.chat import ChatCompletionService
 from gateway.state import StateStore
 
 __all__ = ["AdminService", "CreateKeyRequest", "parse_since"]
@@ -45,9 +47,50 @@ class CreateKeyRequest(BaseModel):
 class AdminService:
     """Key lifecycle and cost reports over the shared state."""
 
-    def __init__(self, store: StateStore | None, ledger: Ledger | None) -> None:
+    def __init__(
+        self, store: StateStore | None, ledger: Ledger | None, chat: ChatCompletionService | None = None
+    ) -> None:
         self._store = store
         self._ledger = ledger
+        self._chat = chat
+
+    def _control(self) -> RoutingControl:
+        control = self._chat.control if self._chat is not None else None
+        if control is None:
+            raise ServiceUnavailableError("live routing needs Redis")
+        return control
+
+    async def routing(self) -> dict[str, Any]:
+        """Routing settings in force, effective thresholds, budget use and the recent large share."""
+        control = self._control()
+        policy = self._chat.policy if self._chat is not None else None
+        base = policy.thresholds if policy is not None else None
+        window = await control.window()
+        budget = control.budget
+        return {
+            "settings": control.settings.model_dump(),
+            "router": policy.router_name if policy is not None else None,
+            "configured_thresholds": base,
+            "effective_thresholds": control.thresholds(base),
+            "window": len(window),
+            "realised_large_share": (sum(1 for e in window if e[1]) / len(window)) if window else None,
+            "budget": None
+            if budget is None
+            else {"spent_usd": budget.spent_usd, "budget_usd": budget.budget_usd, "exhausted": budget.exhausted},
+        }
+
+    async def update_routing(self, change: RoutingUpdate, who: str) -> dict[str, Any]:
+        """Change the live settings on every replica (audited)."""
+        await self._control().update(change, who)
+        return await self.routing()
+
+    async def routing_audit(self, limit: int) -> dict[str, Any]:
+        """Recent routing changes, newest first."""
+        return {"object": "list", "data": await self._control().audit(max(1, min(limit, 1000)))}
+
+    async def simulate(self, threshold: float) -> dict[str, Any]:
+        """What a threshold would have done on the recent window."""
+        return await self._control().simulate(threshold)
 
     def _require_store(self) -> StateStore:
         if self._store is None:

@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 
 from gateway.accounting import CostCalculator, CostRecorder, Ledger, LedgerLayout
 from gateway.config import GatewayConfig, LiteLLMTierConfig
+from gateway.routing.live import RoutingControl
 from gateway.serving.access import AccessControl
 from gateway.serving.admin import AdminService
 from gateway.serving.chat import ChatCompletionService, Tier
@@ -52,6 +53,8 @@ class ReplicaServices:
     async def close(self) -> None:
         """Drain bookkeeping, flush the ledger buffer and telemetry, close Redis."""
         await self.observer.drain()
+        if self.chat.control is not None:
+            await self.chat.control.close()
         if self.store is not None:
             await self.store.close()
         if self.telemetry is not None:
@@ -115,8 +118,16 @@ async def build_replica_services(
         default_tier=config.routing.default_tier,
         max_tokens_limit=config.server.max_tokens_limit,
     )
+    control: RoutingControl | None = None
+    if store is not None and account:
+        control = RoutingControl(
+            store.client, prefix=config.state.prefix, tiers=list(config.tiers), calculator=calculator, ledger=ledger
+        )
+        await control.start()
+        chat.set_control(control)
+        observer.routing_control = control
     cache = store.cache if store is not None else None
-    endpoint = ChatEndpoint(chat, access, observer, cache)
+    endpoint = ChatEndpoint(chat, access, observer, cache, config.routing.tenant_thresholds)
     soft: dict[str, HealthCheck] = {"redis": store.health.check} if store is not None else {}
 
     def info() -> dict[str, Any]:
@@ -131,7 +142,7 @@ async def build_replica_services(
         endpoint=endpoint,
         health=health,
         access=access,
-        admin=AdminService(store, ledger),
+        admin=AdminService(store, ledger, chat),
         observer=observer,
         store=store,
         ledger=ledger,

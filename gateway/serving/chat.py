@@ -8,6 +8,7 @@ SSE byte strings plus headers, which the thin HTTP layer writes out.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import dataclasses
 import logging
 import time
@@ -21,6 +22,7 @@ from gateway.errors import (
     GatewayError,
     InvalidRequestError,
     ModelNotFoundError,
+    RateLimitError,
     ServiceUnavailableError,
     UnsupportedParameterError,
     UpstreamError,
@@ -35,6 +37,7 @@ from gateway.protocol import (
     ResponseMessage,
     Usage,
 )
+from gateway.routing.live import RoutingControl
 from gateway.routing.policy import RoutingDecision, ThresholdPolicy, check_threshold
 from gateway.serving.observer import RequestObservation
 from gateway.serving.streaming import SseStream, close_quietly
@@ -130,11 +133,21 @@ class ChatCompletionService:
         self._max_tokens_limit = max_tokens_limit
         self._created = int(time.time())
         self._policy = policy
+        self._control: RoutingControl | None = None
 
     @property
     def policy(self) -> ThresholdPolicy | None:
         """The routing policy of the virtual model (``None``: the default tier)."""
         return self._policy
+
+    @property
+    def control(self) -> RoutingControl | None:
+        """Live operator settings shared through Redis (``None``: config only)."""
+        return self._control
+
+    def set_control(self, control: RoutingControl | None) -> None:
+        """Attach the live routing controls."""
+        self._control = control
 
     def set_policy(self, policy: ThresholdPolicy | None) -> None:
         """Swap the routing policy; requests already routed keep their decision."""
@@ -219,7 +232,28 @@ class ChatCompletionService:
             threshold_override = request.router_threshold
         if self._policy is None:
             return RoutingDecision(self._default_tier.name, "default")
-        return await self._policy.decide(messages, threshold_override)
+        control = self._control
+        if control is None:
+            return await self._policy.decide(messages, threshold_override)
+        live = control.thresholds(self._policy.thresholds)
+        decision = await self._policy.decide(messages, threshold_override, live)
+        budget = control.budget
+        if budget is None or decision.score is None or threshold_override is not None:
+            return decision
+        # Where would the request have gone without the budget? A lower tier than that
+        # is the budget's doing, and says so; at the cap, the over-budget policy rules.
+        order = list(self._tiers)
+        unbudgeted = control.thresholds(self._policy.thresholds, with_budget=False) or []
+        wanted = order[bisect.bisect_right(unbudgeted, decision.score)]
+        if budget.exhausted and wanted == order[-1] and control.settings.over_budget == "reject":
+            raise RateLimitError(
+                "the hourly budget for the large model is spent; retry next hour or use a smaller model",
+                retry_after=max(1.0, budget.seconds_left_in_hour),
+                code="budget_exhausted",
+            )
+        if order.index(decision.tier) < order.index(wanted):
+            return dataclasses.replace(decision, reason="budget")
+        return decision
 
     def _failover_target(self, current: str, error: GatewayError, tried: set[str]) -> tuple[str, str] | None:
         why = failover_reason(error)

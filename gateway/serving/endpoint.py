@@ -15,7 +15,7 @@ from typing import Any
 from gateway.errors import GatewayError, InvalidRequestError
 from gateway.protocol import ChatCompletionRequest, ChatCompletionResponse
 from gateway.protocol.parsing import parse_body
-from gateway.serving.access import AccessControl
+from gateway.serving.access import AccessControl, Caller
 from gateway.serving.chat import ChatCompletionService, ChatResult, StreamResult
 from gateway.serving.observer import RequestObserver
 from gateway.state import ResponseCache
@@ -61,7 +61,9 @@ class ChatEndpoint:
         access: AccessControl,
         observer: RequestObserver,
         cache: ResponseCache | None = None,
+        tenant_thresholds: Mapping[str, float] | None = None,
     ) -> None:
+        self._tenant_thresholds = dict(tenant_thresholds or {})
         self._chat = chat
         self._access = access
         self._observer = observer
@@ -80,6 +82,8 @@ class ChatEndpoint:
         caller = await self._access.authenticate(headers.get("authorization"), headers.get(TENANT_HEADER))
         request = parse_body(body, ChatCompletionRequest)
         threshold = parse_threshold_header(headers)
+        if threshold is None:
+            threshold = self._default_threshold(caller)
         request_dict: dict[str, Any] = request.model_dump(mode="json", exclude_none=True)
         admission = await self._access.admit(caller, request_dict, _ESTIMATE_MAX_TOKENS)
         use_cache = self._wants_cache(request, headers)
@@ -102,6 +106,14 @@ class ChatEndpoint:
             await self._cache.put(request_dict, stored, scope=caller.tenant)
             result.headers[CACHE_HEADER] = "miss"
         return result
+
+    def _default_threshold(self, caller: Caller) -> float | None:
+        # A key's own routing default, else its tenant's, else none (the policy's).
+        if caller.record is not None:
+            value = caller.record.routing_defaults.get("threshold")
+            if isinstance(value, int | float) and 0.0 <= float(value) <= 1.0:
+                return float(value)
+        return self._tenant_thresholds.get(caller.tenant)
 
     @staticmethod
     def _cached(hit: dict[str, Any], extra_headers: dict[str, str]) -> ChatResult:

@@ -16,6 +16,7 @@ from typing import Any
 
 from gateway.accounting import CostRecorder, RequestCost
 from gateway.errors import GatewayError
+from gateway.routing.live import RoutingControl
 from gateway.routing.policy import RoutingDecision
 from gateway.serving.access import AccessControl, Admission, Caller
 from gateway.telemetry import RequestRecord, RequestTrace, Telemetry, UpstreamCall, UpstreamRecord
@@ -40,6 +41,8 @@ class RequestObserver:
         self.telemetry = telemetry
         self.access = access
         self._providers = dict(providers or {})
+        #: Live routing controls fed with each routed request's score and usage.
+        self.routing_control: RoutingControl | None = None
         # Detached settlements (cancelled streams) must not be garbage-collected mid-flight.
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -166,6 +169,9 @@ class RequestObservation:
             return None
         self._finished = True
         self._end_upstream(None, (prompt_tokens, completion_tokens), model)
+        control = self._observer.routing_control
+        if control is not None and self._decision is not None and self._decision.score is not None:
+            control.observe(self._decision.score, tier, prompt_tokens, completion_tokens)
         cost: RequestCost | None = None
         recorder = self._observer.recorder
         if recorder is not None:

@@ -81,6 +81,14 @@ def test_keys_and_costs_cli(
     assert main(["costs", "--since", "1h", "--url", gateway_url]) == 0
     table = capsys.readouterr().out
     assert "savings" in table and "small" in table and key_id in table
+    assert main(["threshold", "set", "0.42", "--url", gateway_url]) == 0
+    assert '"effective_thresholds"' in capsys.readouterr().out
+    assert main(["threshold", "get", "--url", gateway_url]) == 0
+    assert "0.42" in capsys.readouterr().out
+    assert main(["threshold", "budget", "5", "--over-budget", "reject", "--url", gateway_url]) == 0
+    assert '"over_budget": "reject"' in capsys.readouterr().out
+    assert main(["threshold", "audit", "--url", gateway_url]) == 0
+    assert '"who": "admin"' in capsys.readouterr().out
     assert main(["keys", "revoke", key_id, "--url", gateway_url]) == 0
     assert "revoked" in capsys.readouterr().out
     monkeypatch.setenv("SLM_ROUTER_ADMIN_KEY", "wrong")
