@@ -23,6 +23,7 @@ from gateway.serving.admin import AdminService
 from gateway.serving.chat import ChatCompletionService, Tier
 from gateway.serving.endpoint import ChatEndpoint
 from gateway.serving.health import HealthCheck, HealthService
+from gateway.serving.key_budgets import KeySpend
 from gateway.serving.observer import RequestObserver
 from gateway.state import StateStore
 from gateway.telemetry import CONTENT_TYPE, Telemetry, provider_name, render_metrics
@@ -127,7 +128,8 @@ async def build_replica_services(
         chat.set_control(control)
         observer.routing_control = control
     cache = store.cache if store is not None else None
-    endpoint = ChatEndpoint(chat, access, observer, cache, config.routing.tenant_thresholds)
+    key_spend = KeySpend(ledger) if ledger is not None else None
+    endpoint = ChatEndpoint(chat, access, observer, cache, config.routing.tenant_thresholds, key_spend)
     soft: dict[str, HealthCheck] = {"redis": store.health.check} if store is not None else {}
 
     def info() -> dict[str, Any]:

@@ -255,6 +255,18 @@ class ChatCompletionService:
             return dataclasses.replace(decision, reason="budget")
         return decision
 
+    def _cheapest_for_budget(self, request: ChatCompletionRequest, decision: RoutingDecision) -> RoutingDecision:
+        cheapest = next(iter(self._tiers))
+        if decision.tier == cheapest:
+            return decision
+        if not self.is_routed(request.model):
+            raise RateLimitError(
+                f"this key's budget is spent; only {self._tiers[cheapest].served_model_name} is available",
+                retry_after=3600,
+                code="budget_exhausted",
+            )
+        return dataclasses.replace(decision, tier=cheapest, reason="budget")
+
     def _failover_target(self, current: str, error: GatewayError, tried: set[str]) -> tuple[str, str] | None:
         why = failover_reason(error)
         if why is None:
@@ -304,18 +316,26 @@ class ChatCompletionService:
         *,
         threshold_override: float | None = None,
         observation: RequestObservation | None = None,
+        over_budget: bool = False,
     ) -> ChatResult | StreamResult:
         """Serve one chat completion; streams are started (first token received) before returning.
 
         Requests for the virtual router model fail over: a failing or overloaded tier (or a
         prompt over its context) escalates to the next larger tier, and when no larger
         tier is left the request falls back to a smaller one; the reason header says so.
-        Requests that name a concrete model get that model or its error.
+        Requests that name a concrete model get that model or its error. ``over_budget``
+        (the caller's key spent its budget) sends routed requests to the cheapest tier,
+        flagged ``budget``, and refuses named models above it with 429.
         """
         messages = self._validate(request)
-        decision = await self.route(request, messages, threshold_override)
         if observation is not None:
+            with observation.routing_span():
+                decision = await self.route(request, messages, threshold_override)
             observation.routed(decision)
+        else:
+            decision = await self.route(request, messages, threshold_override)
+        if over_budget:
+            decision = self._cheapest_for_budget(request, decision)
         failover = self.is_routed(request.model)
         tried: set[str] = set()
         while True:

@@ -12,11 +12,12 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.errors import GatewayError, InvalidRequestError
+from gateway.errors import GatewayError, InvalidRequestError, RateLimitError
 from gateway.protocol import ChatCompletionRequest, ChatCompletionResponse
 from gateway.protocol.parsing import parse_body
 from gateway.serving.access import AccessControl, Caller
 from gateway.serving.chat import ChatCompletionService, ChatResult, StreamResult
+from gateway.serving.key_budgets import KeySpend
 from gateway.serving.observer import RequestObserver
 from gateway.state import ResponseCache
 
@@ -62,8 +63,10 @@ class ChatEndpoint:
         observer: RequestObserver,
         cache: ResponseCache | None = None,
         tenant_thresholds: Mapping[str, float] | None = None,
+        key_spend: KeySpend | None = None,
     ) -> None:
         self._tenant_thresholds = dict(tenant_thresholds or {})
+        self._key_spend = key_spend
         self._chat = chat
         self._access = access
         self._observer = observer
@@ -86,6 +89,7 @@ class ChatEndpoint:
             threshold = self._default_threshold(caller)
         request_dict: dict[str, Any] = request.model_dump(mode="json", exclude_none=True)
         admission = await self._access.admit(caller, request_dict, _ESTIMATE_MAX_TOKENS)
+        over_budget = await self._over_budget(caller)
         use_cache = self._wants_cache(request, headers)
         if use_cache and self._cache is not None:
             hit = await self._cache.get(request_dict, scope=caller.tenant)
@@ -95,7 +99,9 @@ class ChatEndpoint:
             request_model=request.model, headers=headers, caller=caller, admission=admission
         )
         try:
-            result = await self._chat.create(request, threshold_override=threshold, observation=observation)
+            result = await self._chat.create(
+                request, threshold_override=threshold, observation=observation, over_budget=over_budget
+            )
         except GatewayError as error:
             observation.fail(error)
             raise
@@ -106,6 +112,21 @@ class ChatEndpoint:
             await self._cache.put(request_dict, stored, scope=caller.tenant)
             result.headers[CACHE_HEADER] = "miss"
         return result
+
+    async def _over_budget(self, caller: Caller) -> bool:
+        """Whether the caller's key has spent its dollar budget (429 when the policy says reject)."""
+        record = caller.record
+        if record is None or record.budget_usd is None or self._key_spend is None:
+            return False
+        spent = await self._key_spend.spent_usd(record.key_id)
+        if spent < record.budget_usd:
+            return False
+        control = self._chat.control
+        if control is not None and control.settings.over_budget == "reject":
+            raise RateLimitError(
+                f"this key's budget of ${record.budget_usd:g} is spent", retry_after=3600, code="budget_exhausted"
+            )
+        return True
 
     def _default_threshold(self, caller: Caller) -> float | None:
         # A key's own routing default, else its tenant's, else none (the policy's).

@@ -9,9 +9,11 @@ logged, and settlement that must outlive a cancelled stream runs as a detached t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 from gateway.accounting import CostRecorder, RequestCost
@@ -103,6 +105,10 @@ class RequestObservation:
     def key_id(self) -> str | None:
         """The caller's key id (never a secret)."""
         return self._caller.key_id if self._caller is not None else None
+
+    def routing_span(self) -> AbstractContextManager[Any]:
+        """An INTERNAL child span around the routing decision (a no-op without tracing)."""
+        return self._trace.routing() if self._trace is not None else contextlib.nullcontext()
 
     def routed(self, decision: RoutingDecision) -> None:
         """The routing decision is made."""

@@ -100,3 +100,25 @@ async def test_trace_context_flows_to_the_upstream(
     assert response.status_code == 200
     sent = upstream_behaviour.headers_seen[-1]["traceparent"]
     assert sent.split("-")[1] == trace_id and sent != traceparent  # same trace, the gateway's own span
+
+
+async def test_request_span_has_routing_and_upstream_children(
+    make_app: AppFactory, fake_upstream: FakeOpenAIUpstream
+) -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    config = gateway_config(None, fake_upstream.base_url)
+    async with make_app(config, span_processors=[SimpleSpanProcessor(exporter)]) as (client, _):
+        response = await client.post(CHAT, json=body("fake-large"))
+    assert response.status_code == 200
+    spans = exporter.get_finished_spans()
+    server = [s for s in spans if s.kind.name == "SERVER"]
+    assert len(server) == 1
+    children = [s for s in spans if s.parent is not None and s.parent.span_id == server[0].context.span_id]
+    kinds = sorted(s.kind.name for s in children)
+    assert kinds == ["CLIENT", "INTERNAL"]
+    assert all(s.context.trace_id == server[0].context.trace_id for s in children)
+    client_span = next(s for s in children if s.kind.name == "CLIENT")
+    assert client_span.attributes is not None and client_span.attributes["gen_ai.usage.output_tokens"] == 3

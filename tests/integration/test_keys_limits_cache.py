@@ -109,3 +109,29 @@ async def test_tenant_header_without_auth(
     async with make_app(gateway_config(None, fake_upstream.base_url)) as (client, _):
         response = await client.post(CHAT, json={**BODY, "stream": stream}, headers={"x-slm-router-tenant": "team-a"})
     assert response.status_code == 200
+
+
+async def test_key_budget_exhaustion_follows_the_budget_policy(
+    make_app: AppFactory, redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream
+) -> None:
+    import asyncio
+
+    from gateway.routing import ThresholdPolicy
+    from tests.unit.test_routing_policy import LengthScorer
+
+    async with make_app(auth_config(redis_server.url, fake_upstream.base_url), scripted_large=True) as (client, svc):
+        svc.chat.set_policy(ThresholdPolicy(["small", "large"], LengthScorer(), [0.5], "small"))
+        created = await client.post("/admin/keys", json={"name": "b", "budget_usd": 1e-9}, headers=ADMIN)
+        headers = {"authorization": f"Bearer {created.json()['key']}"}
+        hard = {"model": "router", "messages": [{"role": "user", "content": "x" * 90}]}
+        first = await client.post(CHAT, json=hard, headers=headers)
+        assert first.headers["x-slm-router-tier"] == "large"  # spends past the tiny budget
+        await asyncio.sleep(1.1)  # spend is re-read once a second
+        flagged = await client.post(CHAT, json=hard, headers=headers)
+        assert flagged.status_code == 200
+        assert (flagged.headers["x-slm-router-tier"], flagged.headers["x-slm-router-reason"]) == ("small", "budget")
+        named = await client.post(CHAT, json={**hard, "model": "fake-large"}, headers=headers)
+        assert named.status_code == 429 and named.json()["error"]["code"] == "budget_exhausted"
+        await client.put("/admin/routing", json={"over_budget": "reject"}, headers=ADMIN)
+        rejected = await client.post(CHAT, json=hard, headers=headers)
+        assert rejected.status_code == 429 and "retry-after" in rejected.headers
