@@ -7,6 +7,8 @@ the import path for ``serve run`` and KubeRay's ``serveConfigV2``
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from ray import serve
@@ -14,6 +16,7 @@ from ray.serve import Application
 
 from deployments.ingress import GatewayIngress
 from deployments.small_model import SmallModelDeployment
+from gateway import __version__
 from gateway.config import GatewayConfig, RoutingConfig, load_config
 from gateway.errors import ConfigError
 
@@ -27,19 +30,35 @@ def model_deployment_name(tier_name: str) -> str:
     return f"Model-{tier_name}"
 
 
+def _version(payload: Any) -> str:
+    # Imperative serve.run gives every deployment a random version, so re-running it
+    # restarts every replica. A version derived from the constructor arguments lets
+    # Serve apply a change confined to user_config in place (reconfigure), as the
+    # declarative path (KubeRay's serveConfigV2) does by itself.
+    blob = json.dumps({"code": __version__, "args": payload}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def build_app(config: GatewayConfig) -> Application:
     """The whole application: one deployment per self-hosted tier behind one ingress."""
     handles: dict[str, Application] = {}
     for name, tier in config.vllm_tiers().items():
         deployment: Any = serve.deployment(SmallModelDeployment, name=model_deployment_name(name))
-        handles[name] = deployment.options(**tier.deployment.serve_options()).bind(tier.model_dump(mode="json"))
+        tier_args = tier.model_dump(mode="json")
+        options = {**tier.deployment.serve_options(), "version": _version(tier_args), "_internal": True}
+        handles[name] = deployment.options(**options).bind(tier_args)
     ingress_cls = serve.ingress()(GatewayIngress)
     ingress: Any = serve.deployment(ingress_cls, name=INGRESS_NAME)
     # The live routing settings travel only as user_config: changing them reconfigures running
     # replicas instead of redeploying, because the constructor arguments stay the same.
     init_config = config.model_dump(mode="json")
     init_config["routing"] = {k: v for k, v in init_config["routing"].items() if k not in RoutingConfig.LIVE_FIELDS}
-    options = {**config.ingress.serve_options(), "user_config": config.routing.live_settings()}
+    options = {
+        **config.ingress.serve_options(),
+        "user_config": config.routing.live_settings(),
+        "version": _version(init_config),
+        "_internal": True,
+    }
     app: Application = ingress.options(**options).bind(init_config, handles)
     return app
 

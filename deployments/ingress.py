@@ -151,4 +151,6 @@ class GatewayIngress:
         """Serve's replica health check: the process is serving (tier health is in /health/ready)."""
 
     async def __del__(self) -> None:
-        await self._services.close()
+        services = getattr(self, "_services", None)  # absent when the constructor failed
+        if services is not None:
+            await services.close()

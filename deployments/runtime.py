@@ -51,13 +51,19 @@ class LocalGateway:
         from ray import serve
 
         from deployments.app_builder import build_app
+        from gateway.accounting import CostCalculator
 
+        if self._config.accounting.enabled:
+            # Fail before Ray starts when a tier has no price (the replicas would loop on it).
+            CostCalculator.from_config(self._config.accounting, self._config.tiers)
         if self._config.redis.url is None:
             self._redis = EmbeddedRedis(self._config.redis.state_dir)
             url = self._redis.start()
             self._config = self._config.model_copy(update={"redis": self._config.redis.model_copy(update={"url": url})})
         # Ray's dashboard and usage reporting need network/ports we don't want locally.
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        # Local models and the router's encoder load from disk; never wait on a model hub.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         if not ray.is_initialized():
             ray.init(
                 num_cpus=self._num_cpus,

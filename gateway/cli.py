@@ -20,8 +20,12 @@ __all__ = ["build_parser", "main"]
 
 
 def _cmd_validate_config(args: argparse.Namespace) -> int:
+    from gateway.accounting import CostCalculator
+
     try:
         config = load_config(args.config)
+        if config.accounting.enabled:
+            CostCalculator.from_config(config.accounting, config.tiers)
     except ConfigError as exc:
         print(exc.message, file=sys.stderr)
         return 2
@@ -105,22 +109,25 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.admin_client import register_commands as register_admin_commands
 
     register_admin_commands(sub)
-    try:
-        from router_models.cli import register_commands
-    except ImportError:
-        pass
-    else:
-        register_commands(sub)
+    from router_models.cli import register_commands as register_router_commands
+
+    register_router_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``slm-router`` console script."""
+    from router_models import RouterError
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except RouterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

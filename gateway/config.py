@@ -220,7 +220,8 @@ class RoutingConfig(_Strict):
     #: ``routing_defaults.threshold``); a request's own override still wins.
     tenant_thresholds: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
     #: Threads that score requests in each ingress replica (off the event loop).
-    scoring_threads: int = Field(2, ge=1, le=16)
+    #: One by default: lexical scoring holds the GIL, and a second thread only adds contention.
+    scoring_threads: int = Field(1, ge=1, le=16)
 
     #: Fields that change on live replicas (Serve ``user_config``) rather than by redeploying.
     LIVE_FIELDS: ClassVar[frozenset[str]] = frozenset({"router_artifact", "threshold", "thresholds", "scoring_threads"})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,7 +24,9 @@ class ThreadedRouterScorer:
     def __init__(self, router: Any, *, workers: int = 2) -> None:
         self._router = router
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="router-score")
-        digest = str(router.metadata.get("artifact_sha256") or router.metadata.get("data_digest") or "")[:12]
+        # The artifact's identity: a digest over its files' sha256 sums (from its metadata).
+        files = router.metadata.get("files") or {}
+        digest = hashlib.sha256(json.dumps(dict(files), sort_keys=True).encode()).hexdigest()[:12] if files else ""
         self._name = f"{router.name}@{digest}" if digest else str(router.name)
 
     @property

@@ -53,6 +53,11 @@ def serve_test_config(upstream_url: str, state_dir: Path) -> GatewayConfig:
             "num_retries": 0,
         },
     }
+    data["accounting"]["prices"] = {
+        "small": {"kind": "gpu_hour", "gpu_hour_usd": 2.4, "tokens_per_second": 2000, "utilization": 0.5},
+        "medium": {"kind": "per_million", "input_usd_per_million": 0.5, "output_usd_per_million": 1.5},
+        "large": {"kind": "litellm", "model": "gpt-4o"},
+    }
     # Three tiers need two boundaries; both at the shipped router's calibrated threshold
     # route like the default two-tier setup (small below it, large at or above it).
     threshold = router_models.load_router(router_models.default_artifact_path()).default_threshold

@@ -1,0 +1,168 @@
+"""Command-line glue: ``train``, ``calibrate`` and ``eval`` subcommands.
+
+The gateway's ``slm-router`` CLI calls :func:`register_commands` on its argparse subparsers;
+``python -m router_models.cli ...`` runs the same commands standalone. Nothing is parsed or
+imported heavily at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from router_models.errors import RouterError
+
+DEFAULT_EVAL_ROUTERS = ("lexical", "embedding", "knn", "ensemble", "random", "oracle")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from router_models.training import train_and_save
+
+    command = "slm-router train " + " ".join(
+        shlex.quote(a) for a in ("--router", args.router, "--seed", str(args.seed), "--out", str(args.out))
+    )
+    meta = train_and_save(
+        args.router,
+        Path(args.out),
+        data_dir=Path(args.data) if args.data else None,
+        seed=args.seed,
+        datasets=tuple(args.datasets.split(",")),
+        progress=not args.quiet,
+        command=command,
+    )
+    print(f"wrote {args.out} ({meta['router']}, default threshold {meta['default_threshold']:.4f})")
+    for ds, m in meta["metrics"]["per_dataset"].items():
+        cpts = f"CPT(50%) {100 * m['cpt50']:.1f}%  CPT(80%) {100 * m['cpt80']:.1f}%"
+        print(f"  held-out {ds:6s} APGR {m['apgr']:.3f}  {cpts}")
+    return 0
+
+
+def _read_reference(path: Path) -> list[Any]:
+    """JSONL: each line a string prompt, or {"messages": [{"role", "content"}...]}."""
+    from router_models.conversation import ChatTurn
+
+    out: list[Any] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        item = json.loads(line)
+        if isinstance(item, str):
+            out.append(item)
+        else:
+            out.append([ChatTurn(str(m["role"]), str(m["content"])) for m in item["messages"]])
+    return out
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from router_models.artifacts import load_router, read_metadata
+    from router_models.calibration import calibration_table, threshold_for_share
+    from router_models.conversation import as_conversation
+
+    if args.reference:
+        router = load_router(Path(args.artifact))
+        ref = _read_reference(Path(args.reference))
+        convs = [as_conversation(r) if isinstance(r, str) else r for r in ref]
+        scores = router.score_many(convs)
+        table = calibration_table(scores)
+        threshold = threshold_for_share(scores, args.large_share)
+        source = f"{len(convs)} reference prompts from {args.reference}"
+    else:
+        router = load_router(Path(args.artifact))  # verifies hashes before trusting the table
+        meta = read_metadata(Path(args.artifact))
+        table = meta["calibration"]["table"]
+        shares = [row["large_share"] for row in table]
+        thresholds = [row["threshold"] for row in table]
+        threshold = _interp_threshold(args.large_share, shares, thresholds)
+        source = meta["calibration"]["reference"] + " (stored in the artifact)"
+    print(f"router: {router.name}   reference: {source}")
+    print(f"threshold for large share {args.large_share:.2f}: {threshold:.6f}   (route large iff score >= threshold)")
+    print(f"{'large share':>12} {'threshold':>12}")
+    for row in table:
+        print(f"{row['large_share']:>12.2f} {row['threshold']:>12.6f}")
+    return 0
+
+
+def _interp_threshold(share: float, shares: Sequence[float], thresholds: Sequence[float]) -> float:
+    import numpy as np
+
+    if not 0.0 <= share <= 1.0:
+        raise RouterError(f"--large-share must be in [0, 1], got {share}")
+    # Shares increase along the table (thresholds decrease), so np.interp applies directly.
+    return float(np.interp(share, np.asarray(shares), np.asarray(thresholds)))
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from router_models.evaluation import evaluate, format_table, write_report
+
+    routers = [r for chunk in args.routers for r in chunk.split(",") if r]
+    results = evaluate(
+        routers,
+        data_dir=Path(args.data) if args.data else None,
+        folds=args.folds,
+        seed=args.seed,
+        progress=not args.quiet,
+        transfer=not args.no_transfer,
+    )
+    print(format_table(results))
+    paths = write_report(results, Path(args.out))
+    print(f"wrote {paths['txt']}, {paths['json']}, {paths['png']}")
+    return 0
+
+
+def register_commands(subparsers: Any) -> None:
+    """Add ``train``, ``calibrate`` and ``eval`` to an argparse ``add_subparsers()`` object.
+
+    Each subparser sets ``func`` (``Namespace -> int`` exit code); the caller runs
+    ``args.func(args)``. :class:`RouterError` is raised for user-facing failures.
+    """
+    p = subparsers.add_parser("train", help="train a router and write its artifact")
+    p.add_argument("--router", required=True, help="router name (lexical, embedding, knn, ensemble)")
+    p.add_argument(
+        "--data", default=None, help="RouteLLM data dir (default ../shared/data/routellm or $SLM_ROUTER_DATA)"
+    )
+    p.add_argument("--out", required=True, help="artifact output directory")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--datasets", default="mmlu,gsm8k", help="comma-separated data sets to train on")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train)
+
+    p = subparsers.add_parser("calibrate", help="print the threshold for a large-model share")
+    p.add_argument("--artifact", required=True, help="router artifact directory")
+    p.add_argument("--large-share", type=float, default=0.3)
+    p.add_argument(
+        "--reference", default=None, help="JSONL of prompts/conversations to calibrate on instead of the stored table"
+    )
+    p.set_defaults(func=_cmd_calibrate)
+
+    p = subparsers.add_parser("eval", help="cross-validated RouteLLM metrics + cost/quality PNG")
+    p.add_argument("--data", default=None, help="RouteLLM data dir")
+    p.add_argument(
+        "--routers", nargs="+", default=list(DEFAULT_EVAL_ROUTERS), help="routers (space or comma separated)"
+    )
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="directory for eval.txt/eval.json/cost_quality.png")
+    p.add_argument("--no-transfer", action="store_true", help="skip the cross-data-set settings")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_eval)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Standalone entry point (``python -m router_models.cli``)."""
+    parser = argparse.ArgumentParser(prog="router_models", description=__doc__)
+    register_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except RouterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

