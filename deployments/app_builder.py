@@ -39,27 +39,28 @@ def _version(payload: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _pin_version(deployment: Any, payload: Any) -> Any:
+    # A separate internal options() call: it sets the version without touching the set
+    # of options the user configured (which Serve honours when it applies the config).
+    return deployment.options(version=_version(payload), _internal=True)
+
+
 def build_app(config: GatewayConfig) -> Application:
     """The whole application: one deployment per self-hosted tier behind one ingress."""
     handles: dict[str, Application] = {}
     for name, tier in config.vllm_tiers().items():
         deployment: Any = serve.deployment(SmallModelDeployment, name=model_deployment_name(name))
         tier_args = tier.model_dump(mode="json")
-        options = {**tier.deployment.serve_options(), "version": _version(tier_args), "_internal": True}
-        handles[name] = deployment.options(**options).bind(tier_args)
+        configured = deployment.options(**tier.deployment.serve_options())
+        handles[name] = _pin_version(configured, tier_args).bind(tier_args)
     ingress_cls = serve.ingress()(GatewayIngress)
     ingress: Any = serve.deployment(ingress_cls, name=INGRESS_NAME)
     # The live routing settings travel only as user_config: changing them reconfigures running
     # replicas instead of redeploying, because the constructor arguments stay the same.
     init_config = config.model_dump(mode="json")
     init_config["routing"] = {k: v for k, v in init_config["routing"].items() if k not in RoutingConfig.LIVE_FIELDS}
-    options = {
-        **config.ingress.serve_options(),
-        "user_config": config.routing.live_settings(),
-        "version": _version(init_config),
-        "_internal": True,
-    }
-    app: Application = ingress.options(**options).bind(init_config, handles)
+    options = {**config.ingress.serve_options(), "user_config": config.routing.live_settings()}
+    app: Application = _pin_version(ingress.options(**options), init_config).bind(init_config, handles)
     return app
 
 
