@@ -7,6 +7,7 @@ once per process in :meth:`LiteLLMChatEngine.start`, with the bundled price map
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -85,7 +86,8 @@ class LiteLLMChatEngine(ChatEngine):
             "messages": request.messages,
             "max_tokens": request.max_tokens,
             "timeout": self._tier.timeout_s,
-            "num_retries": self._tier.num_retries,
+            # Retries are ours (with backoff, see _with_retries); litellm's would be immediate.
+            "num_retries": 0,
             "stream": stream,
         }
         if stream:
@@ -109,13 +111,24 @@ class LiteLLMChatEngine(ChatEngine):
         # The config's name is what clients asked for and what /v1/models lists.
         return self._tier.served_model_name or reported or self._tier.model
 
+    async def _call(self, litellm: Any, kwargs: dict[str, Any]) -> Any:
+        """``litellm.acompletion`` with retries and exponential backoff on retryable failures."""
+        attempt = 0
+        while True:
+            try:
+                return await litellm.acompletion(**kwargs)
+            except Exception as exc:
+                error = _translate(litellm, exc, self._tier.served_model_name)
+                retryable = isinstance(error, UpstreamError | ServiceUnavailableError | UpstreamTimeoutError)
+                if not retryable or error.code == "upstream_auth_failed" or attempt >= self._tier.num_retries:
+                    raise error from exc
+                await asyncio.sleep(min(self._tier.retry_backoff_s * 2**attempt, 4.0))
+                attempt += 1
+
     async def complete(self, request: GenerationRequest) -> Completion:
         """One non-stream upstream call."""
         litellm = self._litellm or import_litellm()
-        try:
-            response = await litellm.acompletion(**self._kwargs(request, stream=False))
-        except Exception as exc:
-            raise _translate(litellm, exc, self._tier.served_model_name) from exc
+        response = await self._call(litellm, self._kwargs(request, stream=False))
         choice = response.choices[0]
         usage = getattr(response, "usage", None)
         return Completion(
@@ -129,10 +142,7 @@ class LiteLLMChatEngine(ChatEngine):
     async def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta]:
         """Stream from the upstream; usage comes from its final chunk."""
         litellm = self._litellm or import_litellm()
-        try:
-            response = await litellm.acompletion(**self._kwargs(request, stream=True))
-        except Exception as exc:
-            raise _translate(litellm, exc, self._tier.served_model_name) from exc
+        response = await self._call(litellm, self._kwargs(request, stream=True))
         text_parts = 0
         prompt_tokens = completion_tokens = 0
         finish_reason: str | None = None

@@ -142,7 +142,10 @@ class LiteLLMTierConfig(_Strict):
     #: Name of the environment variable that holds the API key (never the key itself).
     api_key_env: str | None = "OPENAI_API_KEY"
     timeout_s: float = Field(60.0, gt=0)
-    num_retries: int = Field(2, ge=0)
+    #: Retries of a failed call (5xx, unavailable, timeout) with exponential backoff.
+    num_retries: int = Field(2, ge=0, le=10)
+    #: First backoff delay; doubles per retry, capped at 4 s.
+    retry_backoff_s: float = Field(0.25, ge=0, le=10)
     default_max_tokens: int | None = Field(None, ge=1)
     #: Extra ``litellm.acompletion`` keywords, passed through unchecked.
     extra_params: dict[str, Any] = Field(default_factory=dict)

@@ -84,8 +84,23 @@ async def test_hang_becomes_timeout(fake_upstream: FakeOpenAIUpstream, upstream_
         await engine(fake_upstream, timeout_s=1).complete(gen())
 
 
-async def test_retries_are_attempted(fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour) -> None:
+async def test_retries_back_off_exponentially(
+    fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour
+) -> None:
+    import time
+
     upstream_behaviour.fail_status = 500
+    started = time.monotonic()
     with pytest.raises(UpstreamError):
-        await engine(fake_upstream, num_retries=2).complete(gen())
+        await engine(fake_upstream, num_retries=2, retry_backoff_s=0.2).complete(gen())
     assert len(upstream_behaviour.requests) == 3
+    assert time.monotonic() - started >= 0.6  # waited 0.2 s, then 0.4 s
+
+
+async def test_auth_failures_are_not_retried(
+    fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour
+) -> None:
+    upstream_behaviour.fail_status = 401
+    with pytest.raises(UpstreamError):
+        await engine(fake_upstream, num_retries=3, retry_backoff_s=0.01).complete(gen())
+    assert len(upstream_behaviour.requests) == 1
