@@ -50,10 +50,6 @@ class SmallModelDeployment:
         """Generate a whole completion."""
         return await self._engine.complete(request)
 
-    async def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int | None:
-        """Prompt length after templating, for context-length decisions."""
-        return self._engine.count_prompt_tokens(messages)
-
     async def check_health(self) -> None:
         """Ray Serve's health check: fails when the engine is dead, so Serve restarts the replica."""
         await self._engine.check_health()

@@ -76,12 +76,6 @@ class VLLMChatEngine(ChatEngine):
             ids = ids["input_ids"]
         return list(ids)
 
-    def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int | None:
-        """Prompt length after the chat template."""
-        if self._tokenizer is None:
-            return None
-        return len(self._prompt_token_ids(messages))
-
     def _sampling_params(self, request: GenerationRequest, max_tokens: int) -> Any:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind

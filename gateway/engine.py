@@ -110,11 +110,6 @@ class ChatEngine(ABC):
     async def shutdown(self) -> None:  # noqa: B027 - optional hook
         """Release the engine's resources."""
 
-    def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int | None:
-        """Prompt length in tokens after templating, or ``None`` if unknown."""
-        del messages
-        return None
-
 
 def import_engine_class(path: str) -> type[ChatEngine]:
     """Resolve ``"package.module:ClassName"`` to a :class:`ChatEngine` subclass."""

@@ -87,10 +87,13 @@ class ChatEndpoint:
         threshold = parse_threshold_header(headers)
         if threshold is None:
             threshold = self._default_threshold(caller)
-        request_dict: dict[str, Any] = request.model_dump(mode="json", exclude_none=True)
+        use_cache = self._wants_cache(request, headers)
+        # The request as a plain dict feeds rate-limit estimates and the cache key; skip
+        # building it on the common path that needs neither.
+        needs_dict = use_cache or caller.record is not None
+        request_dict: dict[str, Any] = request.model_dump(mode="json", exclude_none=True) if needs_dict else {}
         admission = await self._access.admit(caller, request_dict, _ESTIMATE_MAX_TOKENS)
         over_budget = await self._over_budget(caller)
-        use_cache = self._wants_cache(request, headers)
         if use_cache and self._cache is not None:
             hit = await self._cache.get(request_dict, scope=caller.tenant)
             if hit is not None:
