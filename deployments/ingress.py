@@ -14,10 +14,11 @@ import time
 from typing import Any
 
 from deployments.handle_engine import DeploymentHandleEngine
-from deployments.litellm_engine import LiteLLMChatEngine
+from deployments.hosted_engine import build_hosted_engine
 from gateway.config import GatewayConfig, LiteLLMTierConfig, RoutingConfig, VLLMTierConfig
 from gateway.engine import ChatEngine
 from gateway.http import GatewayServices, create_http_app
+from gateway.http.open_requests import OpenRequests
 from gateway.routing import ThreadedRouterScorer, ThresholdPolicy, load_scorer
 from gateway.serving import HealthCheck, Tier
 from gateway.serving.assembly import ReplicaServices, build_replica_services
@@ -51,7 +52,7 @@ class GatewayIngress:
                 checks[f"tier:{name}"] = handle_engine.check_health
                 engine, max_tokens = handle_engine, tier_config.default_max_tokens
             else:
-                engine = LiteLLMChatEngine(tier_config, api_base=self._api_base(tier_config))
+                engine = build_hosted_engine(tier_config, api_base=self._api_base(tier_config))
                 max_tokens = tier_config.default_max_tokens or 1024
             await engine.start()
             tiers.append(Tier(name, tier_config.served_model_name, engine, max_tokens, tier_config.timeout_s))
@@ -133,6 +134,7 @@ class GatewayIngress:
             access=services.access,
             admin=services.admin if metrics else None,
             metrics=services.render_metrics if metrics else None,
+            open_requests=OpenRequests(_replica_id()) if metrics else None,
         )
 
     def __serve_build_asgi_app__(self) -> Any:

@@ -7,11 +7,11 @@ once per process in :meth:`LiteLLMChatEngine.start`, with the bundled price map
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+from deployments.upstream_retries import call_with_retries
 from gateway.config import LiteLLMTierConfig
 from gateway.engine import ChatEngine, Completion, EngineDelta, GenerationRequest
 from gateway.errors import (
@@ -113,17 +113,12 @@ class LiteLLMChatEngine(ChatEngine):
 
     async def _call(self, litellm: Any, kwargs: dict[str, Any]) -> Any:
         """``litellm.acompletion`` with retries and exponential backoff on retryable failures."""
-        attempt = 0
-        while True:
-            try:
-                return await litellm.acompletion(**kwargs)
-            except Exception as exc:
-                error = _translate(litellm, exc, self._tier.served_model_name)
-                retryable = isinstance(error, UpstreamError | ServiceUnavailableError | UpstreamTimeoutError)
-                if not retryable or error.code == "upstream_auth_failed" or attempt >= self._tier.num_retries:
-                    raise error from exc
-                await asyncio.sleep(min(self._tier.retry_backoff_s * 2**attempt, 4.0))
-                attempt += 1
+        return await call_with_retries(
+            lambda: litellm.acompletion(**kwargs),
+            lambda exc: _translate(litellm, exc, self._tier.served_model_name),
+            num_retries=self._tier.num_retries,
+            backoff_s=self._tier.retry_backoff_s,
+        )
 
     async def complete(self, request: GenerationRequest) -> Completion:
         """One non-stream upstream call."""

@@ -147,8 +147,24 @@ class LiteLLMTierConfig(_Strict):
     #: First backoff delay; doubles per retry, capped at 4 s.
     retry_backoff_s: float = Field(0.25, ge=0, le=10)
     default_max_tokens: int | None = Field(None, ge=1)
-    #: Extra ``litellm.acompletion`` keywords, passed through unchecked.
+    #: Extra ``litellm.acompletion`` keywords, passed through unchecked (with the ``openai``
+    #: transport: extra fields of the request body).
     extra_params: dict[str, Any] = Field(default_factory=dict)
+    #: ``litellm`` (any provider litellm knows) or ``openai``: for upstreams that already
+    #: speak OpenAI's Chat Completions API (``model: openai/<name>``), a pooled HTTP client
+    #: posts the request as it is, which saves litellm's ~8 ms of CPU per call.
+    transport: Literal["litellm", "openai"] = "litellm"
+
+    @model_validator(mode="after")
+    def _openai_transport_needs_openai_model(self) -> LiteLLMTierConfig:
+        if self.transport == "openai" and not self.model.startswith("openai/"):
+            raise ValueError("transport 'openai' needs an OpenAI-compatible model string 'openai/<name>'")
+        return self
+
+    @property
+    def upstream_model(self) -> str:
+        """The model name the upstream knows (``model`` without litellm's provider prefix)."""
+        return self.model.removeprefix("openai/")
 
     @property
     def uses_local_stand_in(self) -> bool:

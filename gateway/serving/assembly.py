@@ -60,6 +60,8 @@ class ReplicaServices:
             await self.store.close()
         if self.telemetry is not None:
             self.telemetry.shutdown()
+        for tier in self.chat.tiers.values():
+            await tier.engine.shutdown()
 
 
 async def build_replica_services(

@@ -31,6 +31,7 @@ class UpstreamBehaviour:
     prefix: str = "large says: "
     latency_s: float = 0.0
     fail_status: int | None = None
+    fail_message: str = "injected failure"
     hang: bool = False
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers_seen: list[dict[str, str]] = field(default_factory=list)
@@ -56,7 +57,7 @@ def create_fake_openai_app(behaviour: UpstreamBehaviour) -> FastAPI:
             await asyncio.sleep(behaviour.latency_s)
         if behaviour.fail_status is not None:
             return JSONResponse(
-                {"error": {"message": "injected failure", "type": "server_error", "param": None, "code": None}},
+                {"error": {"message": behaviour.fail_message, "type": "server_error", "param": None, "code": None}},
                 status_code=behaviour.fail_status,
             )
         last_user = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")

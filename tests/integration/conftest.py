@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from deployments.litellm_engine import LiteLLMChatEngine
+from deployments.hosted_engine import build_hosted_engine
 from gateway.config import GatewayConfig, LiteLLMTierConfig
 from gateway.http import GatewayServices, create_http_app
 from gateway.serving import Tier
@@ -59,7 +59,7 @@ async def make_tiers(
     large_config = config.tiers["large"]
     assert isinstance(large_config, LiteLLMTierConfig)
     large: Any = (
-        ScriptedEngine(model="fake-large", prompt_tokens=11) if scripted_large else LiteLLMChatEngine(large_config)
+        ScriptedEngine(model="fake-large", prompt_tokens=11) if scripted_large else build_hosted_engine(large_config)
     )
     await large.start()
     return [

@@ -119,3 +119,10 @@ def test_validate_config_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     bad = write(tmp_path, "server: {max_body_bytes: 1}\ntiers:\n  small: {kind: vllm, served_model_name: s}\n")
     assert main(["validate-config", str(bad)]) == 2
     assert "server.max_body_bytes" in capsys.readouterr().err
+
+
+def test_openai_transport_needs_an_openai_protocol_model() -> None:
+    tier = LiteLLMTierConfig(served_model_name="gpt", model="openai/gpt-4o", transport="openai")
+    assert tier.upstream_model == "gpt-4o"
+    with pytest.raises(ValueError, match="openai/<name>"):
+        LiteLLMTierConfig(served_model_name="claude", model="anthropic/claude-3", transport="openai")

@@ -1,0 +1,162 @@
+"""The hosted tier's engines (litellm and the direct OpenAI-protocol client) against a real local server.
+
+Both transports must behave the same: same requests upstream, same errors, same retries.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from deployments.hosted_engine import build_hosted_engine
+from gateway.config import LiteLLMTierConfig
+from gateway.engine import ChatEngine, GenerationRequest
+from gateway.errors import (
+    GatewayError,
+    InvalidRequestError,
+    ServiceUnavailableError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
+from tests.fakes.openai_upstream import FakeOpenAIUpstream, UpstreamBehaviour
+
+
+@pytest.fixture(params=["litellm", "openai"])
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def engine(upstream: FakeOpenAIUpstream, transport: str, **overrides: object) -> ChatEngine:
+    settings: dict[str, object] = {
+        "transport": transport,
+        "served_model_name": "fake-large",
+        "model": "openai/fake-large",
+        "api_base": upstream.base_url,
+        "api_key_env": "SLM_TEST_UPSTREAM_KEY",
+        "timeout_s": 2,
+        "num_retries": 0,
+    }
+    settings.update(overrides)
+    return build_hosted_engine(LiteLLMTierConfig.model_validate(settings))
+
+
+def gen(text: str = "hello world", max_tokens: int = 100) -> GenerationRequest:
+    return GenerationRequest(
+        "req-1", [{"role": "user", "content": text}], max_tokens=max_tokens, temperature=0.1, stop=["zz"]
+    )
+
+
+async def test_complete_and_parameters(
+    fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour, transport: str
+) -> None:
+    eng = engine(fake_upstream, transport)
+    await eng.start()
+    completion = await eng.complete(gen())
+    assert completion.text == "large says: hello world"
+    assert completion.model == "fake-large"
+    assert (completion.prompt_tokens, completion.completion_tokens) == (2, 4)
+    sent = upstream_behaviour.requests[-1]
+    assert sent["temperature"] == 0.1 and sent["stop"] == ["zz"] and sent["max_tokens"] == 100
+    assert upstream_behaviour.headers_seen[-1]["authorization"] == "Bearer sk-test-not-a-secret"
+
+
+async def test_stream_reports_usage_from_the_final_chunk(
+    fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour, transport: str
+) -> None:
+    eng = engine(fake_upstream, transport)
+    deltas = [d async for d in eng.stream(gen("a b c", max_tokens=4))]
+    assert "".join(d.text for d in deltas) == "large says: a b"
+    assert deltas[-1].finish_reason == "length"
+    assert deltas[-1].completion_tokens == 4 and deltas[-1].prompt_tokens == 3
+    assert upstream_behaviour.requests[-1]["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize(
+    ("status", "expected", "code"),
+    [
+        (500, UpstreamError, "upstream_error"),
+        (401, UpstreamError, "upstream_auth_failed"),
+        (503, ServiceUnavailableError, "service_unavailable"),
+        (429, ServiceUnavailableError, "upstream_rate_limited"),
+    ],
+)
+async def test_upstream_errors_map_to_the_tree(
+    fake_upstream: FakeOpenAIUpstream,
+    upstream_behaviour: UpstreamBehaviour,
+    transport: str,
+    status: int,
+    expected: type[GatewayError],
+    code: str,
+) -> None:
+    upstream_behaviour.fail_status = status
+    with pytest.raises(expected) as info:
+        await engine(fake_upstream, transport).complete(gen())
+    assert info.value.code == code
+    assert "sk-test" not in info.value.message
+
+
+async def test_hang_becomes_timeout(
+    fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour, transport: str
+) -> None:
+    upstream_behaviour.hang = True
+    with pytest.raises(UpstreamTimeoutError):
+        await engine(fake_upstream, transport, timeout_s=1).complete(gen())
+
+
+async def test_retries_back_off_exponentially(
+    fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour, transport: str
+) -> None:
+    import time
+
+    upstream_behaviour.fail_status = 500
+    started = time.monotonic()
+    with pytest.raises(UpstreamError):
+        await engine(fake_upstream, transport, num_retries=2, retry_backoff_s=0.2).complete(gen())
+    assert len(upstream_behaviour.requests) == 3
+    assert time.monotonic() - started >= 0.6  # waited 0.2 s, then 0.4 s
+
+
+async def test_auth_failures_are_not_retried(
+    fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour, transport: str
+) -> None:
+    upstream_behaviour.fail_status = 401
+    with pytest.raises(UpstreamError):
+        await engine(fake_upstream, transport, num_retries=3, retry_backoff_s=0.01).complete(gen())
+    assert len(upstream_behaviour.requests) == 1
+
+
+async def test_context_overflow_is_the_clients_error(
+    fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour, transport: str
+) -> None:
+    upstream_behaviour.fail_status = 400
+    upstream_behaviour.fail_message = "This model's maximum context length is 8192 tokens."
+    with pytest.raises(InvalidRequestError) as info:
+        await engine(fake_upstream, transport).complete(gen())
+    assert info.value.code == "context_length_exceeded"
+
+
+async def test_trace_context_and_extra_params_reach_the_upstream(
+    fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour, transport: str
+) -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    request = GenerationRequest(
+        "req-2", [{"role": "user", "content": "hi"}], max_tokens=5, trace_headers={"traceparent": traceparent}
+    )
+    eng = engine(fake_upstream, transport, extra_params={"logit_bias": {"50256": -100}})
+    await eng.complete(request)
+    assert upstream_behaviour.headers_seen[-1]["traceparent"] == traceparent
+    assert upstream_behaviour.requests[-1]["logit_bias"] == {"50256": -100}
+    assert upstream_behaviour.requests[-1]["model"] == "fake-large"
+
+
+async def test_abandoned_stream_releases_the_engine(
+    fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour, transport: str
+) -> None:
+    eng = engine(fake_upstream, transport)
+    for _ in range(3):
+        stream = eng.stream(gen("one two three four five six"))
+        first = await anext(stream)
+        assert first.text
+        await stream.aclose()  # type: ignore[attr-defined]
+    completion = await eng.complete(gen("still works"))
+    assert completion.text == "large says: still works"
+    await eng.shutdown()
