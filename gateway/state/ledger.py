@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import logging
 import random
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.state.errors import describe_error
@@ -101,7 +102,10 @@ class BufferedWriter:
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
         self._marker_ttl_ms = int(marker_ttl_s * 1000)
-        self._script = client.register_script(_APPLY_LUA)
+        # EVALSHA straight into the pipeline: a registered Script object would add a
+        # SCRIPT EXISTS round trip to every flush. Redis forgets scripts on restart; a
+        # NOSCRIPT answer reloads it and the batch is resent (the markers make that safe).
+        self._script_sha = hashlib.sha1(_APPLY_LUA.encode()).hexdigest()
         # A fresh id per process: sequence numbers restart with it, so markers of an
         # earlier process never make this one skip anything.
         self._writer_id = secrets.token_hex(8)
@@ -204,23 +208,16 @@ class BufferedWriter:
         for entry in batch:
             if self._unsent.get(entry.key) is entry:
                 del self._unsent[entry.key]
-        async with self._client.pipeline(transaction=False) as pipe:
-            for entry in batch:
-                ttl = self._ttl_for(entry.key) if self._ttl_for is not None else None
-                args: list[str | int] = [self._writer_id, entry.seq, self._marker_ttl_ms, ttl or 0]
-                for field, amount in entry.fields.items():
-                    args += [field, amount]
-                await self._script(keys=[entry.key, KeySpace.ledger_marker(entry.key)], args=args, client=pipe)
+        results = await self._execute(batch)
+        if results is not None and any(isinstance(r, NoScriptError) for r in results):
             try:
-                results = await pipe.execute(raise_on_error=False)
+                await self._client.script_load(_APPLY_LUA)
             except _UNAVAILABLE as exc:
                 self._health.record_failure(exc)
                 return False
-            except RedisError as exc:
-                # Not a lost connection but a whole-pipeline error we cannot attribute.
-                self._health.record_failure(exc)
-                logger.error("ledger flush failed: %s", describe_error(exc))
-                return False
+            results = await self._execute(batch)
+        if results is None:
+            return False
         for entry, result in zip(batch, results, strict=True):
             if isinstance(result, _UNAVAILABLE):
                 self._health.record_failure(result)
@@ -237,6 +234,25 @@ class BufferedWriter:
                 )
             self._entries.popleft()
         return True
+
+    async def _execute(self, batch: list[_Entry]) -> list[object] | None:
+        """One pipeline of EVALSHAs; None when Redis failed as a whole (recorded as such)."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for entry in batch:
+                ttl = self._ttl_for(entry.key) if self._ttl_for is not None else None
+                args: list[str | int] = [self._writer_id, entry.seq, self._marker_ttl_ms, ttl or 0]
+                for field, amount in entry.fields.items():
+                    args += [field, amount]
+                pipe.evalsha(self._script_sha, 2, entry.key, KeySpace.ledger_marker(entry.key), *args)
+            try:
+                return list(await pipe.execute(raise_on_error=False))
+            except _UNAVAILABLE as exc:
+                self._health.record_failure(exc)
+            except RedisError as exc:
+                # Not a lost connection but a whole-pipeline error we cannot attribute.
+                self._health.record_failure(exc)
+                logger.error("ledger flush failed: %s", describe_error(exc))
+            return None
 
     def start(self) -> None:
         """Start the background flush loop (idempotent; needs a running event loop)."""

@@ -113,6 +113,17 @@ async def test_replayed_entries_are_not_counted_twice(make_store: StoreFactory) 
     assert len(marker) == 1 and await store.client.pttl(store.keys.ledger_marker(key)) > 0
 
 
+async def test_script_forgotten_by_redis_is_reloaded(make_store: StoreFactory) -> None:
+    """Redis drops cached scripts on restart or SCRIPT FLUSH; the writer reloads and resends once."""
+    store = make_store()
+    key = store.keys.key_usage("noscript")
+    await store.ledger.write([(key, "tokens", 5)])
+    await store.client.script_flush()
+    await store.ledger.write([(key, "tokens", 7)])
+    assert not store.ledger.pending_entries
+    assert await totals(store, key) == {"tokens": 12}
+
+
 async def test_concurrent_writers_on_two_replicas(make_store: StoreFactory) -> None:
     replica_a, replica_b = make_store(), make_store()
     key = replica_a.keys.key_usage("shared")
