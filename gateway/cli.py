@@ -22,14 +22,15 @@ __all__ = ["build_parser", "main"]
 def _cmd_validate_config(args: argparse.Namespace) -> int:
     from gateway.accounting import CostCalculator
 
+    path = args.config_option if args.config_option is not None else args.config
     try:
-        config = load_config(args.config)
+        config = load_config(path)
         if config.accounting.enabled:
             CostCalculator.from_config(config.accounting, config.tiers)
     except ConfigError as exc:
         print(exc.message, file=sys.stderr)
         return 2
-    print(f"{args.config or 'default config'}: OK ({len(config.tiers)} tiers: {', '.join(config.tiers)})")
+    print(f"{path or 'default config'}: OK ({len(config.tiers)} tiers: {', '.join(config.tiers)})")
     return 0
 
 
@@ -100,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate-config", help="check a config file and report each error with its path")
     validate.add_argument("config", nargs="?", help="YAML config (default: the packaged one)")
+    # Also as an option, so the same `--config FILE` that `serve` takes checks the file first.
+    validate.add_argument("--config", dest="config_option", metavar="CONFIG", help="same as the positional CONFIG")
     validate.set_defaults(func=_cmd_validate_config)
 
     prepare = sub.add_parser("prepare-models", help="convert the built-in local models once (cached)")

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Creates .venv with the exact pins of requirements/cpu.lock and the project itself.
-# Idempotent: a stamp keyed on the lock's hash skips the work when nothing changed.
+# Every pin in the lock carries sha256 hashes and pip enforces them (--require-hashes):
+# a file that differs from the one locked (a re-uploaded or tampered release) fails the
+# install. Idempotent: a stamp keyed on the lock's hash skips the work when nothing changed.
 #
 #   scripts/install.sh            install or refresh .venv
-#   scripts/install.sh --relock   rewrite requirements/cpu.lock from the current .venv
+#   scripts/install.sh --relock   rewrite requirements/cpu.lock from the current .venv, with hashes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +14,9 @@ LOCK=requirements/cpu.lock
 TORCH_CPU_INDEX=${SLM_ROUTER_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
 
 if [[ "${1:-}" == "--relock" ]]; then
-  { sed -n '/^#/p' "$LOCK"; "$VENV/bin/pip" freeze --all --exclude-editable | grep -v -E "^(slm-router|-e |pip==)"; } > "$LOCK.new"
+  # pip itself is pinned too: the install upgrades to it first, hash-checked like the rest.
+  { sed -n '/^#/p' "$LOCK"; "$VENV/bin/pip" freeze --all --exclude-editable | grep -v -E "^(slm-router|-e )"; } > "$LOCK.new"
+  "$VENV/bin/python" scripts/lock_hashes.py "$LOCK.new"
   mv "$LOCK.new" "$LOCK"
   echo "rewrote $LOCK"
   exit 0
@@ -44,6 +48,8 @@ PY=$(pick_python)
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check --timeout 30 --retries 2)
 # pip warns once per package about local index folders that lack it: noise, not news.
 quiet() { "$@" 2> >(grep -v -E "is ignored: it is neither|BuildBackendWarning|^\s*$" >&2); }
+# One entry of the lock with its hash lines, as a requirements file of its own.
+lock_entry() { awk -v pin="$1==" 'index($0, pin) == 1 { on = 1 } on { print } on && !/\\$/ { exit }' "$LOCK"; }
 
 # torch==2.13.0+cpu lives on PyTorch's CPU index. Use that index only if it answers
 # quickly: where pip's settings name a local wheel folder that holds the wheel, an
@@ -56,8 +62,8 @@ else
 fi
 
 echo "installing pinned dependencies into $VENV (a few minutes the first time)..."
-quiet "${PIP[@]}" install -q --upgrade "pip>=24"
-quiet "${PIP[@]}" install -q --no-deps "${extra[@]}" -r "$LOCK"
+quiet "${PIP[@]}" install -q --require-hashes --no-deps -r <(lock_entry pip)
+quiet "${PIP[@]}" install -q --require-hashes --no-deps "${extra[@]}" -r "$LOCK"
 quiet "${PIP[@]}" install -q --no-deps -e . >/dev/null
 
 "$VENV/bin/python" scripts/check_blocked_versions.py --installed

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.errors import GatewayError, InvalidRequestError, PayloadTooLargeError, error_body
+from gateway.http.open_requests import OpenRequests, OpenRequestsMiddleware
 from gateway.protocol import ChatCompletionRequest
 from gateway.protocol.parsing import parse_body
 from gateway.routing.live import RoutingUpdate
@@ -43,6 +44,8 @@ class GatewayServices:
     admin: AdminService | None = None
     #: Renders the Prometheus exposition (``/metrics``); ``None`` hides the route.
     metrics: Callable[[], Awaitable[tuple[bytes, str]]] | None = None
+    #: Counts open ``/v1/`` requests and adds the gauge to ``/metrics`` (``None``: not counted).
+    open_requests: OpenRequests | None = None
 
 
 async def read_limited_body(request: Request, limit: int) -> bytes:
@@ -70,7 +73,12 @@ def _error_response(exc: GatewayError) -> JSONResponse:
 
 def create_http_app(services: GatewayServices, *, max_body_bytes: int, title: str = "slm-router") -> FastAPI:
     """Build the OpenAI-compatible HTTP app over the serving objects."""
-    app = FastAPI(title=title, docs_url=None, redoc_url=None)
+    # No trailing-slash redirects: a 307 has no error envelope, and "/admin/keys/" (an empty
+    # key id) would bounce a DELETE to a route that only takes GET and POST.
+    app = FastAPI(title=title, docs_url=None, redoc_url=None, redirect_slashes=False)
+    open_requests = services.open_requests
+    if open_requests is not None:
+        app.add_middleware(OpenRequestsMiddleware, counter=open_requests)
 
     @app.exception_handler(GatewayError)
     async def _gateway_error(_: Request, exc: GatewayError) -> JSONResponse:
@@ -138,6 +146,8 @@ def create_http_app(services: GatewayServices, *, max_body_bytes: int, title: st
         @app.get("/metrics")
         async def metrics() -> Response:
             payload, content_type = await render()
+            if open_requests is not None:
+                payload += open_requests.exposition()
             return Response(payload, media_type=content_type)
 
     if services.admin is not None:

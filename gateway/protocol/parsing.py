@@ -3,15 +3,47 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from gateway.errors import InvalidRequestError
 
-__all__ = ["parse_body"]
+__all__ = ["MAX_JSON_DEPTH", "parse_body"]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+# A valid UTF-8 body can still carry UTF-16 surrogates as JSON escapes ("\\ud800"). Paired
+# ones decode to one character; a lone one is not text and cannot be encoded as UTF-8, so a
+# tokenizer, Redis or an upstream would fail on it later (a 5xx for the client's mistake).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+#: Deepest nesting of arrays and objects a body may have. Chat requests need a handful of
+#: levels (tool schemas a few dozen); pydantic refuses to serialise past 255, so a deeper
+#: body that validates (in a tolerated unknown field) would only fail later, as a 500.
+MAX_JSON_DEPTH = 128
+
+
+def _nested_deeper_than(data: Any, limit: int) -> bool:
+    # Iterative, so the check itself cannot hit the recursion limit.
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _has_lone_surrogate(data: Any) -> bool:
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _reject_constant(name: str) -> Any:
@@ -47,6 +79,12 @@ def parse_body(body: bytes, model: type[ModelT]) -> ModelT:
         raise InvalidRequestError(f"the request body is not valid JSON: {message}") from None
     if not isinstance(data, dict):
         raise InvalidRequestError("the request body must be a JSON object")
+    if _nested_deeper_than(data, MAX_JSON_DEPTH):
+        raise InvalidRequestError(f"the request body is nested deeper than {MAX_JSON_DEPTH} levels")
+    if _SURROGATE_ESCAPE.search(text) is not None and _has_lone_surrogate(data):
+        raise InvalidRequestError(
+            "the request body contains an unpaired UTF-16 surrogate escape (\\ud800-\\udfff), which is not text"
+        )
     try:
         return model.model_validate(data)
     except ValidationError as exc:

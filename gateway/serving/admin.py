@@ -25,7 +25,10 @@ def parse_since(raw: str) -> timedelta:
     match = _SINCE.match(raw)
     if match is None:
         raise InvalidRequestError("since must look like 30m, 1h, 7d or 2w", param="since")
-    period = timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    try:
+        period = timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    except OverflowError:  # beyond timedelta's range (e.g. "99999999999w"): too far back, not a 500
+        period = timedelta.max
     if period > timedelta(days=800):
         raise InvalidRequestError("since reaches back further than the ledger keeps data", param="since")
     return period

@@ -12,6 +12,7 @@ Context only: no baggage is forwarded, so nothing a client sends leaks upstream)
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -42,7 +43,11 @@ def inject_headers(span: Span) -> dict[str, str]:
 
 def _fail(span: Span, error: BaseException | str) -> None:
     if isinstance(error, BaseException):
-        span.record_exception(error)
+        # This exception's own traceback only, without its chain: a gateway error's
+        # __cause__ is the raw upstream exception, whose message quotes the upstream's
+        # error body, and providers echo the API key they were sent in there.
+        stacktrace = "".join(traceback.format_exception(error, chain=False))
+        span.record_exception(error, attributes={"exception.stacktrace": stacktrace})
         error_type = type(error).__name__
         description = f"{error_type}: {error}"
     else:

@@ -1,0 +1,1 @@
+"""Property-based fuzzing of the HTTP API (shared by the CI test and the long-run script)."""

@@ -1,0 +1,555 @@
+"""Hypothesis strategies for hostile HTTP requests to the gateway.
+
+Three families, mixed by :func:`fuzz_requests`:
+
+* *structured but wrong* chat bodies: a valid request with fields mutated to wrong types,
+  out-of-range or non-finite numbers, missing or extra fields, odd roles and content parts;
+* *raw bytes*: invalid UTF-8, truncated or deeply nested JSON, non-JSON, oversized bodies;
+* requests to the admin API and ``/v1/models/{id}`` with wrong bodies, queries and ids.
+
+Each example is a :class:`FuzzRequest`; ``kind`` labels its family for the statistics.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import strategies as st
+
+__all__ = [
+    "CHAT",
+    "FuzzRequest",
+    "admin_requests",
+    "chat_bodies",
+    "fuzz_requests",
+    "json_values",
+    "mutated_chat_bodies",
+    "nasty_requests",
+    "raw_chat_requests",
+]
+
+CHAT = "/v1/chat/completions"
+#: Models the fuzz target serves, plus names that parse as router variants.
+MODELS = ["router", "small-model", "fake-large", "router-lexical-0.4", "router-lexical-7", "router-", "router-x-y-z"]
+ROLES = ["system", "developer", "user", "assistant", "tool", "function", "", "USER", "user ", "\u0000"]
+CONTENT_TYPES = [
+    "application/json",
+    "application/json; charset=utf-8",
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=x",
+    "application/octet-stream",
+    "",
+]
+
+# Printable ASCII only: HTTP header values must be latin-1, and httpx refuses control characters.
+_HEADER_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
+_INTS = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([0, -1, 1, 2**31, 2**53 + 1, 2**63, 2**64, 10**30, -(10**30)]),
+)
+_FLOATS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([-0.0, 1e-320, 1e308, -1e308, 2.0000001, 1.0000001, -2.0000001]),
+)
+#: Text that sometimes holds lone UTF-16 surrogates (``json.dumps`` writes them as ``\\udXXX`` escapes).
+_TEXT = st.one_of(
+    st.text(max_size=20),
+    st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, categories=["Cs"]), min_size=1, max_size=3),
+)
+_SCALARS = st.one_of(st.none(), st.booleans(), _INTS, _FLOATS, _TEXT)
+
+
+def json_values(max_leaves: int = 8) -> st.SearchStrategy[Any]:
+    """Arbitrary JSON-like values (NaN and Infinity included: ``json.dumps`` writes them)."""
+    return st.recursive(
+        _SCALARS,
+        lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+        max_leaves=max_leaves,
+    )
+
+
+@dataclass(frozen=True)
+class FuzzRequest:
+    """One HTTP request to send; ``target`` picks the app (``open``: no auth, ``keyed``: API key)."""
+
+    method: str
+    path: str
+    kind: str
+    content: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    target: str = "open"
+    #: Query parameters.
+    params: dict[str, str] = field(default_factory=dict)
+    #: ``admin`` sends the admin credential, ``wrong`` a wrong one, ``none`` nothing extra.
+    credential: str = "none"
+
+
+def _sometimes(value: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(value, json_values(4))
+
+
+def _content_parts() -> st.SearchStrategy[Any]:
+    text_part = st.fixed_dictionaries({"type": st.just("text"), "text": st.text(max_size=30)})
+    odd_part = st.one_of(
+        st.fixed_dictionaries({"type": st.just("image_url"), "image_url": st.fixed_dictionaries({"url": st.text()})}),
+        st.fixed_dictionaries({"type": st.just("input_audio"), "input_audio": json_values(3)}),
+        st.fixed_dictionaries({"type": st.text(max_size=10), "text": json_values(2)}),
+        st.fixed_dictionaries({"text": st.text(max_size=10)}),
+        st.fixed_dictionaries({"type": st.just("text")}),
+        json_values(3),
+    )
+    return st.lists(st.one_of(text_part, odd_part), max_size=4)
+
+
+def _messages() -> st.SearchStrategy[Any]:
+    content = st.one_of(st.text(max_size=60), _content_parts(), st.none(), json_values(3))
+    message = st.fixed_dictionaries(
+        {"role": st.one_of(st.sampled_from(ROLES), json_values(2)), "content": content},
+        optional={
+            "name": _sometimes(st.text(max_size=10)),
+            "tool_calls": json_values(3),
+            "tool_call_id": json_values(1),
+            "refusal": json_values(1),
+        },
+    )
+    # Sometimes drop a required key entirely.
+    mangled = message.flatmap(
+        lambda m: st.sampled_from([m, {k: v for k, v in m.items() if k != "role"}, {"content": m.get("content")}])
+    )
+    return st.one_of(st.lists(mangled, max_size=5), json_values(3))
+
+
+def chat_bodies() -> st.SearchStrategy[dict[str, Any]]:
+    """Chat request objects, mostly wrong in one or more fields (some valid)."""
+    number = st.one_of(_FLOATS, _INTS, st.text(max_size=5), st.booleans(), st.none())
+    integer = st.one_of(_INTS, _FLOATS, st.text(max_size=5), st.booleans(), st.none())
+    optional = {
+        "temperature": number,
+        "top_p": number,
+        "presence_penalty": number,
+        "frequency_penalty": number,
+        "router_threshold": number,
+        "max_tokens": integer,
+        "max_completion_tokens": integer,
+        "n": integer,
+        "seed": integer,
+        "stop": st.one_of(st.text(max_size=5), st.lists(st.text(max_size=5), max_size=6), json_values(2)),
+        "user": _sometimes(st.text(max_size=30)),
+        "stream": st.one_of(st.booleans(), json_values(1)),
+        "stream_options": st.one_of(st.fixed_dictionaries({"include_usage": json_values(1)}), json_values(2)),
+        "logprobs": json_values(1),
+        "tools": json_values(3),
+        "response_format": json_values(3),
+    }
+    body = st.fixed_dictionaries(
+        {
+            "model": st.one_of(st.sampled_from(MODELS), st.text(max_size=20), json_values(1)),
+            "messages": _messages(),
+        },
+        optional=optional,
+    )
+    extra = st.dictionaries(st.text(max_size=12), json_values(3), max_size=3)
+    drop = st.sets(st.sampled_from(["model", "messages"]), max_size=2)
+    return st.builds(lambda b, e, d: {**{k: v for k, v in b.items() if k not in d}, **e}, body, extra, drop)
+
+
+def valid_chat_bodies() -> st.SearchStrategy[dict[str, Any]]:
+    """Requests the gateway must answer with 200 (a control group for the oracle)."""
+    text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=40)
+    return st.fixed_dictionaries(
+        {
+            "model": st.sampled_from(["router", "small-model", "fake-large"]),
+            "messages": st.lists(
+                st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant"]), "content": text}),
+                min_size=1,
+                max_size=3,
+            ).map(lambda ms: [*ms, {"role": "user", "content": "q"}]),
+        },
+        optional={
+            "temperature": st.floats(0, 2),
+            "top_p": st.floats(0.01, 1),
+            "max_tokens": st.integers(1, 4096),
+            "stream": st.booleans(),
+            "seed": st.integers(-(2**31), 2**31),
+            "stop": st.lists(st.text("abc", min_size=1, max_size=3), max_size=4),
+        },
+    )
+
+
+_FIELDS = [
+    "model",
+    "messages",
+    "temperature",
+    "top_p",
+    "presence_penalty",
+    "frequency_penalty",
+    "router_threshold",
+    "max_tokens",
+    "max_completion_tokens",
+    "n",
+    "seed",
+    "stop",
+    "user",
+    "stream",
+    "stream_options",
+]
+
+
+def mutated_chat_bodies() -> st.SearchStrategy[dict[str, Any]]:
+    """A valid request with one or two fields (or one message) replaced by a hostile value."""
+    hostile = st.one_of(_FLOATS, _INTS, json_values(3), st.text(max_size=10))
+    overrides = st.dictionaries(st.sampled_from(_FIELDS), hostile, min_size=1, max_size=2)
+    odd_message = _messages().map(lambda ms: ms if isinstance(ms, list) else [ms])
+    return st.one_of(
+        st.builds(lambda base, extra: {**base, **extra}, valid_chat_bodies(), overrides),
+        st.builds(lambda base, odd: {**base, "messages": base["messages"] + odd}, valid_chat_bodies(), odd_message),
+    )
+
+
+def _chat_headers() -> st.SearchStrategy[dict[str, str]]:
+    return st.fixed_dictionaries(
+        {"content-type": st.sampled_from([*CONTENT_TYPES[:2], *CONTENT_TYPES])},
+        optional={
+            "x-slm-router-threshold": st.one_of(
+                st.sampled_from(["0.5", "nan", "inf", "-1", "1e400", "", " 0.2 "]), _HEADER_TEXT
+            ),
+            "x-slm-router-cache": st.sampled_from(["true", "false", "1", "yes", "maybe", ""]),
+            "x-slm-router-tenant": st.one_of(st.sampled_from(["acme", "{x}", "a:b", "x" * 200, ""]), _HEADER_TEXT),
+            "traceparent": st.one_of(st.just("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"), _HEADER_TEXT),
+            "authorization": st.one_of(st.sampled_from(["Bearer ", "Bearer sk-slm-0-x", "Basic Zm9v"]), _HEADER_TEXT),
+        },
+    )
+
+
+def _dump(value: Any) -> bytes:
+    # allow_nan: the wire then carries NaN/Infinity tokens, which the gateway must refuse.
+    return json.dumps(value, allow_nan=True).encode()
+
+
+def _chat_request(body: st.SearchStrategy[Any], kind: str) -> st.SearchStrategy[FuzzRequest]:
+    return st.builds(
+        lambda b, h, t: FuzzRequest("POST", CHAT, kind, _dump(b), h, t),
+        body,
+        _chat_headers(),
+        st.sampled_from(["open", "open", "keyed"]),
+    )
+
+
+def raw_chat_requests(max_body_bytes: int) -> st.SearchStrategy[FuzzRequest]:
+    """Byte-level garbage for ``POST /v1/chat/completions``."""
+    valid = _dump({"model": "router", "messages": [{"role": "user", "content": "hello"}]})
+    truncated = st.integers(0, len(valid) - 1).map(lambda n: valid[:n])
+    nested = st.builds(
+        lambda depth, opener: opener * depth,
+        st.sampled_from([10, 500, 999, 1_000, 5_000, 100_000]),
+        st.sampled_from([b"[", b'{"a":', b'{"model": "router", "messages": [{"role": "user", "content": [']),
+    )
+    closed_nesting = st.builds(
+        lambda depth: (
+            _dump({"model": "router", "messages": [{"role": "user", "content": "q"}]})[:-1]
+            + b', "extra": '
+            + b"[" * depth
+            + b"]" * depth
+            + b"}"
+        ),
+        st.sampled_from([100, 250, 900, 990, 3_000, 50_000]),
+    )
+    invalid_utf8 = st.builds(lambda a, b: a + b, st.sampled_from([b'{"model": "', b"", b"\xef\xbb\xbf{"]), st.binary())
+    oversized = st.sampled_from([max_body_bytes + 1, 2 * max_body_bytes]).map(
+        lambda n: _dump({"model": "router", "messages": [{"role": "user", "content": "a" * n}]})
+    )
+    megabyte = st.sampled_from([max_body_bytes - 200, max_body_bytes // 2]).map(
+        lambda n: _dump({"model": "router", "messages": [{"role": "user", "content": "word " * (n // 5)}]})
+    )
+    garbage = st.one_of(
+        st.binary(max_size=200),
+        st.sampled_from([b"", b" ", b"null", b"[]", b"1", b'"x"', b"NaN", b"{}", b'{"model": NaN}', b"\x00" * 8]),
+        st.builds(lambda t: t.encode("utf-16"), st.text(max_size=20)),
+    )
+    body = st.one_of(truncated, nested, closed_nesting, invalid_utf8, oversized, megabyte, garbage)
+    return st.builds(
+        lambda b, ct, t: FuzzRequest("POST", CHAT, "raw", b, {"content-type": ct} if ct else {}, t),
+        body,
+        st.sampled_from(CONTENT_TYPES),
+        st.sampled_from(["open", "keyed"]),
+    )
+
+
+def admin_requests() -> st.SearchStrategy[FuzzRequest]:
+    """Wrong bodies, queries and ids for ``/admin/*`` and ``/v1/models/{id}`` (with the admin credential)."""
+    key_body = st.fixed_dictionaries(
+        {},
+        optional={
+            "name": _sometimes(st.text(max_size=120)),
+            "tenant": _sometimes(st.text(max_size=70)),
+            "rpm_limit": st.one_of(_INTS, json_values(1)),
+            "tpm_limit": st.one_of(_INTS, json_values(1)),
+            "budget_usd": st.one_of(_FLOATS, json_values(1)),
+            "routing_defaults": json_values(3),
+            "extra": json_values(1),
+        },
+    )
+    routing_body = st.fixed_dictionaries(
+        {},
+        optional={
+            "threshold": st.one_of(_FLOATS, json_values(1)),
+            "thresholds": st.one_of(st.lists(_FLOATS, max_size=3), json_values(2)),
+            "target_share": st.one_of(_FLOATS, json_values(1)),
+            "budget_usd_per_hour": st.one_of(_FLOATS, json_values(1)),
+            "over_budget": st.one_of(st.sampled_from(["small", "reject", "x"]), json_values(1)),
+            "mode": st.one_of(st.sampled_from(["threshold", "target", "x"]), json_values(1)),
+            "clear_budget": json_values(1),
+        },
+    )
+    body_bytes = st.one_of(key_body.map(_dump), routing_body.map(_dump), st.binary(max_size=50))
+    path_text = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="?#"), max_size=30)
+    query = st.one_of(st.sampled_from(["nan", "inf", "-1", "1e400", "", "0.5", "99999999999999999999"]), path_text)
+    auth = st.sampled_from(["admin", "admin", "admin", "none", "wrong"])
+
+    def build(kind: str, method: str, path: str, body: bytes | None, params: dict[str, str], who: str) -> FuzzRequest:
+        return FuzzRequest(method, path, kind, body, params=params, credential=who)
+
+    return st.one_of(
+        st.builds(build, st.just("admin"), st.just("POST"), st.just("/admin/keys"), body_bytes, st.just({}), auth),
+        st.builds(build, st.just("admin"), st.just("PUT"), st.just("/admin/routing"), body_bytes, st.just({}), auth),
+        st.builds(
+            build,
+            st.just("admin"),
+            st.just("GET"),
+            st.sampled_from(["/admin/routing/simulate", "/admin/routing/audit", "/admin/costs", "/admin/keys"]),
+            st.none(),
+            st.fixed_dictionaries({}, optional={"threshold": query, "limit": query, "since": query}),
+            auth,
+        ),
+        st.builds(
+            build,
+            st.just("admin"),
+            st.just("DELETE"),
+            path_text.map(lambda p: f"/admin/keys/{p}"),
+            st.none(),
+            st.just({}),
+            auth,
+        ),
+        st.builds(
+            build,
+            st.just("models"),
+            st.just("GET"),
+            st.one_of(path_text, st.sampled_from(MODELS)).map(lambda p: f"/v1/models/{p}"),
+            st.none(),
+            st.just({}),
+            st.just("none"),
+        ),
+    )
+
+
+def fuzz_requests(max_body_bytes: int) -> st.SearchStrategy[FuzzRequest]:
+    """The whole mix: mostly structured chat bodies, then raw bytes, admin, and a valid control group."""
+    return st.one_of(
+        _chat_request(chat_bodies(), "structured"),
+        _chat_request(mutated_chat_bodies(), "mutated"),
+        _chat_request(mutated_chat_bodies(), "mutated"),
+        raw_chat_requests(max_body_bytes),
+        admin_requests(),
+        _chat_request(valid_chat_bodies(), "valid"),
+    )
+
+
+def _chat_json(**fields: Any) -> dict[str, Any]:
+    return {"model": "router", "messages": [{"role": "user", "content": "hello"}], **fields}
+
+
+def nasty_requests(max_body_bytes: int) -> list[tuple[str, FuzzRequest]]:
+    """Hand-written hostile requests, each with an id (the CI test parametrizes over them)."""
+    valid = _dump(_chat_json())
+    json_ct = {"content-type": "application/json"}
+
+    def chat(name: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[str, FuzzRequest]:
+        return name, FuzzRequest("POST", CHAT, "nasty", body, json_ct if headers is None else headers)
+
+    def with_field(name: str, raw: str) -> tuple[str, FuzzRequest]:
+        return chat(name, valid[:-1] + f", {raw}}}".encode())
+
+    cases = [
+        chat("invalid-utf8", b'{"model": "router", "messages": [{"role": "user", "content": "\xff\xfe\xc3"}]}'),
+        chat("invalid-utf8-only", b"\xff" * 64),
+        chat("utf16-json", json.dumps(_chat_json()).encode("utf-16")),
+        chat("bom-prefixed-json", b"\xef\xbb\xbf" + valid),
+        chat("lone-surrogate-content", valid.replace(b'"hello"', b'"\\ud800 hi"')),
+        chat(
+            "lone-surrogate-to-large", valid.replace(b'"hello"', b'"\\ud800 hi"').replace(b'"router"', b'"fake-large"')
+        ),
+        chat(
+            "lone-surrogate-stream-large",
+            valid.replace(b'"hello"', b'"\\udbff"').replace(b'"router"', b'"fake-large", "stream": true'),
+        ),
+        chat("surrogate-pair-emoji", valid.replace(b'"hello"', b'"\\ud83d\\ude00"')),
+        chat("lone-surrogate-model", valid.replace(b'"router"', b'"\\udfff"')),
+        chat("lone-surrogate-key", valid[:-1] + b', "\\ud800": 1}'),
+        chat("nul-in-content", valid.replace(b'"hello"', b'"a\\u0000b"')),
+        chat("truncated-json", valid[:-7]),
+        chat("truncated-in-string", valid[: valid.index(b"hello") + 2]),
+        chat("empty-body", b""),
+        chat("whitespace-body", b" \n\t "),
+        chat("json-null", b"null"),
+        chat("json-array", b"[]"),
+        chat("json-string", b'"hi"'),
+        chat("nested-list-100k", b"[" * 100_000),
+        chat("nested-list-closed-100k", b"[" * 100_000 + b"]" * 100_000),
+        chat("nested-object-100k", b'{"a":' * 100_000 + b"1" + b"}" * 100_000),
+        chat("nested-extra-field-900", valid[:-1] + b', "x": ' + b"[" * 900 + b"]" * 900 + b"}"),
+        chat("nested-extra-field-5000", valid[:-1] + b', "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
+        chat("nested-content-parts-100k", valid.replace(b'"hello"', b"[" * 100_000 + b"]" * 100_000)),
+        chat("oversized-body", _dump(_chat_json(padding="a" * (max_body_bytes + 1)))),
+        chat(
+            "megabyte-message",
+            _dump(
+                {"model": "router", "messages": [{"role": "user", "content": "big " * ((max_body_bytes - 200) // 4)}]}
+            ),
+        ),
+        chat(
+            "megabyte-one-word",
+            _dump({"model": "router", "messages": [{"role": "user", "content": "x" * (max_body_bytes - 200)}]}),
+        ),
+        chat("many-messages", _dump({"model": "router", "messages": [{"role": "user", "content": "m"}] * 20_000})),
+        chat("wrong-content-type-text", valid, {"content-type": "text/plain"}),
+        chat(
+            "wrong-content-type-form",
+            b"model=router&messages=hi",
+            {"content-type": "application/x-www-form-urlencoded"},
+        ),
+        chat("no-content-type", valid, {}),
+        chat("content-length-garbage", valid, {"content-type": "application/json", "content-length": "abc"}),
+        with_field("nan-temperature", '"temperature": NaN'),
+        with_field("infinity-top-p", '"top_p": Infinity'),
+        with_field("minus-infinity-penalty", '"presence_penalty": -Infinity'),
+        with_field("overflow-float-temperature", '"temperature": 1e999'),
+        with_field("overflow-float-max-tokens", '"max_tokens": 1e999'),
+        with_field("negative-temperature", '"temperature": -0.5'),
+        with_field("huge-max-tokens", '"max_tokens": 1000000000000000000000000000000'),
+        with_field("huge-max-completion-tokens", '"max_completion_tokens": 9223372036854775808'),
+        with_field("zero-max-tokens", '"max_tokens": 0'),
+        with_field("absurd-n", '"n": 1000000000'),
+        with_field("negative-n", '"n": -3'),
+        with_field("huge-seed", '"seed": 100000000000000000000000000000000000'),
+        with_field("float-seed", '"seed": 1.5'),
+        with_field("string-temperature", '"temperature": "hot"'),
+        with_field("bool-max-tokens", '"max_tokens": true'),
+        with_field("stop-too-many", '"stop": ["a", "b", "c", "d", "e"]'),
+        with_field("stop-empty-string", '"stop": [""]'),
+        with_field("stream-string", '"stream": "yes"'),
+        with_field("stream-options-list", '"stream": true, "stream_options": []'),
+        with_field("router-threshold-2", '"router_threshold": 2'),
+        with_field("duplicate-keys", '"model": "nope", "model": "router"'),
+        chat("missing-messages", _dump({"model": "router"})),
+        chat("missing-model", _dump({"messages": [{"role": "user", "content": "q"}]})),
+        chat("empty-messages", _dump({"model": "router", "messages": []})),
+        chat("messages-object", _dump({"model": "router", "messages": {"role": "user", "content": "q"}})),
+        chat("role-tool", _dump({"model": "router", "messages": [{"role": "tool", "content": "q"}]})),
+        chat("role-number", _dump({"model": "router", "messages": [{"role": 7, "content": "q"}]})),
+        chat("content-number", _dump({"model": "router", "messages": [{"role": "user", "content": 7}]})),
+        chat("user-without-content", _dump({"model": "router", "messages": [{"role": "user"}]})),
+        chat(
+            "content-image-part",
+            _dump(
+                {
+                    "model": "router",
+                    "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
+                }
+            ),
+        ),
+        chat(
+            "content-part-no-type",
+            _dump({"model": "router", "messages": [{"role": "user", "content": [{"text": "x"}]}]}),
+        ),
+        chat("content-empty-array", _dump({"model": "router", "messages": [{"role": "user", "content": []}]})),
+        chat("unknown-model", _dump(_chat_json(model="gpt-9"))),
+        chat("router-variant-bad-threshold", _dump(_chat_json(model="router-lexical-7"))),
+        chat("model-megabyte", _dump(_chat_json(model="m" * (max_body_bytes // 2)))),
+        chat("threshold-header-nan", valid, {"content-type": "application/json", "x-slm-router-threshold": "nan"}),
+        chat("tenant-header-braces", valid, {"content-type": "application/json", "x-slm-router-tenant": "}{x}:"}),
+        chat(
+            "cache-header-weird-body",
+            _dump(_chat_json(extra={"a": [1, {"b": None}]})),
+            {"content-type": "application/json", "x-slm-router-cache": "true"},
+        ),
+        (
+            "admin-keys-deep",
+            FuzzRequest("POST", "/admin/keys", "nasty", b'{"name":' + b"[" * 100_000, credential="admin"),
+        ),
+        (
+            "admin-keys-nan-budget",
+            FuzzRequest("POST", "/admin/keys", "nasty", b'{"name": "x", "budget_usd": NaN}', credential="admin"),
+        ),
+        (
+            "admin-keys-surrogate-name",
+            FuzzRequest("POST", "/admin/keys", "nasty", b'{"name": "\\ud800"}', credential="admin"),
+        ),
+        (
+            "admin-keys-surrogate-tenant",
+            FuzzRequest("POST", "/admin/keys", "nasty", b'{"name": "x", "tenant": "\\udc00"}', credential="admin"),
+        ),
+        (
+            "admin-routing-thresholds-inf",
+            FuzzRequest("PUT", "/admin/routing", "nasty", b'{"thresholds": [1e999]}', credential="admin"),
+        ),
+        (
+            "admin-routing-three-thresholds",
+            FuzzRequest("PUT", "/admin/routing", "nasty", b'{"thresholds": [0.1, 0.2, 0.3]}', credential="admin"),
+        ),
+        ("admin-routing-invalid-utf8", FuzzRequest("PUT", "/admin/routing", "nasty", b"\xff\xff", credential="admin")),
+        (
+            "admin-simulate-nan",
+            FuzzRequest("GET", "/admin/routing/simulate", "nasty", params={"threshold": "nan"}, credential="admin"),
+        ),
+        (
+            "admin-simulate-inf",
+            FuzzRequest("GET", "/admin/routing/simulate", "nasty", params={"threshold": "inf"}, credential="admin"),
+        ),
+        (
+            "admin-audit-huge-limit",
+            FuzzRequest(
+                "GET", "/admin/routing/audit", "nasty", params={"limit": "99999999999999999999"}, credential="admin"
+            ),
+        ),
+        (
+            "admin-audit-negative-limit",
+            FuzzRequest("GET", "/admin/routing/audit", "nasty", params={"limit": "-5"}, credential="admin"),
+        ),
+        (
+            "admin-costs-bad-since",
+            FuzzRequest("GET", "/admin/costs", "nasty", params={"since": "99999999999w"}, credential="admin"),
+        ),
+        ("admin-wrong-credential", FuzzRequest("GET", "/admin/keys", "nasty", credential="wrong")),
+        ("admin-revoke-odd-id", FuzzRequest("DELETE", "/admin/keys/%7B%7D..%2F", "nasty", credential="admin")),
+        ("admin-revoke-empty-id", FuzzRequest("DELETE", "/admin/keys/", "nasty", credential="admin")),
+        ("chat-trailing-slash", FuzzRequest("POST", CHAT + "/", "nasty", valid, json_ct)),
+        ("model-id-traversal", FuzzRequest("GET", "/v1/models/../../etc/passwd", "nasty")),
+        ("model-id-percent-nul", FuzzRequest("GET", "/v1/models/%00", "nasty")),
+        ("model-id-surrogate", FuzzRequest("GET", "/v1/models/%ED%A0%80", "nasty")),
+        ("model-id-long", FuzzRequest("GET", "/v1/models/" + "m" * 20_000, "nasty")),
+        (
+            "keyed-nested-extra-field-250",
+            FuzzRequest(
+                "POST", CHAT, "nasty", valid[:-1] + b', "x": ' + b"[" * 250 + b"]" * 250 + b"}", json_ct, "keyed"
+            ),
+        ),
+        chat(
+            "cache-nested-extra-field-250",
+            valid[:-1] + b', "x": ' + b"[" * 250 + b"]" * 250 + b"}",
+            {"content-type": "application/json", "x-slm-router-cache": "true"},
+        ),
+        ("keyed-no-key", FuzzRequest("POST", CHAT, "nasty", valid, {"authorization": "Bearer "}, target="keyed")),
+        (
+            "keyed-garbage-key",
+            FuzzRequest("POST", CHAT, "nasty", valid, {"authorization": "Bearer sk-slm-zz-;'\"{}"}, target="keyed"),
+        ),
+        ("keyed-nested-100k", FuzzRequest("POST", CHAT, "nasty", b"[" * 100_000, json_ct, target="keyed")),
+        (
+            "keyed-surrogate-content",
+            FuzzRequest("POST", CHAT, "nasty", valid.replace(b'"hello"', b'"\\ud800"'), json_ct, target="keyed"),
+        ),
+    ]
+    return cases

@@ -1,0 +1,108 @@
+"""What every gateway response must look like, whatever the request was.
+
+* never a 5xx;
+* a non-2xx body is exactly OpenAI's envelope
+  ``{"error": {"message": str, "type": str, "param": str | null, "code": str | int | null}}``;
+* a 2xx chat answer is a valid ``chat.completion`` (or, streamed, ``chat.completion.chunk``
+  frames ending in ``data: [DONE]``); other 2xx answers are JSON objects.
+
+:func:`violations` returns what is wrong (empty when the response is fine), so the CI test
+can assert on it and the long-run script can count it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
+from gateway.protocol import ChatCompletionChunk, ChatCompletionResponse
+
+__all__ = ["envelope_problems", "violations"]
+
+_ENVELOPE_KEYS = {"message", "type", "param", "code"}
+
+
+def envelope_problems(body: bytes) -> list[str]:
+    """Why ``body`` is not exactly OpenAI's error envelope (empty when it is)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return [f"error body is not JSON: {body[:80]!r}"]
+    if not isinstance(data, dict) or set(data) != {"error"} or not isinstance(data["error"], dict):
+        return [f"error body is not {{'error': {{...}}}}: {body[:120]!r}"]
+    error: dict[str, Any] = data["error"]
+    problems = []
+    if set(error) != _ENVELOPE_KEYS:
+        problems.append(f"error keys are {sorted(error)}, not {sorted(_ENVELOPE_KEYS)}")
+    if not isinstance(error.get("message"), str) or not error.get("message"):
+        problems.append("error.message is not a non-empty string")
+    if not isinstance(error.get("type"), str):
+        problems.append("error.type is not a string")
+    if error.get("param") is not None and not isinstance(error["param"], str):
+        problems.append("error.param is neither a string nor null")
+    code = error.get("code")
+    if code is not None and (isinstance(code, bool) or not isinstance(code, str | int)):
+        problems.append("error.code is neither a string, an integer nor null")
+    return problems
+
+
+def _completion_problems(body: bytes) -> list[str]:
+    try:
+        response = ChatCompletionResponse.model_validate_json(body)
+    except ValidationError as exc:
+        return [f"2xx body is not a chat.completion: {exc.errors()[:1]}"]
+    problems = []
+    if not response.choices:
+        problems.append("chat.completion without choices")
+    usage = response.usage
+    if usage.total_tokens != usage.prompt_tokens + usage.completion_tokens or usage.prompt_tokens < 0:
+        problems.append(f"inconsistent usage {usage}")
+    return problems
+
+
+def _stream_problems(body: bytes) -> list[str]:
+    lines = [line for line in body.decode("utf-8", "replace").splitlines() if line.strip()]
+    if not lines or lines[-1] != "data: [DONE]":
+        return [f"stream does not end with data: [DONE] (last: {lines[-1:]!r})"]
+    problems = []
+    for line in lines[:-1]:
+        if not line.startswith("data: "):
+            problems.append(f"stream line is not a data frame: {line[:80]!r}")
+            continue
+        payload = line[len("data: ") :]
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            problems.append(f"stream frame is not JSON: {payload[:80]!r}")
+            continue
+        if isinstance(data, dict) and "error" in data:
+            problems += envelope_problems(payload.encode())
+            continue
+        try:
+            ChatCompletionChunk.model_validate(data)
+        except ValidationError as exc:
+            problems.append(f"stream frame is not a chat.completion.chunk: {exc.errors()[:1]}")
+    return problems
+
+
+def violations(path: str, status: int, headers: dict[str, str], body: bytes) -> list[str]:
+    """Everything wrong with one response to ``path`` (empty when it keeps the contract)."""
+    if status >= 500:
+        return [f"5xx: {status} {body[:200]!r}"]
+    content_type = headers.get("content-type", "")
+    if not 200 <= status < 300:
+        problems = envelope_problems(body)
+        if not content_type.startswith("application/json"):
+            problems.append(f"error content-type is {content_type!r}")
+        return problems
+    if path == "/v1/chat/completions":
+        if content_type.startswith("text/event-stream"):
+            return _stream_problems(body)
+        return _completion_problems(body)
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return [f"2xx body is not JSON: {body[:80]!r}"]
+    return [] if isinstance(data, dict) else [f"2xx body is not a JSON object: {body[:80]!r}"]
