@@ -17,7 +17,7 @@ from typing import Any
 
 from router_models.errors import RouterError
 
-DEFAULT_EVAL_ROUTERS = ("lexical", "embedding", "knn", "ensemble", "random", "oracle")
+DEFAULT_EVAL_ROUTERS = ("lexical", "embedding", "knn", "ensemble", "stacked", "random", "oracle")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -121,7 +121,7 @@ def register_commands(subparsers: Any) -> None:
     ``args.func(args)``. :class:`RouterError` is raised for user-facing failures.
     """
     p = subparsers.add_parser("train", help="train a router and write its artifact")
-    p.add_argument("--router", required=True, help="router name (lexical, embedding, knn, ensemble)")
+    p.add_argument("--router", required=True, help="router name (lexical, embedding, knn, ensemble, stacked)")
     p.add_argument(
         "--data", default=None, help="RouteLLM data dir (default ../shared/data/routellm or $SLM_ROUTER_DATA)"
     )

@@ -28,8 +28,8 @@ from router_models.training import warm_embeddings
 
 GRID = np.linspace(0.0, 1.0, 101)
 GRID.setflags(write=False)  # shared module constant: make it immutable
-#: Train order: the ensemble reuses components fitted earlier on the same fold.
-_ORDER = ("lexical", "embedding", "knn", "ensemble")
+#: Train order: the ensemble and stacked routers reuse components fitted earlier on the same fold.
+_ORDER = ("lexical", "embedding", "knn", "ensemble", "stacked")
 
 
 @dataclass

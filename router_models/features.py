@@ -66,3 +66,59 @@ def feature_matrix(texts: Sequence[str], turns: Sequence[int] | None = None) -> 
     """Stack :func:`prompt_features` for several texts into ``(n, len(FEATURE_NAMES))``."""
     t = turns if turns is not None else [1] * len(texts)
     return np.array([prompt_features(x, n) for x, n in zip(texts, t, strict=True)], dtype=np.float64)
+
+
+# -- answer-choice features (used by the ``stacked`` router only) -----------------------------
+_CHOICE = re.compile(r"^\s*\(?([A-D])[.)]\s?(.*)$", re.MULTILINE)
+_NUMERIC_CHOICE = re.compile(r"^[\s$£€-]*\d[\d.,/%\s^*x\u00d7-]*[a-zA-Z%]{0,6}\.?$")
+_NEGATION = re.compile(r"\b(NOT|EXCEPT|LEAST|FALSE|INCORRECT|never)\b")
+_ROMAN = re.compile(r"\b(I{1,3}|IV)\b(?: only|,| and)")
+_ALL_NONE = re.compile(r"\b(all|none|both|neither) of the (above|these)\b", re.IGNORECASE)
+_STATEMENTS = re.compile(r"Statement 1\b")
+_TRUE_FALSE = re.compile(r"^\s*[A-D][.)]\s*(True|False), (True|False)", re.MULTILINE)
+
+CHOICE_FEATURE_NAMES: tuple[str, ...] = (
+    "log_stem_chars",
+    "log_choice_mean_len",
+    "choice_len_cv",
+    "choice_len_log_range",
+    "numeric_choice_frac",
+    "stem_negation",
+    "roman_combinations",
+    "all_none_of_above",
+    "statement_pair",
+    "true_false_pairs",
+    "stem_digits_per_100c",
+    "stem_lines",
+)
+
+
+def choice_features(text: str) -> list[float]:
+    """Features of a multiple-choice question's stem and answer options (see
+    :data:`CHOICE_FEATURE_NAMES`); for a prompt without options the option features are 0 and
+    the stem is the whole text."""
+    opts = [m.group(2).strip() for m in _CHOICE.finditer(text)]
+    first = _CHOICE.search(text)
+    stem = text[: first.start()] if first else text
+    lens = [len(o) for o in opts] or [0]
+    numeric = sum(1 for o in opts if o and _NUMERIC_CHOICE.match(o)) / max(len(opts), 1)
+    mean_len = float(np.mean(lens))
+    return [
+        math.log1p(len(stem)),
+        math.log1p(mean_len),
+        float(np.std(lens)) / (mean_len + 1.0),
+        math.log1p(max(lens)) - math.log1p(min(lens)),
+        numeric,
+        float(bool(_NEGATION.search(stem))),
+        float(bool(_ROMAN.search(text))),
+        float(bool(_ALL_NONE.search(text))),
+        float(bool(_STATEMENTS.search(text))),
+        float(bool(_TRUE_FALSE.search(text))),
+        100.0 * sum(ch.isdigit() for ch in stem) / (len(stem) + 1),
+        float(stem.count("\n")),
+    ]
+
+
+def choice_matrix(texts: Sequence[str]) -> npt.NDArray[np.float64]:
+    """Stack :func:`choice_features` into ``(n, len(CHOICE_FEATURE_NAMES))``."""
+    return np.array([choice_features(t) for t in texts], dtype=np.float64).reshape(len(texts), -1)

@@ -21,6 +21,7 @@ from router_models.ensemble import EnsembleRouter, train_ensemble
 from router_models.errors import RouterError
 from router_models.knn import KnnRouter, train_knn
 from router_models.lexical import LexicalRouter, train_lexical
+from router_models.stacked import StackedRouter, train_stacked
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,10 @@ def _train_ensemble(data: LabeledPrompts, ctx: TrainContext) -> Router:
     return train_ensemble(data, ctx.seed, ctx.progress, ctx.encoder, ctx.trained)
 
 
+def _train_stacked(data: LabeledPrompts, ctx: TrainContext) -> Router:
+    return train_stacked(data, ctx.seed, ctx.progress, ctx.encoder, ctx.trained)
+
+
 ROUTERS: Mapping[str, RouterSpec] = MappingProxyType(
     {
         spec.name: spec
@@ -114,6 +119,15 @@ ROUTERS: Mapping[str, RouterSpec] = MappingProxyType(
                 "embedding",
                 _train_ensemble,
                 EnsembleRouter.from_parts,
+            ),
+            RouterSpec(
+                "stacked",
+                "mean held-out percentile of lexical, embedding, kNN and boosted trees over out-of-fold "
+                "neighbour statistics + shape + answer-choice features",
+                1,
+                "embedding",
+                _train_stacked,
+                StackedRouter.from_parts,
             ),
         )
     }

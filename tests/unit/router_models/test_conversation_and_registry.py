@@ -43,11 +43,12 @@ def test_render_drops_oldest_turns_when_too_long() -> None:
 
 
 def test_registry_is_immutable_and_complete() -> None:
-    assert {"lexical", "embedding", "knn", "ensemble"} <= set(ROUTERS)
+    assert {"lexical", "embedding", "knn", "ensemble", "stacked"} <= set(ROUTERS)
     with pytest.raises(TypeError):
         ROUTERS["x"] = ROUTERS["lexical"]  # type: ignore[index]
     assert get_spec("lexical").latency_budget_ms == 3.0
     assert get_spec("ensemble").latency_budget_ms == 10.0
+    assert get_spec("stacked").latency_budget_ms == 10.0
     with pytest.raises(RouterError, match="known routers"):
         get_spec("nope")
     assert router_models.ROUTERS is ROUTERS

