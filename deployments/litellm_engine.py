@@ -24,7 +24,7 @@ from gateway.errors import (
 
 __all__ = ["LiteLLMChatEngine", "import_litellm"]
 
-#: litellm's OpenAI provider insists on a key; the local stand-in ignores it.
+#: litellm's OpenAI provider insists on a key; the local stand-in and keyless servers ignore it.
 _PLACEHOLDER_KEY = "not-needed-for-local-stand-in"
 
 
@@ -77,7 +77,9 @@ class LiteLLMChatEngine(ChatEngine):
             return _PLACEHOLDER_KEY
         if self._tier.api_key_env:
             return os.environ.get(self._tier.api_key_env)
-        return None
+        # No key configured: a keyless OpenAI-compatible server (a local vLLM, say). litellm's
+        # OpenAI provider refuses to call without some key, so it gets a placeholder.
+        return _PLACEHOLDER_KEY if self._tier.model.startswith("openai/") else None
 
     def _kwargs(self, request: GenerationRequest, stream: bool) -> dict[str, Any]:
         kwargs: dict[str, Any] = {

@@ -160,3 +160,11 @@ async def test_abandoned_stream_releases_the_engine(
     completion = await eng.complete(gen("still works"))
     assert completion.text == "large says: still works"
     await eng.shutdown()
+
+
+async def test_keyless_upstream_needs_no_configured_key(
+    fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour, transport: str
+) -> None:
+    completion = await engine(fake_upstream, transport, api_key_env=None).complete(gen("no key"))
+    assert completion.text == "large says: no key"
+    assert "sk-test" not in upstream_behaviour.headers_seen[-1].get("authorization", "")
