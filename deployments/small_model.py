@@ -50,6 +50,11 @@ class SmallModelDeployment:
         """Generate a whole completion."""
         return await self._engine.complete(request)
 
+    async def engine_stats(self) -> dict[str, Any]:
+        """The engine's request counters (``{}`` for engines without ``stats()``), for operators and fault tests."""
+        stats = getattr(self._engine, "stats", None)
+        return dict(stats()) if callable(stats) else {}
+
     async def check_health(self) -> None:
         """Ray Serve's health check: fails when the engine is dead, so Serve restarts the replica."""
         await self._engine.check_health()

@@ -21,6 +21,16 @@ __all__ = ["VLLMChatEngine"]
 logger = logging.getLogger(__name__)
 
 
+def _gauge_total(name: str) -> int | None:
+    # vLLM's stat logger keeps these gauges in this process's default Prometheus registry.
+    from prometheus_client import REGISTRY
+
+    for family in REGISTRY.collect():
+        if family.name == name:
+            return int(sum(sample.value for sample in family.samples))
+    return None
+
+
 class VLLMChatEngine(ChatEngine):
     """Chat generation with vLLM's ``AsyncLLM``; the model's tokenizer applies the chat template."""
 
@@ -141,6 +151,23 @@ class VLLMChatEngine(ChatEngine):
             raise UpstreamError(f"{self._served_model_name} failed: {type(exc).__name__}") from exc
         finally:
             self._pending -= 1
+
+    def stats(self) -> dict[str, int | None]:
+        """Request counters: a request still counted here after its client left has leaked.
+
+        ``in_flight``: requests inside :meth:`stream`; ``unfinished``: requests vLLM's
+        front end still tracks (neither finished nor aborted); ``running`` and ``waiting``:
+        the scheduler's counts as of vLLM's last stats update (its Prometheus gauges; they
+        refresh with each engine step, so read them after some traffic; ``None`` without
+        vLLM's stats logging).
+        """
+        unfinished = self._engine.get_num_unfinished_requests() if self._engine is not None else 0
+        return {
+            "in_flight": self._pending,
+            "unfinished": int(unfinished),
+            "running": _gauge_total("vllm:num_requests_running"),
+            "waiting": _gauge_total("vllm:num_requests_waiting"),
+        }
 
     async def check_health(self) -> None:
         """Raise if vLLM's engine core is dead."""

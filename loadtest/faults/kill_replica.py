@@ -1,0 +1,259 @@
+"""Fault: a replica's process is SIGKILLed under load, first the small model's, then an ingress one.
+
+Each phase finds the replica actor in Ray's actor table, SIGKILLs its worker process (as
+the OOM killer would) while clients send routed, named-small and named-large requests
+(half streams), and keeps the load on until Serve's controller reports the replacement
+RUNNING (for the small model: and a small-model answer came back). Goals:
+
+* no client fails beyond the requests in flight at the moment of the kill; requests that
+  arrive while the replica is gone fail over (routed ones, flagged
+  ``escalated:unavailable``) or, when they name the dead model, get a retryable 503 with
+  ``Retry-After``;
+* the replica comes back (recovery time: until RUNNING, and until its first answer);
+* no vLLM engine-core process is orphaned by the kill;
+* the ledger loses nothing: every answer with a cost is in it (entries for requests the
+  kill cut off mid-way are allowed, counted as "without a client answer").
+
+The ingress phase needs ``ingress.num_replicas >= 2`` (the stack's default): with a single
+ingress replica, every request that reaches the proxy while the replacement starts waits in
+the proxy's queue (about 15 s here), and those in flight on the killed one fail.
+
+    flock /tmp/slm-ray.lock .venv/bin/python -m loadtest.faults.kill_replica --duration 150
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from loadtest.faults import cluster
+from loadtest.faults.ledger import compare, read_ledger, settle
+from loadtest.faults.load import Lane, LoadGenerator, Outcome, only, warm_up
+from loadtest.faults.report import FaultReport, format_counts, in_flight_at, ledger_rows, outcome_rows
+from loadtest.faults.runner import main
+from loadtest.faults.target import FaultTarget, large_tier, served_name, small_tier
+
+__all__ = ["kill_replica", "run"]
+
+NAME = "kill_replica"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This fault's options."""
+    parser.add_argument(
+        "--duration", type=float, default=150.0, help="most seconds to wait for a replacement, per phase"
+    )
+    parser.add_argument("--concurrency", type=int, default=3, help="closed-loop clients sending routed requests")
+    parser.add_argument("--warmup", type=float, default=8.0, help="seconds of load before each kill")
+    parser.add_argument("--after", type=float, default=5.0, help="seconds of load after recovery")
+    parser.add_argument("--phases", default="small,ingress", help="which replicas to kill, in order")
+
+
+async def run(target: FaultTarget, args: argparse.Namespace) -> FaultReport:
+    """The fault with the command line's options."""
+    return await kill_replica(
+        target,
+        max_recovery_s=args.duration,
+        concurrency=args.concurrency,
+        warmup_s=args.warmup,
+        after_s=args.after,
+        phases=tuple(p.strip() for p in args.phases.split(",") if p.strip()),
+    )
+
+
+@dataclass
+class _Recovery:
+    running_s: float | None
+    new_pids: list[int]
+
+
+def _wait_running(deployment: str, killed_pid: int, expected: int, timeout_s: float) -> _Recovery:
+    """Poll the controller until ``expected`` replicas are RUNNING and none is the killed one."""
+
+    def replaced() -> bool:
+        pids = [a.pid for a in cluster.replica_actors(deployment)]
+        running = cluster.replica_states(deployment).get("RUNNING", 0)
+        return running >= expected and killed_pid not in pids and len(pids) >= expected
+
+    waited = cluster.wait_for(replaced, timeout_s, interval_s=0.25)
+    return _Recovery(waited, [a.pid for a in cluster.replica_actors(deployment)])
+
+
+async def _phase(
+    target: FaultTarget,
+    report: FaultReport,
+    deployment: str,
+    *,
+    max_recovery_s: float,
+    concurrency: int,
+    warmup_s: float,
+    after_s: float,
+) -> list[Outcome]:
+    label = "small model" if deployment == cluster.SMALL else "ingress"
+    config = target.config
+    small = small_tier(config)
+    small_model, large_model = served_name(config, small), served_name(config, large_tier(config))
+    await warm_up(target.base_url, small_model, large_model)
+    prefix = config.accounting.ledger.key_prefix
+    before = await asyncio.to_thread(read_ledger, target.redis.url, prefix)
+    actors = await asyncio.to_thread(cluster.replica_actors, deployment)
+    expected = len(actors)
+    victim = actors[0]
+    stop = asyncio.Event()
+    # One lane per kind of request, so slow small-model answers do not starve the others.
+    lanes = [Lane(concurrency, only("router")), Lane(2, only(small_model)), Lane(1, only(large_model))]
+    generator = LoadGenerator(
+        target.base_url,
+        lanes=lanes,
+        timeout_s=config.tiers[small].timeout_s + 60,
+        seed=5 if deployment == cluster.SMALL else 6,
+    )
+    load = asyncio.create_task(generator.run(warmup_s + 2 * max_recovery_s, stop))
+    try:
+        await asyncio.sleep(warmup_s)
+        killed_at = time.monotonic()
+        cluster.kill(victim.pid)
+        recovery = await asyncio.to_thread(_wait_running, deployment, victim.pid, expected, max_recovery_s)
+        first_answer: float | None = None
+        if deployment == cluster.SMALL:
+            deadline = time.monotonic() + max_recovery_s
+            while first_answer is None and time.monotonic() < deadline:
+                answers = [o.ended for o in generator.outcomes if o.ok and o.tier == small and o.started > killed_at]
+                first_answer = min(answers) - killed_at if answers else None
+                await asyncio.sleep(0.25)
+        await asyncio.sleep(after_s)
+    finally:
+        stop.set()
+    outcomes = await load
+    ledger, waited = await asyncio.to_thread(settle, target.redis.url, prefix, before, sum(o.ok for o in outcomes))
+    check = compare(outcomes, ledger, waited)
+
+    in_flight = in_flight_at(outcomes, killed_at)
+    after = [o for o in outcomes if o.started >= killed_at]
+    # While the small model is gone, a request that names it can only be refused: a 503 with
+    # Retry-After is the retryable answer the goal allows.
+    retryable = [o for o in after if not o.ok and o.status == 503 and o.retry_after]
+    other_failures = [o for o in after if not o.ok and o not in retryable]
+    title = f"{label}: "
+    report.add(f"{title}killed replica", f"{victim.name} (pid {victim.pid}) of {expected}")
+    report.rows += outcome_rows(outcomes, title)
+    report.add(
+        f"{title}in flight at the kill / failed",
+        f"{len(in_flight)} / {sum(not o.ok for o in in_flight)} "
+        f"({format_counts(Counter(f'{o.model}: {o.label}' for o in in_flight if not o.ok))})",
+    )
+    report.add(
+        f"{title}started after the kill: sent / failed over (flagged) / retryable 503 / other failures",
+        f"{len(after)} / {sum(o.flagged for o in after)} / {len(retryable)} / {len(other_failures)}",
+    )
+    if other_failures:
+        report.add(
+            f"{title}other failures after the kill",
+            format_counts(Counter(f"{o.model}: {o.label}" for o in other_failures)),
+        )
+    running = f"{recovery.running_s:.1f} s" if recovery.running_s is not None else f"not within {max_recovery_s:g} s"
+    report.add(f"{title}replacement RUNNING after", f"{running} (pids now {recovery.new_pids})")
+    if deployment == cluster.SMALL:
+        answer = f"{first_answer:.1f} s" if first_answer is not None else "never"
+        report.add(f"{title}first small-model answer after the kill", answer)
+        orphans = await asyncio.to_thread(_orphan_engine_cores, recovery.new_pids)
+        report.add(f"{title}orphaned vLLM engine-core processes", orphans or "none")
+        report.check(f"{title}no orphaned engine-core process", not orphans, str(orphans))
+        report.check(f"{title}small-model answers again", first_answer is not None, answer)
+        # While no small replica answers, routed requests should fail over at once (to the
+        # large tier, flagged), and named ones get a prompt 503; waiting is what to avoid.
+        down_until = killed_at + (first_answer if first_answer is not None else max_recovery_s)
+        down = [o for o in after if o.started < down_until]
+        routed_down = [o for o in down if o.model == "router"]
+        slowest = max((o.ended - o.started for o in routed_down), default=0.0)
+        report.add(
+            f"{title}routed requests started while it was down: sent / flagged / slowest",
+            f"{len(routed_down)} / {sum(o.flagged for o in routed_down)} "
+            f"({format_counts(Counter(o.reason or '' for o in routed_down if o.flagged))}) / {slowest:.1f} s",
+        )
+        named_down = [o for o in down if o.model == small_model]
+        report.add(
+            f"{title}named small-model requests started while it was down: outcome / slowest",
+            f"{format_counts(Counter(o.label for o in named_down))} / "
+            f"{max((o.ended - o.started for o in named_down), default=0.0):.1f} s",
+        )
+        report.check(
+            f"{title}routed requests fail over within 10 s while the small model is down",
+            slowest <= 10.0,
+            f"slowest routed request {slowest:.1f} s (small-tier timeout {config.tiers[small].timeout_s:g} s)",
+        )
+    report.rows += [(title + k, v) for k, v in ledger_rows(check)]
+    report.check(
+        f"{title}no failure beyond the requests in flight at the kill (503 + Retry-After allowed for named models)",
+        not other_failures,
+        format_counts(Counter(f"{o.model}: {o.label}" for o in other_failures)),
+    )
+    report.check(f"{title}replacement RUNNING", recovery.running_s is not None, running)
+    report.check(
+        f"{title}no lost ledger entry (extra entries only for requests cut off by the kill)",
+        check.lost == 0 and check.extra <= len(in_flight),
+        f"lost {check.lost}, extra {check.extra}, in flight {len(in_flight)}",
+    )
+    return outcomes
+
+
+def _orphan_engine_cores(replica_pids: list[int]) -> list[int]:
+    """Engine-core processes that belong to no live small-model replica."""
+    import psutil
+
+    owned: set[int] = set()
+    for pid in replica_pids:
+        try:
+            owned |= {p.pid for p in psutil.Process(pid).children(recursive=True)}
+        except psutil.Error:
+            continue
+    return [pid for pid in cluster.engine_core_pids() if pid not in owned]
+
+
+async def kill_replica(
+    target: FaultTarget,
+    *,
+    max_recovery_s: float = 150.0,
+    concurrency: int = 3,
+    warmup_s: float = 8.0,
+    after_s: float = 5.0,
+    phases: tuple[str, ...] = ("small", "ingress"),
+) -> FaultReport:
+    """Run the phases on a running gateway (each waits for its replacement replica)."""
+    config = target.config
+    small = small_tier(config)
+    report = FaultReport(
+        NAME,
+        f"SIGKILL of a replica's worker process under load ({concurrency} clients send routed requests, 2 name "
+        f"the small model, 1 the large one; half streams), one phase per deployment: {', '.join(phases)}. "
+        f"Ingress replicas: {config.ingress.num_replicas}; small-tier timeout {config.tiers[small].timeout_s:g} s.",
+        f"flock /tmp/slm-ray.lock .venv/bin/python -m loadtest.faults.{NAME} --duration {max_recovery_s:g}",
+    )
+    began = time.monotonic()
+    deployments = {"small": cluster.SMALL, "ingress": cluster.INGRESS}
+    for phase in phases:
+        report.outcomes += await _phase(
+            target,
+            report,
+            deployments[phase],
+            max_recovery_s=max_recovery_s,
+            concurrency=concurrency,
+            warmup_s=warmup_s,
+            after_s=after_s,
+        )
+    report.seconds = time.monotonic() - began
+    report.notes.append(
+        f"Named small-model requests ({served_name(config, small)}) cannot fail over (the policy fails over "
+        "routed requests only): while the small replica is gone they get 503 with Retry-After when the call "
+        "reaches the dead replica, or wait in Serve's queue for the replacement (up to the tier's timeout_s, "
+        "then 504)."
+    )
+    return report
+
+
+if __name__ == "__main__":
+    sys.exit(main(NAME, run, add_arguments, description=__doc__ or NAME))
