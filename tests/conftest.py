@@ -40,6 +40,7 @@ def upstream_behaviour(fake_upstream: FakeOpenAIUpstream) -> Iterator[UpstreamBe
     yield behaviour
     behaviour.latency_s = 0.0
     behaviour.fail_status = None
+    behaviour.fail_message = UpstreamBehaviour.fail_message
     behaviour.hang = False
     behaviour.requests.clear()
     behaviour.headers_seen.clear()
