@@ -20,7 +20,7 @@ test-unit: install
 	@$(PY) -m pytest -q tests/unit tests/integration
 
 lint: install
-	@$(VENV)/bin/ruff check gateway deployments router_models tests
+	@$(VENV)/bin/ruff check gateway deployments router_models tests benchmarks loadtest
 	@$(VENV)/bin/mypy
 
 clean:
