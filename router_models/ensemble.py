@@ -77,6 +77,17 @@ def squash(x: FloatArray) -> FloatArray:
     return np.asarray(np.where(x > 1.0, high, np.where(x < 0.0, low, mid)), np.float64)
 
 
+def mean_percentile(raw: FloatArray, tables: npt.NDArray[np.float64]) -> FloatArray:
+    """Combine component scores (one column each) as the squashed mean of their held-out percentiles."""
+    pct = [to_percentile(raw[:, i], tables[i]) for i in range(raw.shape[1])]
+    return squash(np.mean(pct, axis=0))
+
+
+def unprefix(arrays: Mapping[str, npt.NDArray[Any]], prefix: str) -> dict[str, npt.NDArray[Any]]:
+    """The arrays stored under ``"<prefix>.<name>"``, keyed by ``name``."""
+    return {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith(prefix + ".")}
+
+
 class EnsembleRouter(Router):
     """Mean held-out percentile of the lexical, embedding and kNN routers.
 
@@ -124,9 +135,7 @@ class EnsembleRouter(Router):
 
     def score_many(self, conversations: Sequence[Sequence[ChatTurn]]) -> FloatArray:
         """Batched scoring."""
-        raw = self.component_scores(conversations)
-        pct = [to_percentile(raw[:, i], self._tables[i]) for i in range(len(COMPONENTS))]
-        return squash(np.mean(pct, axis=0))
+        return mean_percentile(self.component_scores(conversations), self._tables)
 
     def export(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
         """(JSON config, arrays) to persist: component arrays are prefixed by component name."""
@@ -152,14 +161,11 @@ class EnsembleRouter(Router):
             cfg = EnsembleConfig(**config)
             enc = encoder or MiniLMEncoder()
 
-            def part(prefix: str) -> dict[str, npt.NDArray[Any]]:
-                return {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith(prefix + ".")}
-
-            lexical = LexicalRouter.from_parts(cfg.lexical, part("lexical"), {})
-            embedding = EmbeddingRouter.from_parts(cfg.embedding, part("embedding"), {}, encoder=enc)
+            lexical = LexicalRouter.from_parts(cfg.lexical, unprefix(arrays, "lexical"), {})
+            embedding = EmbeddingRouter.from_parts(cfg.embedding, unprefix(arrays, "embedding"), {}, encoder=enc)
             knn_cfg = KnnConfig(**cfg.knn)
             check_encoder(knn_cfg.encoder_fingerprint, enc)
-            knn = KnnIndex.from_arrays(knn_cfg, part("knn"))
+            knn = KnnIndex.from_arrays(knn_cfg, unprefix(arrays, "knn"))
             tables = np.asarray(arrays["tables"], np.float64)
         except (KeyError, TypeError, ValueError) as exc:
             raise RouterArtifactError(f"ensemble artifact is malformed: {exc}") from exc

@@ -34,7 +34,7 @@ from router_models.conversation import ChatTurn, as_conversation, render_convers
 from router_models.data import LabeledPrompts
 from router_models.embedding import EmbeddingConfig, EmbeddingRouter, check_encoder, embed_dataset, train_embedding
 from router_models.encoder import MiniLMEncoder
-from router_models.ensemble import QUANTILES, percentile_table, squash, to_percentile
+from router_models.ensemble import QUANTILES, mean_percentile, percentile_table, unprefix
 from router_models.errors import RouterArtifactError
 from router_models.features import CHOICE_FEATURE_NAMES, FEATURE_NAMES, choice_matrix, feature_matrix
 from router_models.heads import gain_labels
@@ -221,9 +221,7 @@ class StackedRouter(Router):
 
     def score_many(self, conversations: Sequence[Sequence[ChatTurn]]) -> FloatArray:
         """Batched scoring."""
-        raw = self.component_scores(conversations)
-        pct = [to_percentile(raw[:, i], self._tables[i]) for i in range(len(COMPONENTS))]
-        return squash(np.mean(pct, axis=0))
+        return mean_percentile(self.component_scores(conversations), self._tables)
 
     def export(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
         """(JSON config, arrays): component arrays are prefixed by component name."""
@@ -253,14 +251,11 @@ class StackedRouter(Router):
             BoostConfig(**cfg.boost)
             enc = encoder or MiniLMEncoder()
 
-            def part(prefix: str) -> dict[str, npt.NDArray[Any]]:
-                return {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith(prefix + ".")}
-
-            lexical = LexicalRouter.from_parts(cfg.lexical, part("lexical"), {})
-            embedding = EmbeddingRouter.from_parts(cfg.embedding, part("embedding"), {}, encoder=enc)
+            lexical = LexicalRouter.from_parts(cfg.lexical, unprefix(arrays, "lexical"), {})
+            embedding = EmbeddingRouter.from_parts(cfg.embedding, unprefix(arrays, "embedding"), {}, encoder=enc)
             knn_cfg = KnnConfig(**cfg.knn)
             check_encoder(knn_cfg.encoder_fingerprint, enc)
-            neighbours = NeighbourIndex.from_arrays(knn_cfg, part("knn"))
+            neighbours = NeighbourIndex.from_arrays(knn_cfg, unprefix(arrays, "knn"))
             trees = TreeEnsemble.from_arrays(arrays, len(BOOSTED_FEATURES), prefix="trees.")
             tables = np.asarray(arrays["tables"], np.float64)
         except (KeyError, TypeError, ValueError) as exc:
