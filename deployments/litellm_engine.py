@@ -99,12 +99,7 @@ class LiteLLMChatEngine(ChatEngine):
         api_key = self._api_key()
         if api_key:
             kwargs["api_key"] = api_key
-        for name in ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty", "user"):
-            value = getattr(request, name)
-            if value is not None:
-                kwargs[name] = value
-        if request.stop:
-            kwargs["stop"] = list(request.stop)
+        kwargs.update(request.openai_sampling_fields())
         if request.trace_headers:
             kwargs["extra_headers"] = {**kwargs.get("extra_headers", {}), **request.trace_headers}
         return kwargs

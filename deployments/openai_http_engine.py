@@ -34,7 +34,6 @@ __all__ = ["OpenAIHTTPChatEngine"]
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 #: The local stand-in ignores keys, but a header keeps the request shape identical.
 _PLACEHOLDER_KEY = "not-needed-for-local-stand-in"
-_SAMPLING_FIELDS = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty", "user")
 _CONTEXT_MARKERS = ("context_length_exceeded", "maximum context length", "context window", "too many tokens")
 
 
@@ -120,12 +119,7 @@ class OpenAIHTTPChatEngine(ChatEngine):
         }
         if stream:
             body["stream_options"] = {"include_usage": True}
-        for name in _SAMPLING_FIELDS:
-            value = getattr(request, name)
-            if value is not None:
-                body[name] = value
-        if request.stop:
-            body["stop"] = list(request.stop)
+        body.update(request.openai_sampling_fields())
         return body
 
     def _model_name(self, reported: object) -> str:

@@ -44,6 +44,17 @@ class GenerationRequest:
     #: W3C trace context (``traceparent``/``tracestate``) to pass to the model upstream.
     trace_headers: dict[str, str] = field(default_factory=dict)
 
+    def openai_sampling_fields(self) -> dict[str, Any]:
+        """The sampling fields that are set, named as in OpenAI's Chat Completions API."""
+        fields: dict[str, Any] = {
+            name: value
+            for name in ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty", "user")
+            if (value := getattr(self, name)) is not None
+        }
+        if self.stop:
+            fields["stop"] = list(self.stop)
+        return fields
+
 
 @dataclass(frozen=True, slots=True)
 class EngineDelta:
