@@ -23,10 +23,10 @@ __all__ = [
     "FuzzRequest",
     "admin_requests",
     "chat_bodies",
+    "dump_json",
     "fuzz_requests",
     "json_values",
     "mutated_chat_bodies",
-    "nasty_requests",
     "raw_chat_requests",
 ]
 
@@ -224,14 +224,14 @@ def _chat_headers() -> st.SearchStrategy[dict[str, str]]:
     )
 
 
-def _dump(value: Any) -> bytes:
+def dump_json(value: Any) -> bytes:
     # allow_nan: the wire then carries NaN/Infinity tokens, which the gateway must refuse.
     return json.dumps(value, allow_nan=True).encode()
 
 
 def _chat_request(body: st.SearchStrategy[Any], kind: str) -> st.SearchStrategy[FuzzRequest]:
     return st.builds(
-        lambda b, h, t: FuzzRequest("POST", CHAT, kind, _dump(b), h, t),
+        lambda b, h, t: FuzzRequest("POST", CHAT, kind, dump_json(b), h, t),
         body,
         _chat_headers(),
         st.sampled_from(["open", "open", "keyed"]),
@@ -240,7 +240,7 @@ def _chat_request(body: st.SearchStrategy[Any], kind: str) -> st.SearchStrategy[
 
 def raw_chat_requests(max_body_bytes: int) -> st.SearchStrategy[FuzzRequest]:
     """Byte-level garbage for ``POST /v1/chat/completions``."""
-    valid = _dump({"model": "router", "messages": [{"role": "user", "content": "hello"}]})
+    valid = dump_json({"model": "router", "messages": [{"role": "user", "content": "hello"}]})
     truncated = st.integers(0, len(valid) - 1).map(lambda n: valid[:n])
     nested = st.builds(
         lambda depth, opener: opener * depth,
@@ -249,7 +249,7 @@ def raw_chat_requests(max_body_bytes: int) -> st.SearchStrategy[FuzzRequest]:
     )
     closed_nesting = st.builds(
         lambda depth: (
-            _dump({"model": "router", "messages": [{"role": "user", "content": "q"}]})[:-1]
+            dump_json({"model": "router", "messages": [{"role": "user", "content": "q"}]})[:-1]
             + b', "extra": '
             + b"[" * depth
             + b"]" * depth
@@ -259,10 +259,10 @@ def raw_chat_requests(max_body_bytes: int) -> st.SearchStrategy[FuzzRequest]:
     )
     invalid_utf8 = st.builds(lambda a, b: a + b, st.sampled_from([b'{"model": "', b"", b"\xef\xbb\xbf{"]), st.binary())
     oversized = st.sampled_from([max_body_bytes + 1, 2 * max_body_bytes]).map(
-        lambda n: _dump({"model": "router", "messages": [{"role": "user", "content": "a" * n}]})
+        lambda n: dump_json({"model": "router", "messages": [{"role": "user", "content": "a" * n}]})
     )
     megabyte = st.sampled_from([max_body_bytes - 200, max_body_bytes // 2]).map(
-        lambda n: _dump({"model": "router", "messages": [{"role": "user", "content": "word " * (n // 5)}]})
+        lambda n: dump_json({"model": "router", "messages": [{"role": "user", "content": "word " * (n // 5)}]})
     )
     garbage = st.one_of(
         st.binary(max_size=200),
@@ -304,7 +304,7 @@ def admin_requests() -> st.SearchStrategy[FuzzRequest]:
             "clear_budget": json_values(1),
         },
     )
-    body_bytes = st.one_of(key_body.map(_dump), routing_body.map(_dump), st.binary(max_size=50))
+    body_bytes = st.one_of(key_body.map(dump_json), routing_body.map(dump_json), st.binary(max_size=50))
     path_text = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="?#"), max_size=30)
     query = st.one_of(st.sampled_from(["nan", "inf", "-1", "1e400", "", "0.5", "99999999999999999999"]), path_text)
     auth = st.sampled_from(["admin", "admin", "admin", "none", "wrong"])
@@ -355,201 +355,3 @@ def fuzz_requests(max_body_bytes: int) -> st.SearchStrategy[FuzzRequest]:
         admin_requests(),
         _chat_request(valid_chat_bodies(), "valid"),
     )
-
-
-def _chat_json(**fields: Any) -> dict[str, Any]:
-    return {"model": "router", "messages": [{"role": "user", "content": "hello"}], **fields}
-
-
-def nasty_requests(max_body_bytes: int) -> list[tuple[str, FuzzRequest]]:
-    """Hand-written hostile requests, each with an id (the CI test parametrizes over them)."""
-    valid = _dump(_chat_json())
-    json_ct = {"content-type": "application/json"}
-
-    def chat(name: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[str, FuzzRequest]:
-        return name, FuzzRequest("POST", CHAT, "nasty", body, json_ct if headers is None else headers)
-
-    def with_field(name: str, raw: str) -> tuple[str, FuzzRequest]:
-        return chat(name, valid[:-1] + f", {raw}}}".encode())
-
-    cases = [
-        chat("invalid-utf8", b'{"model": "router", "messages": [{"role": "user", "content": "\xff\xfe\xc3"}]}'),
-        chat("invalid-utf8-only", b"\xff" * 64),
-        chat("utf16-json", json.dumps(_chat_json()).encode("utf-16")),
-        chat("bom-prefixed-json", b"\xef\xbb\xbf" + valid),
-        chat("lone-surrogate-content", valid.replace(b'"hello"', b'"\\ud800 hi"')),
-        chat(
-            "lone-surrogate-to-large", valid.replace(b'"hello"', b'"\\ud800 hi"').replace(b'"router"', b'"fake-large"')
-        ),
-        chat(
-            "lone-surrogate-stream-large",
-            valid.replace(b'"hello"', b'"\\udbff"').replace(b'"router"', b'"fake-large", "stream": true'),
-        ),
-        chat("surrogate-pair-emoji", valid.replace(b'"hello"', b'"\\ud83d\\ude00"')),
-        chat("lone-surrogate-model", valid.replace(b'"router"', b'"\\udfff"')),
-        chat("lone-surrogate-key", valid[:-1] + b', "\\ud800": 1}'),
-        chat("nul-in-content", valid.replace(b'"hello"', b'"a\\u0000b"')),
-        chat("truncated-json", valid[:-7]),
-        chat("truncated-in-string", valid[: valid.index(b"hello") + 2]),
-        chat("empty-body", b""),
-        chat("whitespace-body", b" \n\t "),
-        chat("json-null", b"null"),
-        chat("json-array", b"[]"),
-        chat("json-string", b'"hi"'),
-        chat("nested-list-100k", b"[" * 100_000),
-        chat("nested-list-closed-100k", b"[" * 100_000 + b"]" * 100_000),
-        chat("nested-object-100k", b'{"a":' * 100_000 + b"1" + b"}" * 100_000),
-        chat("nested-extra-field-900", valid[:-1] + b', "x": ' + b"[" * 900 + b"]" * 900 + b"}"),
-        chat("nested-extra-field-5000", valid[:-1] + b', "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
-        chat("nested-content-parts-100k", valid.replace(b'"hello"', b"[" * 100_000 + b"]" * 100_000)),
-        chat("oversized-body", _dump(_chat_json(padding="a" * (max_body_bytes + 1)))),
-        chat(
-            "megabyte-message",
-            _dump(
-                {"model": "router", "messages": [{"role": "user", "content": "big " * ((max_body_bytes - 200) // 4)}]}
-            ),
-        ),
-        chat(
-            "megabyte-one-word",
-            _dump({"model": "router", "messages": [{"role": "user", "content": "x" * (max_body_bytes - 200)}]}),
-        ),
-        chat("many-messages", _dump({"model": "router", "messages": [{"role": "user", "content": "m"}] * 20_000})),
-        chat("wrong-content-type-text", valid, {"content-type": "text/plain"}),
-        chat(
-            "wrong-content-type-form",
-            b"model=router&messages=hi",
-            {"content-type": "application/x-www-form-urlencoded"},
-        ),
-        chat("no-content-type", valid, {}),
-        chat("content-length-garbage", valid, {"content-type": "application/json", "content-length": "abc"}),
-        with_field("nan-temperature", '"temperature": NaN'),
-        with_field("infinity-top-p", '"top_p": Infinity'),
-        with_field("minus-infinity-penalty", '"presence_penalty": -Infinity'),
-        with_field("overflow-float-temperature", '"temperature": 1e999'),
-        with_field("overflow-float-max-tokens", '"max_tokens": 1e999'),
-        with_field("negative-temperature", '"temperature": -0.5'),
-        with_field("huge-max-tokens", '"max_tokens": 1000000000000000000000000000000'),
-        with_field("huge-max-completion-tokens", '"max_completion_tokens": 9223372036854775808'),
-        with_field("zero-max-tokens", '"max_tokens": 0'),
-        with_field("absurd-n", '"n": 1000000000'),
-        with_field("negative-n", '"n": -3'),
-        with_field("huge-seed", '"seed": 100000000000000000000000000000000000'),
-        with_field("float-seed", '"seed": 1.5'),
-        with_field("string-temperature", '"temperature": "hot"'),
-        with_field("bool-max-tokens", '"max_tokens": true'),
-        with_field("stop-too-many", '"stop": ["a", "b", "c", "d", "e"]'),
-        with_field("stop-empty-string", '"stop": [""]'),
-        with_field("stream-string", '"stream": "yes"'),
-        with_field("stream-options-list", '"stream": true, "stream_options": []'),
-        with_field("router-threshold-2", '"router_threshold": 2'),
-        with_field("duplicate-keys", '"model": "nope", "model": "router"'),
-        chat("missing-messages", _dump({"model": "router"})),
-        chat("missing-model", _dump({"messages": [{"role": "user", "content": "q"}]})),
-        chat("empty-messages", _dump({"model": "router", "messages": []})),
-        chat("messages-object", _dump({"model": "router", "messages": {"role": "user", "content": "q"}})),
-        chat("role-tool", _dump({"model": "router", "messages": [{"role": "tool", "content": "q"}]})),
-        chat("role-number", _dump({"model": "router", "messages": [{"role": 7, "content": "q"}]})),
-        chat("content-number", _dump({"model": "router", "messages": [{"role": "user", "content": 7}]})),
-        chat("user-without-content", _dump({"model": "router", "messages": [{"role": "user"}]})),
-        chat(
-            "content-image-part",
-            _dump(
-                {
-                    "model": "router",
-                    "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
-                }
-            ),
-        ),
-        chat(
-            "content-part-no-type",
-            _dump({"model": "router", "messages": [{"role": "user", "content": [{"text": "x"}]}]}),
-        ),
-        chat("content-empty-array", _dump({"model": "router", "messages": [{"role": "user", "content": []}]})),
-        chat("unknown-model", _dump(_chat_json(model="gpt-9"))),
-        chat("router-variant-bad-threshold", _dump(_chat_json(model="router-lexical-7"))),
-        chat("model-megabyte", _dump(_chat_json(model="m" * (max_body_bytes // 2)))),
-        chat("threshold-header-nan", valid, {"content-type": "application/json", "x-slm-router-threshold": "nan"}),
-        chat("tenant-header-braces", valid, {"content-type": "application/json", "x-slm-router-tenant": "}{x}:"}),
-        chat(
-            "cache-header-weird-body",
-            _dump(_chat_json(extra={"a": [1, {"b": None}]})),
-            {"content-type": "application/json", "x-slm-router-cache": "true"},
-        ),
-        (
-            "admin-keys-deep",
-            FuzzRequest("POST", "/admin/keys", "nasty", b'{"name":' + b"[" * 100_000, credential="admin"),
-        ),
-        (
-            "admin-keys-nan-budget",
-            FuzzRequest("POST", "/admin/keys", "nasty", b'{"name": "x", "budget_usd": NaN}', credential="admin"),
-        ),
-        (
-            "admin-keys-surrogate-name",
-            FuzzRequest("POST", "/admin/keys", "nasty", b'{"name": "\\ud800"}', credential="admin"),
-        ),
-        (
-            "admin-keys-surrogate-tenant",
-            FuzzRequest("POST", "/admin/keys", "nasty", b'{"name": "x", "tenant": "\\udc00"}', credential="admin"),
-        ),
-        (
-            "admin-routing-thresholds-inf",
-            FuzzRequest("PUT", "/admin/routing", "nasty", b'{"thresholds": [1e999]}', credential="admin"),
-        ),
-        (
-            "admin-routing-three-thresholds",
-            FuzzRequest("PUT", "/admin/routing", "nasty", b'{"thresholds": [0.1, 0.2, 0.3]}', credential="admin"),
-        ),
-        ("admin-routing-invalid-utf8", FuzzRequest("PUT", "/admin/routing", "nasty", b"\xff\xff", credential="admin")),
-        (
-            "admin-simulate-nan",
-            FuzzRequest("GET", "/admin/routing/simulate", "nasty", params={"threshold": "nan"}, credential="admin"),
-        ),
-        (
-            "admin-simulate-inf",
-            FuzzRequest("GET", "/admin/routing/simulate", "nasty", params={"threshold": "inf"}, credential="admin"),
-        ),
-        (
-            "admin-audit-huge-limit",
-            FuzzRequest(
-                "GET", "/admin/routing/audit", "nasty", params={"limit": "99999999999999999999"}, credential="admin"
-            ),
-        ),
-        (
-            "admin-audit-negative-limit",
-            FuzzRequest("GET", "/admin/routing/audit", "nasty", params={"limit": "-5"}, credential="admin"),
-        ),
-        (
-            "admin-costs-bad-since",
-            FuzzRequest("GET", "/admin/costs", "nasty", params={"since": "99999999999w"}, credential="admin"),
-        ),
-        ("admin-wrong-credential", FuzzRequest("GET", "/admin/keys", "nasty", credential="wrong")),
-        ("admin-revoke-odd-id", FuzzRequest("DELETE", "/admin/keys/%7B%7D..%2F", "nasty", credential="admin")),
-        ("admin-revoke-empty-id", FuzzRequest("DELETE", "/admin/keys/", "nasty", credential="admin")),
-        ("chat-trailing-slash", FuzzRequest("POST", CHAT + "/", "nasty", valid, json_ct)),
-        ("model-id-traversal", FuzzRequest("GET", "/v1/models/../../etc/passwd", "nasty")),
-        ("model-id-percent-nul", FuzzRequest("GET", "/v1/models/%00", "nasty")),
-        ("model-id-surrogate", FuzzRequest("GET", "/v1/models/%ED%A0%80", "nasty")),
-        ("model-id-long", FuzzRequest("GET", "/v1/models/" + "m" * 20_000, "nasty")),
-        (
-            "keyed-nested-extra-field-250",
-            FuzzRequest(
-                "POST", CHAT, "nasty", valid[:-1] + b', "x": ' + b"[" * 250 + b"]" * 250 + b"}", json_ct, "keyed"
-            ),
-        ),
-        chat(
-            "cache-nested-extra-field-250",
-            valid[:-1] + b', "x": ' + b"[" * 250 + b"]" * 250 + b"}",
-            {"content-type": "application/json", "x-slm-router-cache": "true"},
-        ),
-        ("keyed-no-key", FuzzRequest("POST", CHAT, "nasty", valid, {"authorization": "Bearer "}, target="keyed")),
-        (
-            "keyed-garbage-key",
-            FuzzRequest("POST", CHAT, "nasty", valid, {"authorization": "Bearer sk-slm-zz-;'\"{}"}, target="keyed"),
-        ),
-        ("keyed-nested-100k", FuzzRequest("POST", CHAT, "nasty", b"[" * 100_000, json_ct, target="keyed")),
-        (
-            "keyed-surrogate-content",
-            FuzzRequest("POST", CHAT, "nasty", valid.replace(b'"hello"', b'"\\ud800"'), json_ct, target="keyed"),
-        ),
-    ]
-    return cases

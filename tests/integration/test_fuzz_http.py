@@ -18,8 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from gateway.config import ServerConfig
 from gateway.redis_server import EmbeddedRedis
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
-from tests.fuzz.bodies import FuzzRequest, fuzz_requests, nasty_requests, raw_chat_requests
+from tests.fuzz.bodies import FuzzRequest, fuzz_requests, raw_chat_requests
 from tests.fuzz.harness import FuzzTarget, Outcome
+from tests.fuzz.nasty import nasty_requests
 from tests.fuzz.oracle import envelope_problems, violations
 
 #: The limit the target runs with (the config default), known before the target starts.
