@@ -129,7 +129,7 @@ class EmbeddingRouter(Router):
         """Rebuild from :meth:`export` output; verifies the encoder weights fingerprint."""
         try:
             cfg = EmbeddingConfig(**config)
-            enc = encoder or MiniLMEncoder()
+            enc = encoder or MiniLMEncoder.matching(cfg.encoder_fingerprint)
             check_encoder(cfg.encoder_fingerprint, enc)
             feats = EmbeddedFeatures(
                 enc,
@@ -159,7 +159,7 @@ def train_embedding(
     encoder: MiniLMEncoder | None = None,
 ) -> EmbeddingRouter:
     """Fit the embedding router on ``data`` (embeddings are cached on disk between runs)."""
-    enc = encoder or MiniLMEncoder(backend="torch")
+    enc = encoder or MiniLMEncoder.for_training()
     cfg = config or EmbeddingConfig()
     cfg = EmbeddingConfig(c=cfg.c, shape_weight=cfg.shape_weight, encoder_fingerprint=enc.fingerprint)
     texts, emb = embed_dataset(data, enc, progress)

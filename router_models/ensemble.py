@@ -159,7 +159,7 @@ class EnsembleRouter(Router):
         """Rebuild from :meth:`export` output (one shared encoder for both embedding users)."""
         try:
             cfg = EnsembleConfig(**config)
-            enc = encoder or MiniLMEncoder()
+            enc = encoder or MiniLMEncoder.matching(cfg.knn.get("encoder_fingerprint", ""))
 
             lexical = LexicalRouter.from_parts(cfg.lexical, unprefix(arrays, "lexical"), {})
             embedding = EmbeddingRouter.from_parts(cfg.embedding, unprefix(arrays, "embedding"), {}, encoder=enc)
@@ -184,7 +184,7 @@ def train_ensemble(
     (the evaluation harness does, to avoid fitting the same models twice)."""
     from tqdm.auto import tqdm
 
-    enc = encoder or MiniLMEncoder(backend="torch")
+    enc = encoder or MiniLMEncoder.for_training()
     done = dict(components or {})
     fit_idx, held_idx = holdout_split(data.prompts, holdout_fraction, seed)
     fit, held = data.subset(fit_idx), data.subset(held_idx)

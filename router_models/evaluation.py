@@ -98,7 +98,7 @@ def evaluate(
 
     names = _ordered(routers)
     data = {n: load_dataset(n, data_dir) for n in ("mmlu", "gsm8k")}
-    encoder = MiniLMEncoder(backend="torch")
+    encoder = MiniLMEncoder.for_training()
     if any(n in ROUTERS and get_spec(n).latency_class == "embedding" for n in names):
         warm_embeddings(encoder, list(data.values()), progress)
     jobs: list[tuple[str, LabeledPrompts, LabeledPrompts, SettingResult]] = []

@@ -123,6 +123,11 @@ class KnnRouter(Router):
         self._index = index
 
     @property
+    def encoder(self) -> MiniLMEncoder:
+        """The (lazily loaded) sentence encoder."""
+        return self._encoder
+
+    @property
     def index(self) -> KnnIndex:
         """The neighbour index (shared with the ensemble router)."""
         return self._index
@@ -151,7 +156,7 @@ class KnnRouter(Router):
         """Rebuild from :meth:`export` output; verifies the encoder weights fingerprint."""
         try:
             cfg = KnnConfig(**config)
-            enc = encoder or MiniLMEncoder()
+            enc = encoder or MiniLMEncoder.matching(cfg.encoder_fingerprint)
             check_encoder(cfg.encoder_fingerprint, enc)
             index = KnnIndex.from_arrays(cfg, arrays)
         except (KeyError, TypeError, ValueError) as exc:
@@ -168,7 +173,7 @@ def train_knn(
 ) -> KnnRouter:
     """Build the kNN router (``seed`` is unused: SVD and top-K are deterministic)."""
     del seed
-    enc = encoder or MiniLMEncoder(backend="torch")
+    enc = encoder or MiniLMEncoder.for_training()
     base = config or KnnConfig()
     cfg = KnnConfig(k=base.k, temperature=base.temperature, dims=base.dims, encoder_fingerprint=enc.fingerprint)
     _, emb = embed_dataset(data, enc, progress)

@@ -3,6 +3,11 @@
 The exported graph (~90 MB) is too big to commit, so it is produced on first use from the
 installed weights (needs torch + onnx, which the embedding extra installs) and reused after that.
 The file name carries the weights' sha256 so a different model build never reuses a stale graph.
+
+The int8 graph is the fused fp32 graph with ONNX Runtime's dynamic (weight-only, per-tensor)
+int8 quantisation: about 2x faster per request on CPU. Its embeddings differ from fp32 ones
+(cosine 0.93-0.97), so routers are trained and served with the same precision; the encoder's
+fingerprint says which (see :class:`router_models.encoder.MiniLMEncoder`).
 """
 
 from __future__ import annotations
@@ -15,10 +20,18 @@ from router_models.errors import RouterError
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def ensure_onnx_model(model_dir: Path, cache: Path, fingerprint: str) -> Path:
-    """Return the cached ONNX graph for ``model_dir``, exporting it first if missing."""
+def ensure_onnx_model(model_dir: Path, cache: Path, fingerprint: str, *, int8: bool = False) -> Path:
+    """Return the cached ONNX graph for ``model_dir`` (fp32, or int8 when ``int8``), exporting it if missing.
+
+    ``fingerprint`` is the sha256 of the fp32 weights; both graphs are named after it.
+    """
     # "-fused" marks graphs run through ORT's BERT optimiser (export recipe version in the name).
     path = cache / f"minilm-{fingerprint[:16]}-fused.onnx"
+    if int8:
+        quantised = cache / f"minilm-{fingerprint[:16]}-fused-int8.onnx"
+        if not quantised.is_file():
+            _quantise_int8(ensure_onnx_model(model_dir, cache, fingerprint), quantised)
+        return quantised
     if path.is_file():
         return path
     try:
@@ -75,3 +88,22 @@ def _fuse_bert_ops(path: Path) -> None:
         model.save_model_to_file(str(path))
     except Exception:  # noqa: BLE001 - optional speed-up; the unfused graph is still correct
         return
+
+
+def _quantise_int8(source: Path, target: Path) -> None:
+    """Write ``source`` with int8 weights (dynamic quantisation) to ``target`` atomically."""
+    try:
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise RouterError("the int8 MiniLM encoder needs onnx and onnxruntime") from exc
+    tmp = target.with_suffix(f".tmp{os.getpid()}.onnx")
+    # The fused graph's contrib ops defeat the quantiser's shape inference; their outputs are
+    # fp32, which is what DefaultTensorType tells it.
+    quantize_dynamic(
+        str(source),
+        str(tmp),
+        weight_type=QuantType.QInt8,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+    tmp.replace(target)

@@ -34,7 +34,7 @@ class TrainContext:
 
     seed: int = 0
     progress: bool = False
-    encoder: MiniLMEncoder = field(default_factory=lambda: MiniLMEncoder(backend="torch"))
+    encoder: MiniLMEncoder = field(default_factory=lambda: MiniLMEncoder.for_training())
     trained: Mapping[str, Router] = field(default_factory=dict)
 
 

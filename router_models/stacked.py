@@ -249,7 +249,7 @@ class StackedRouter(Router):
         try:
             cfg = StackedConfig(**config)
             BoostConfig(**cfg.boost)
-            enc = encoder or MiniLMEncoder()
+            enc = encoder or MiniLMEncoder.matching(cfg.knn.get("encoder_fingerprint", ""))
 
             lexical = LexicalRouter.from_parts(cfg.lexical, unprefix(arrays, "lexical"), {})
             embedding = EmbeddingRouter.from_parts(cfg.embedding, unprefix(arrays, "embedding"), {}, encoder=enc)
@@ -312,7 +312,7 @@ def train_stacked(
     ``embedding`` routers (the evaluation harness does, to avoid fitting them twice)."""
     from tqdm.auto import tqdm
 
-    enc = encoder or MiniLMEncoder(backend="torch")
+    enc = encoder or MiniLMEncoder.for_training()
     bcfg = boost or BoostConfig()
     done = dict(components or {})
     texts, emb = embed_dataset(data, enc, progress)

