@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
+from deployments.replica_watch import ReplicaWatch
 from gateway.engine import ChatEngine, Completion, EngineDelta, GenerationRequest
 from gateway.errors import EngineOverloadedError, GatewayError, ServiceUnavailableError, UpstreamError
 
 __all__ = ["DeploymentHandleEngine", "translate_ray_error"]
+
+_T = TypeVar("_T")
 
 
 def translate_ray_error(exc: BaseException, target: str) -> GatewayError:
@@ -34,30 +38,98 @@ def translate_ray_error(exc: BaseException, target: str) -> GatewayError:
     return UpstreamError(f"{target} failed: {type(exc).__name__}")
 
 
-class DeploymentHandleEngine(ChatEngine):
-    """Calls ``stream``/``complete`` on a :class:`deployments.small_model.SmallModelDeployment`."""
+#: Seconds a client is told to wait when the deployment has no running replica: about a
+#: vLLM cold start is left at the moment a crash is noticed.
+NO_REPLICA_RETRY_AFTER_S = 30
 
-    def __init__(self, handle: Any, target: str, *, report_model_as: str | None = None) -> None:
+
+class DeploymentHandleEngine(ChatEngine):
+    """Calls ``stream``/``complete`` on a :class:`deployments.small_model.SmallModelDeployment`.
+
+    With a ``watch``, calls fail fast with :class:`ServiceUnavailableError` while the deployment
+    has no running replica, instead of queueing in Serve until one starts; routed requests then
+    escalate to the next tier at once. Calls already waiting when the watch sees the last
+    replica gone (those sent between a crash and the controller noticing it) are cancelled
+    with the same error: with no replica running, none of them can be making progress.
+    """
+
+    def __init__(
+        self, handle: Any, target: str, *, report_model_as: str | None = None, watch: ReplicaWatch | None = None
+    ) -> None:
         self._handle = handle
         self._stream_handle = handle.options(stream=True)
         self._target = target
         self._report_model_as = report_model_as
+        self._watch = watch
 
     async def start(self) -> None:
-        """Nothing to start: the deployment owns the engine."""
+        """Start the replica watch, if any: the deployment owns the engine."""
+        if self._watch is not None:
+            await self._watch.start()
+
+    async def shutdown(self) -> None:
+        """Stop the replica watch."""
+        if self._watch is not None:
+            await self._watch.close()
 
     def relabelled(self, model: str) -> DeploymentHandleEngine:
-        """The same deployment, reporting ``model`` as the model that answered."""
-        return DeploymentHandleEngine(self._handle, model, report_model_as=model)
+        """The same deployment (and watch), reporting ``model`` as the model that answered."""
+        return DeploymentHandleEngine(self._handle, model, report_model_as=model, watch=self._watch)
+
+    def _no_replica(self) -> ServiceUnavailableError:
+        down_s = self._watch.down_for_s if self._watch is not None else 0.0
+        return ServiceUnavailableError(
+            f"{self._target} has no running replica (down {down_s:.0f} s); retry shortly",
+            retry_after=NO_REPLICA_RETRY_AFTER_S,
+        )
+
+    def _refuse_without_replica(self) -> None:
+        if self._watch is not None and not self._watch.available:
+            raise self._no_replica()
+
+    async def _unless_replicas_vanish(self, awaitable: Awaitable[_T], on_cancel: Any = None) -> _T:
+        """Await ``awaitable``, or raise :meth:`_no_replica` if the watch sees the deployment go down first."""
+        if self._watch is None:
+            return await awaitable
+        call: asyncio.Future[_T] = asyncio.ensure_future(awaitable)
+        down: asyncio.Future[Any] = asyncio.ensure_future(self._watch.wait_down())
+        try:
+            await asyncio.wait({call, down}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            # The caller went away (client disconnect): the remote call must not outlive it.
+            call.cancel()
+            if on_cancel is not None:
+                on_cancel()
+            raise
+        finally:
+            down.cancel()
+        if call.done():
+            return call.result()
+        call.cancel()
+        if on_cancel is not None:
+            on_cancel()
+        raise self._no_replica()
 
     def _relabel(self, model: str) -> str:
         return self._report_model_as or model
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta]:
         """Stream deltas from the deployment; closing this iterator cancels the remote call."""
+        self._refuse_without_replica()
         response = self._stream_handle.stream.remote(request)
         try:
-            async for delta in response:
+            # Only the first delta can be stuck in Serve's queue; after it a replica is serving
+            # and its death surfaces as an error by itself.
+            first = True
+            while True:
+                try:
+                    if first:
+                        delta = await self._unless_replicas_vanish(response.__anext__(), response.cancel)
+                        first = False
+                    else:
+                        delta = await response.__anext__()
+                except StopAsyncIteration:
+                    break
                 if self._report_model_as is not None:
                     delta = dataclasses.replace(delta, model=self._report_model_as)
                 yield delta
@@ -68,8 +140,10 @@ class DeploymentHandleEngine(ChatEngine):
 
     async def complete(self, request: GenerationRequest) -> Completion:
         """One remote call for a whole completion."""
+        self._refuse_without_replica()
         try:
-            completion: Completion = await self._handle.complete.remote(request)
+            response = self._handle.complete.remote(request)
+            completion: Completion = await self._unless_replicas_vanish(response, response.cancel)
         except Exception as exc:
             raise translate_ray_error(exc, self._target) from exc
         if self._report_model_as is not None:
@@ -78,6 +152,7 @@ class DeploymentHandleEngine(ChatEngine):
 
     async def check_health(self) -> None:
         """Ask the deployment for its health."""
+        self._refuse_without_replica()
         try:
             await self._handle.check_health.remote()
         except Exception as exc:

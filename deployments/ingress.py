@@ -15,6 +15,7 @@ from typing import Any
 
 from deployments.handle_engine import DeploymentHandleEngine
 from deployments.hosted_engine import build_hosted_engine
+from deployments.replica_watch import ReplicaWatch
 from gateway.config import GatewayConfig, LiteLLMTierConfig, RoutingConfig, VLLMTierConfig
 from gateway.engine import ChatEngine
 from gateway.http import GatewayServices, create_http_app
@@ -48,7 +49,10 @@ class GatewayIngress:
         for name, tier_config in self._config.tiers.items():
             engine: ChatEngine
             if isinstance(tier_config, VLLMTierConfig):
-                handle_engine = DeploymentHandleEngine(model_handles[name], tier_config.served_model_name)
+                handle = model_handles[name]
+                handle_engine = DeploymentHandleEngine(
+                    handle, tier_config.served_model_name, watch=self._replica_watch(handle, tier_config)
+                )
                 checks[f"tier:{name}"] = handle_engine.check_health
                 engine, max_tokens = handle_engine, tier_config.default_max_tokens
             else:
@@ -66,6 +70,14 @@ class GatewayIngress:
         self._standin: ReplicaServices | None = None
         if self._config.standin_in_use():
             self._standin = await self._build_standin()
+
+    @staticmethod
+    def _replica_watch(handle: Any, tier: VLLMTierConfig) -> ReplicaWatch | None:
+        # Outside a Serve replica (in-process tests) there is no controller to ask; with
+        # scale-to-zero a queued request is what starts a replica, so it must not be refused.
+        if _replica_id() is None or tier.deployment.scales_to_zero:
+            return None
+        return ReplicaWatch(handle.app_name, handle.deployment_name)
 
     async def _build_standin(self) -> ReplicaServices:
         standin = self._config.standin

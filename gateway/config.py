@@ -90,6 +90,11 @@ class DeploymentConfig(_Strict):
     health_check_period_s: float = Field(10.0, gt=0)
     health_check_timeout_s: float = Field(30.0, gt=0)
 
+    @property
+    def scales_to_zero(self) -> bool:
+        """Autoscaling with no minimum: a request may wait for the replica it brings up."""
+        return self.autoscaling is not None and self.autoscaling.min_replicas == 0
+
     def serve_options(self) -> dict[str, Any]:
         """Keyword arguments for ``Deployment.options``."""
         options: dict[str, Any] = {

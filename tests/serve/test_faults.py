@@ -4,11 +4,13 @@
   the ledger stays exact;
 * Redis is SIGKILLed and restarted: serving goes on and no ledger entry is lost;
 * clients hang up mid-stream and before the first byte: nothing stays open in the gateway
-  or in vLLM, generation is cancelled, every started stream is in the ledger.
+  or in vLLM, generation is cancelled, every started stream is in the ledger;
+* the small model's replica is SIGKILLed: routed requests escalate at once instead of queueing
+  for the replacement (a minute or more on CPU), the replacement answers, no ledger entry is lost.
 
-``kill_replica`` is not run here: a small-model replica takes a minute or more to come back
-on CPU, and killing the session's single ingress replica would stall the other tests.
-Run it with ``flock /tmp/slm-ray.lock .venv/bin/python -m loadtest.faults.kill_replica``.
+Killing the session's single ingress replica would stall the other tests, so only the small
+model's phase of ``kill_replica`` runs here. Both phases:
+``flock /tmp/slm-ray.lock .venv/bin/python -m loadtest.faults.kill_replica``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pytest
 from deployments.runtime import LocalGateway
 from loadtest.faults import cluster
 from loadtest.faults.disconnects import disconnects
+from loadtest.faults.kill_replica import kill_replica
 from loadtest.faults.large_outage import large_outage
 from loadtest.faults.metrics import open_requests
 from loadtest.faults.redis_restart import redis_restart
@@ -86,3 +89,11 @@ async def test_open_request_gauge_and_engine_stats_count_a_stream_until_it_ends(
         await asyncio.sleep(0.2)
     assert not any(after.values()), after
     assert stats["in_flight"] == 0 and stats["unfinished"] == 0, stats
+
+
+async def test_killed_small_replica_routed_requests_escalate_at_once(fault_target: RunningGateway) -> None:
+    # Last in the module: it waits for the replacement replica, so later tests find the small model up.
+    report = await kill_replica(
+        fault_target, phases=("small",), max_recovery_s=300, concurrency=2, warmup_s=4, after_s=2
+    )
+    assert report.passed, report.markdown()

@@ -1,0 +1,188 @@
+"""Failing fast while a model deployment has no running replica (instead of queueing in Serve)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from deployments.handle_engine import NO_REPLICA_RETRY_AFTER_S, DeploymentHandleEngine
+from deployments.replica_watch import ReplicaWatch
+from gateway.engine import Completion, GenerationRequest
+from gateway.errors import ServiceUnavailableError
+
+
+class ScriptedCounter:
+    """Answers the watch's polls from a list; an exception instance is raised."""
+
+    def __init__(self, answers: list[int | Exception | None]) -> None:
+        self.answers = answers
+        self.asked: list[tuple[str, str]] = []
+
+    def __call__(self, app: str, deployment: str) -> int | None:
+        self.asked.append((app, deployment))
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+class FakeResponse:
+    """A DeploymentResponse: awaitable once, cancellable."""
+
+    def __init__(self, result: Any, hang: bool) -> None:
+        self._result, self._hang = result, hang
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def __await__(self) -> Any:
+        return self._wait().__await__()
+
+    async def _wait(self) -> Any:
+        if self._hang:  # queued in Serve's router for a replica that never comes
+            await asyncio.Event().wait()
+        return self._result
+
+
+class _Remote:
+    def __init__(self, handle: FakeHandle, method: str) -> None:
+        self._handle, self._method = handle, method
+
+    def remote(self, request: Any = None) -> FakeResponse:
+        self._handle.calls.append(self._method)
+        result = None
+        if self._method == "complete":
+            result = Completion(text="hi", finish_reason="stop", prompt_tokens=1, completion_tokens=1, model="small")
+        response = FakeResponse(result, self._handle.hang)
+        self._handle.responses.append(response)
+        return response
+
+
+class FakeHandle:
+    """Records which deployment methods were called (a Serve handle's call surface)."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.responses: list[FakeResponse] = []
+        self.hang = False
+
+    def options(self, **_: Any) -> FakeHandle:
+        return self
+
+    def __getattr__(self, method: str) -> _Remote:
+        return _Remote(self, method)
+
+
+def request() -> GenerationRequest:
+    return GenerationRequest(request_id="r1", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+
+
+async def test_watch_follows_the_running_count_and_fails_open() -> None:
+    counter = ScriptedCounter([None, 1, 0, 0, RuntimeError("controller gone"), 0, 2])
+    watch = ReplicaWatch("app", "Model-small", counter=counter)
+    await watch.poll_once()
+    assert watch.available  # unknown deployment: do not refuse
+    await watch.poll_once()
+    assert watch.available and watch.down_for_s == 0.0
+    await watch.poll_once()
+    assert not watch.available
+    await asyncio.sleep(0.02)
+    await watch.poll_once()
+    assert not watch.available and watch.down_for_s >= 0.02  # down since the first zero
+    await watch.poll_once()
+    assert watch.available  # the controller could not be asked: fail open
+    await watch.poll_once()
+    await watch.poll_once()
+    assert watch.available and watch.down_for_s == 0.0
+    assert set(counter.asked) == {("app", "Model-small")}
+
+
+async def test_watch_polls_in_the_background_until_closed() -> None:
+    counter = ScriptedCounter([1, 1, 0])
+    watch = ReplicaWatch("app", "Model-small", poll_s=0.01, counter=counter)
+    await watch.start()
+    assert watch.available
+    for _ in range(200):
+        if not watch.available:
+            break
+        await asyncio.sleep(0.01)
+    assert not watch.available
+    await watch.close()
+    asked = len(counter.asked)
+    await asyncio.sleep(0.05)
+    assert len(counter.asked) == asked
+
+
+@pytest.fixture
+def handle() -> Iterator[FakeHandle]:
+    yield FakeHandle()
+
+
+async def test_engine_refuses_without_a_running_replica_and_never_calls(handle: FakeHandle) -> None:
+    watch = ReplicaWatch("app", "Model-small", counter=ScriptedCounter([0]))
+    engine = DeploymentHandleEngine(handle, "small-model", watch=watch)
+    await engine.start()
+    try:
+        with pytest.raises(ServiceUnavailableError, match="no running replica") as info:
+            await engine.complete(request())
+        assert info.value.status_code == 503
+        assert info.value.headers() == {"Retry-After": str(NO_REPLICA_RETRY_AFTER_S)}
+        with pytest.raises(ServiceUnavailableError):
+            stream = engine.stream(request())
+            await stream.__anext__()
+        with pytest.raises(ServiceUnavailableError):
+            await engine.check_health()
+        # The stand-in relabels the same deployment and shares its watch.
+        with pytest.raises(ServiceUnavailableError):
+            await engine.relabelled("standin").complete(request())
+        assert handle.calls == []
+    finally:
+        await engine.shutdown()
+
+
+async def test_engine_calls_through_while_a_replica_runs(handle: FakeHandle) -> None:
+    engine = DeploymentHandleEngine(handle, "small-model", watch=ReplicaWatch("app", "d", counter=ScriptedCounter([1])))
+    await engine.start()
+    try:
+        completion = await engine.complete(request())
+        await engine.check_health()
+        assert completion.text == "hi" and handle.calls == ["complete", "check_health"]
+    finally:
+        await engine.shutdown()
+
+
+async def test_calls_waiting_when_the_last_replica_vanishes_are_cancelled(handle: FakeHandle) -> None:
+    counter = ScriptedCounter([1])
+    watch = ReplicaWatch("app", "Model-small", poll_s=0.01, counter=counter)
+    engine = DeploymentHandleEngine(handle, "small-model", watch=watch)
+    await engine.start()
+    handle.hang = True
+    try:
+        call = asyncio.create_task(engine.complete(request()))
+        await asyncio.sleep(0.05)
+        assert not call.done()  # still queued: a replica was running when it was sent
+        counter.answers = [0]  # the controller notices the crash
+        with pytest.raises(ServiceUnavailableError, match="no running replica"):
+            await asyncio.wait_for(call, 2)
+        assert handle.responses[-1].cancelled
+    finally:
+        await engine.shutdown()
+
+
+async def test_a_caller_going_away_cancels_the_remote_call(handle: FakeHandle) -> None:
+    engine = DeploymentHandleEngine(handle, "small-model", watch=ReplicaWatch("app", "d", counter=ScriptedCounter([1])))
+    await engine.start()
+    handle.hang = True
+    try:
+        call = asyncio.create_task(engine.complete(request()))
+        await asyncio.sleep(0.02)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert handle.responses[-1].cancelled
+    finally:
+        await engine.shutdown()
