@@ -110,6 +110,18 @@ class DeploymentHandleEngine(ChatEngine):
             on_cancel()
         raise self._no_replica()
 
+    def _failed(self, exc: BaseException) -> GatewayError:
+        from ray import exceptions as ray_exceptions
+
+        # A dead actor (not a merely unreachable one, which may come back) is news the
+        # controller will only have after its next failed health check.
+        dead = isinstance(exc, ray_exceptions.RayActorError) and not isinstance(
+            exc, ray_exceptions.ActorUnavailableError
+        )
+        if dead and self._watch is not None:
+            self._watch.replica_died()
+        return translate_ray_error(exc, self._target)
+
     def _relabel(self, model: str) -> str:
         return self._report_model_as or model
 
@@ -134,7 +146,7 @@ class DeploymentHandleEngine(ChatEngine):
                     delta = dataclasses.replace(delta, model=self._report_model_as)
                 yield delta
         except Exception as exc:
-            raise translate_ray_error(exc, self._target) from exc
+            raise self._failed(exc) from exc
         finally:
             response.cancel()
 
@@ -145,7 +157,7 @@ class DeploymentHandleEngine(ChatEngine):
             response = self._handle.complete.remote(request)
             completion: Completion = await self._unless_replicas_vanish(response, response.cancel)
         except Exception as exc:
-            raise translate_ray_error(exc, self._target) from exc
+            raise self._failed(exc) from exc
         if self._report_model_as is not None:
             completion = dataclasses.replace(completion, model=self._report_model_as)
         return completion
@@ -156,4 +168,4 @@ class DeploymentHandleEngine(ChatEngine):
         try:
             await self._handle.check_health.remote()
         except Exception as exc:
-            raise translate_ray_error(exc, self._target) from exc
+            raise self._failed(exc) from exc

@@ -7,6 +7,12 @@ model would wait until its timeout. The ingress therefore watches each fixed-siz
 deployment and refuses calls while it has no running replica (see
 :class:`deployments.handle_engine.DeploymentHandleEngine`).
 
+The controller notices a dead replica only at its next failed health check (period plus
+timeout: up to ~40 s with the defaults), and reports it as running until then. The callers see
+the death at once: calls in flight on it fail with an actor-death error. When the watched
+deployment had a single serving replica, such an error counts it as down right away, until the
+controller catches up (reports none serving) or ``death_grace_s`` passes.
+
 Deployments that autoscale from zero are not watched: there, a queued request is what brings a
 replica up.
 """
@@ -57,6 +63,7 @@ class ReplicaWatch:
         deployment_name: str,
         *,
         poll_s: float = 1.0,
+        death_grace_s: float = 60.0,
         counter: ReplicaCounter = running_replicas,
     ) -> None:
         self._app = app_name
@@ -65,6 +72,9 @@ class ReplicaWatch:
         self._counter = counter
         self._running: int | None = None
         self._down_since: float | None = None
+        self._death_grace_s = death_grace_s
+        #: Set by :meth:`replica_died` while the controller still counts the dead replica.
+        self._dead_until: float | None = None
         self._down = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -75,8 +85,22 @@ class ReplicaWatch:
 
     @property
     def available(self) -> bool:
-        """False only when the last poll saw the deployment with no running replica."""
+        """False when the last poll saw no serving replica, or its only replica was seen to die."""
+        if self._dead_until is not None and time.monotonic() < self._dead_until:
+            return False
         return self._running != 0
+
+    def replica_died(self) -> None:
+        """A call failed because the replica's actor died: with one replica, that is all of them."""
+        if self._running != 1 or not self.available:
+            return  # others still serve (Serve's router drops the dead one), or already down
+        self._dead_until = time.monotonic() + self._death_grace_s
+        self._went_down()
+
+    def _went_down(self) -> None:
+        self._down_since = time.monotonic()
+        self._down.set()
+        logger.warning("%s has no running replica: refusing calls until one runs", self._deployment)
 
     @property
     def down_for_s(self) -> float:
@@ -96,16 +120,16 @@ class ReplicaWatch:
             running = None
         was_available = self.available
         self._running = running
+        if running == 0:
+            self._dead_until = None  # the controller caught up: its count rules from here
         if self.available:
+            self._dead_until = None
             self._down_since = None
             self._down.clear()
-        else:
-            self._down.set()
-        if not self.available and was_available:
-            self._down_since = time.monotonic()
-            logger.warning("%s has no running replica: refusing calls until one runs", self._deployment)
-        if self.available and not was_available:
-            logger.info("%s has a running replica again", self._deployment)
+            if not was_available:
+                logger.info("%s has a running replica again", self._deployment)
+        elif was_available:
+            self._went_down()
 
     async def start(self) -> None:
         """Poll once, then keep polling in a background task until :meth:`close`."""

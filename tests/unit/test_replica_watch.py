@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from ray import exceptions as ray_exceptions
 
 from deployments.handle_engine import NO_REPLICA_RETRY_AFTER_S, DeploymentHandleEngine
 from deployments.replica_watch import ReplicaWatch
@@ -54,6 +55,8 @@ class _Remote:
 
     def remote(self, request: Any = None) -> FakeResponse:
         self._handle.calls.append(self._method)
+        if self._handle.raises is not None:
+            raise self._handle.raises
         result = None
         if self._method == "complete":
             result = Completion(text="hi", finish_reason="stop", prompt_tokens=1, completion_tokens=1, model="small")
@@ -69,6 +72,7 @@ class FakeHandle:
         self.calls: list[str] = []
         self.responses: list[FakeResponse] = []
         self.hang = False
+        self.raises: Exception | None = None
 
     def options(self, **_: Any) -> FakeHandle:
         return self
@@ -184,5 +188,59 @@ async def test_a_caller_going_away_cancels_the_remote_call(handle: FakeHandle) -
         with pytest.raises(asyncio.CancelledError):
             await call
         assert handle.responses[-1].cancelled
+    finally:
+        await engine.shutdown()
+
+
+async def test_a_dead_single_replica_counts_as_down_before_the_controller_notices() -> None:
+    counter = ScriptedCounter([1])
+    watch = ReplicaWatch("app", "Model-small", death_grace_s=0.2, counter=counter)
+    await watch.poll_once()
+    watch.replica_died()
+    assert not watch.available
+    await asyncio.wait_for(watch.wait_down(), 1)
+    await watch.poll_once()  # the controller still counts the dead replica
+    assert not watch.available
+    counter.answers = [0]  # it notices; a replacement is starting
+    await watch.poll_once()
+    assert not watch.available
+    counter.answers = [1]  # the replacement runs
+    await watch.poll_once()
+    assert watch.available
+    # Without the controller ever reporting zero, the grace period ends it.
+    watch.replica_died()
+    assert not watch.available
+    await asyncio.sleep(0.25)
+    await watch.poll_once()
+    assert watch.available
+
+
+async def test_a_dead_replica_among_several_leaves_the_deployment_up() -> None:
+    watch = ReplicaWatch("app", "Model-small", counter=ScriptedCounter([2]))
+    await watch.poll_once()
+    watch.replica_died()
+    assert watch.available
+
+
+@pytest.mark.parametrize(
+    ("error", "marks_down"),
+    [
+        (ray_exceptions.ActorDiedError(), True),
+        (ray_exceptions.ActorUnavailableError("network blip", None), False),
+        (RuntimeError("bug"), False),
+    ],
+)
+async def test_only_a_dead_actor_marks_the_deployment_down(
+    handle: FakeHandle, error: Exception, marks_down: bool
+) -> None:
+    watch = ReplicaWatch("app", "Model-small", counter=ScriptedCounter([1]))
+    engine = DeploymentHandleEngine(handle, "small-model", watch=watch)
+    await engine.start()
+    handle.raises = error
+    try:
+        with pytest.raises(Exception) as info:
+            await engine.complete(request())
+        assert info.value.__class__.__name__ in ("ServiceUnavailableError", "UpstreamError")
+        assert watch.available is not marks_down
     finally:
         await engine.shutdown()
