@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from deployments.replica_watch import ReplicaWatch
@@ -87,28 +87,27 @@ class DeploymentHandleEngine(ChatEngine):
         if self._watch is not None and not self._watch.available:
             raise self._no_replica()
 
-    async def _unless_replicas_vanish(self, awaitable: Awaitable[_T], on_cancel: Any = None) -> _T:
-        """Await ``awaitable``, or raise :meth:`_no_replica` if the watch sees the deployment go down first."""
+    async def _unless_replicas_vanish(self, awaitable: Awaitable[_T], cancel: Callable[[], None]) -> _T:
+        """Await ``awaitable``, or raise :meth:`_no_replica` if the watch sees the deployment go down first.
+
+        ``cancel`` cancels the remote call; it runs whenever the call is abandoned, also when
+        our own caller goes away (a client disconnect), so the call never outlives it.
+        """
         if self._watch is None:
             return await awaitable
         call: asyncio.Future[_T] = asyncio.ensure_future(awaitable)
         down: asyncio.Future[Any] = asyncio.ensure_future(self._watch.wait_down())
         try:
             await asyncio.wait({call, down}, return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:
-            # The caller went away (client disconnect): the remote call must not outlive it.
-            call.cancel()
-            if on_cancel is not None:
-                on_cancel()
-            raise
         finally:
             down.cancel()
-        if call.done():
-            return call.result()
-        call.cancel()
-        if on_cancel is not None:
-            on_cancel()
-        raise self._no_replica()
+            abandoned = not call.done()
+            if abandoned:
+                call.cancel()
+                cancel()
+        if abandoned:
+            raise self._no_replica()
+        return call.result()
 
     def _failed(self, exc: BaseException) -> GatewayError:
         from ray import exceptions as ray_exceptions
@@ -122,8 +121,10 @@ class DeploymentHandleEngine(ChatEngine):
             self._watch.replica_died()
         return translate_ray_error(exc, self._target)
 
-    def _relabel(self, model: str) -> str:
-        return self._report_model_as or model
+    def _relabelled(self, delta: EngineDelta) -> EngineDelta:
+        if self._report_model_as is None:
+            return delta
+        return dataclasses.replace(delta, model=self._report_model_as)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta]:
         """Stream deltas from the deployment; closing this iterator cancels the remote call."""
@@ -132,19 +133,13 @@ class DeploymentHandleEngine(ChatEngine):
         try:
             # Only the first delta can be stuck in Serve's queue; after it a replica is serving
             # and its death surfaces as an error by itself.
-            first = True
-            while True:
-                try:
-                    if first:
-                        delta = await self._unless_replicas_vanish(response.__anext__(), response.cancel)
-                        first = False
-                    else:
-                        delta = await response.__anext__()
-                except StopAsyncIteration:
-                    break
-                if self._report_model_as is not None:
-                    delta = dataclasses.replace(delta, model=self._report_model_as)
-                yield delta
+            try:
+                first = await self._unless_replicas_vanish(response.__anext__(), response.cancel)
+            except StopAsyncIteration:
+                return
+            yield self._relabelled(first)
+            async for delta in response:
+                yield self._relabelled(delta)
         except Exception as exc:
             raise self._failed(exc) from exc
         finally:

@@ -79,11 +79,6 @@ class ReplicaWatch:
         self._task: asyncio.Task[None] | None = None
 
     @property
-    def deployment_name(self) -> str:
-        """The watched deployment."""
-        return self._deployment
-
-    @property
     def available(self) -> bool:
         """False when the last poll saw no serving replica, or its only replica was seen to die."""
         if self._dead_until is not None and time.monotonic() < self._dead_until:

@@ -104,12 +104,11 @@ class MiniLMEncoder:
         Lets an artifact trained at either precision load with the encoder it was trained with;
         with an unknown fingerprint the caller's check reports the mismatch.
         """
-        fp32 = cls(precision="fp32", threads=threads)
-        if fingerprint == fp32.fingerprint:
-            return fp32
-        int8 = cls(threads=threads)
-        int8._weights_sha256 = fp32.fingerprint  # hashing the weights once is enough
-        return int8
+        weights = _file_sha256(model_dir() / "model.safetensors")
+        # An fp32 fingerprint is the weights' digest itself (see :attr:`fingerprint`).
+        encoder = cls(precision="fp32" if fingerprint == weights else "int8", threads=threads)
+        encoder._weights_sha256 = weights  # hashing ~90 MB once is enough
+        return encoder
 
     def _weights_digest(self) -> str:
         if self._weights_sha256 is None:
