@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from router_models.encoder import DEFAULT_PROFILE, PROFILES
 from router_models.errors import RouterError
 
 DEFAULT_EVAL_ROUTERS = ("lexical", "embedding", "knn", "ensemble", "stacked", "random", "oracle")
@@ -23,9 +24,10 @@ DEFAULT_EVAL_ROUTERS = ("lexical", "embedding", "knn", "ensemble", "stacked", "r
 def _cmd_train(args: argparse.Namespace) -> int:
     from router_models.training import train_and_save
 
-    command = "slm-router train " + " ".join(
-        shlex.quote(a) for a in ("--router", args.router, "--seed", str(args.seed), "--out", str(args.out))
-    )
+    argv = ["--router", args.router, "--seed", str(args.seed), "--out", str(args.out)]
+    if args.encoder != DEFAULT_PROFILE:
+        argv += ["--encoder", args.encoder]
+    command = "slm-router train " + " ".join(shlex.quote(a) for a in argv)
     meta = train_and_save(
         args.router,
         Path(args.out),
@@ -34,6 +36,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         datasets=tuple(args.datasets.split(",")),
         progress=not args.quiet,
         command=command,
+        encoder_profile=args.encoder,
     )
     print(f"wrote {args.out} ({meta['router']}, default threshold {meta['default_threshold']:.4f})")
     for ds, m in meta["metrics"]["per_dataset"].items():
@@ -107,11 +110,21 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.quiet,
         transfer=not args.no_transfer,
+        encoder_profile=args.encoder,
     )
     print(format_table(results))
     paths = write_report(results, Path(args.out))
     print(f"wrote {paths['txt']}, {paths['json']}, {paths['png']}")
     return 0
+
+
+def _add_encoder_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--encoder",
+        default=DEFAULT_PROFILE,
+        choices=sorted(PROFILES),
+        help=f"MiniLM encoder profile for the embedding routers (default {DEFAULT_PROFILE})",
+    )
 
 
 def register_commands(subparsers: Any) -> None:
@@ -129,6 +142,7 @@ def register_commands(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--datasets", default="mmlu,gsm8k", help="comma-separated data sets to train on")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_encoder_option(p)
     p.set_defaults(func=_cmd_train)
 
     p = subparsers.add_parser("calibrate", help="print the threshold for a large-model share")
@@ -149,6 +163,7 @@ def register_commands(subparsers: Any) -> None:
     p.add_argument("--out", required=True, help="directory for eval.txt/eval.json/cost_quality.png")
     p.add_argument("--no-transfer", action="store_true", help="skip the cross-data-set settings")
     p.add_argument("--quiet", action="store_true")
+    _add_encoder_option(p)
     p.set_defaults(func=_cmd_eval)
 
 

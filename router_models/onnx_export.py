@@ -5,9 +5,10 @@ installed weights (needs torch + onnx, which the embedding extra installs) and r
 The file name carries the weights' sha256 so a different model build never reuses a stale graph.
 
 The int8 graph is the fused fp32 graph with ONNX Runtime's dynamic (weight-only, per-tensor)
-int8 quantisation: about 2x faster per request on CPU. Its embeddings differ from fp32 ones
-(cosine 0.93-0.97), so routers are trained and served with the same precision; the encoder's
-fingerprint says which (see :class:`router_models.encoder.MiniLMEncoder`).
+int8 quantisation: about 2x faster per request on CPU. A graph may also keep only the first
+``layers`` transformer layers (the hidden state after them is what gets pooled). Such embeddings
+differ from the full fp32 ones, so routers are trained and served with the same graph; the
+encoder's fingerprint says which (see :class:`router_models.encoder.EncoderProfile`).
 """
 
 from __future__ import annotations
@@ -20,17 +21,21 @@ from router_models.errors import RouterError
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def ensure_onnx_model(model_dir: Path, cache: Path, fingerprint: str, *, int8: bool = False) -> Path:
-    """Return the cached ONNX graph for ``model_dir`` (fp32, or int8 when ``int8``), exporting it if missing.
+def ensure_onnx_model(
+    model_dir: Path, cache: Path, fingerprint: str, *, int8: bool = False, layers: int | None = None
+) -> Path:
+    """Return the cached ONNX graph for ``model_dir``, exporting it if missing.
 
-    ``fingerprint`` is the sha256 of the fp32 weights; both graphs are named after it.
+    fp32, or int8 when ``int8``; all transformer layers, or the first ``layers``. ``fingerprint``
+    is the sha256 of the fp32 weights; every graph is named after it.
     """
     # "-fused" marks graphs run through ORT's BERT optimiser (export recipe version in the name).
-    path = cache / f"minilm-{fingerprint[:16]}-fused.onnx"
+    stem = f"minilm-{fingerprint[:16]}" + (f"-l{layers}" if layers is not None else "")
+    path = cache / f"{stem}-fused.onnx"
     if int8:
-        quantised = cache / f"minilm-{fingerprint[:16]}-fused-int8.onnx"
+        quantised = cache / f"{stem}-fused-int8.onnx"
         if not quantised.is_file():
-            _quantise_int8(ensure_onnx_model(model_dir, cache, fingerprint), quantised)
+            _quantise_int8(ensure_onnx_model(model_dir, cache, fingerprint, layers=layers), quantised)
         return quantised
     if path.is_file():
         return path
@@ -42,6 +47,11 @@ def ensure_onnx_model(model_dir: Path, cache: Path, fingerprint: str, *, int8: b
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # Eager attention traces to plain ops; SDPA bakes mask-dependent branches in as constants.
     model = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
+    if layers is not None:
+        if not 1 <= layers <= len(model.encoder.layer):
+            raise RouterError(f"cannot keep {layers} of the model's {len(model.encoder.layer)} layers")
+        model.encoder.layer = model.encoder.layer[:layers]
+        model.config.num_hidden_layers = layers
 
     class _Wrapper(torch.nn.Module):  # type: ignore[misc]  # torch is untyped under skip-imports
         # Keyword call: transformers' forward() signature is not stable positionally.

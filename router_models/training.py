@@ -25,7 +25,7 @@ from router_models.base import Router
 from router_models.calibration import DEFAULT_LARGE_SHARE, calibration_table, threshold_for_share
 from router_models.conversation import as_conversation, render_conversation
 from router_models.data import LabeledPrompts, concat, load_datasets
-from router_models.encoder import MiniLMEncoder
+from router_models.encoder import DEFAULT_PROFILE, MiniLMEncoder
 from router_models.metrics import routing_metrics
 from router_models.registry import TrainContext, get_spec
 from router_models.splits import holdout_split
@@ -63,6 +63,7 @@ def train_and_save(
     datasets: Sequence[str] = DEFAULT_DATASETS,
     progress: bool = True,
     command: str = "",
+    encoder_profile: str = DEFAULT_PROFILE,
 ) -> dict[str, Any]:
     """Train ``name`` end to end and write the artifact to ``out_dir``; returns its metadata."""
     from tqdm.auto import tqdm
@@ -72,7 +73,7 @@ def train_and_save(
     parts = load_datasets(datasets, data_dir)
     data = concat(parts)
     needs_encoder = spec.latency_class == "embedding"
-    encoder = MiniLMEncoder.for_training()
+    encoder = MiniLMEncoder.for_training(encoder_profile)
     if needs_encoder:
         warm_embeddings(encoder, parts, progress)
     steps = tqdm(total=2, desc=f"train {name}", disable=not progress)
@@ -100,6 +101,7 @@ def train_and_save(
             "dataset_digests": {p.name: p.digest for p in parts},
             "rows": len(data),
             "seed": seed,
+            "encoder_profile": encoder.profile.name if needs_encoder else None,
         },
         "metrics": {"holdout_fraction": HOLDOUT_FRACTION, "per_dataset": metrics},
         "calibration": {

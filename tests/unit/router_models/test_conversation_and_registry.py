@@ -76,3 +76,8 @@ def test_cli_registers_subcommands() -> None:
     assert args.large_share == 0.3
     args = parser.parse_args(["eval", "--routers", "lexical", "random", "--folds", "5", "--out", "/o"])
     assert args.routers == ["lexical", "random"] and args.folds == 5
+    assert args.encoder == "int8"
+    args = parser.parse_args(["eval", "--out", "/o", "--encoder", "int8-l2-t64"])
+    assert args.encoder == "int8-l2-t64"
+    with pytest.raises(SystemExit):  # argparse rejects profiles that do not exist
+        parser.parse_args(["train", "--router", "embedding", "--out", "/o", "--encoder", "int4"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from router_models.base import Router
 from router_models.conversation import as_conversation
 from router_models.data import LabeledPrompts
 from router_models.embedding import EmbeddingRouter
-from router_models.encoder import MiniLMEncoder
+from router_models.encoder import DEFAULT_PROFILE, PROFILES, MiniLMEncoder
 from router_models.ensemble import EnsembleRouter
 from router_models.knn import KnnRouter
 from router_models.registry import TrainContext, get_spec
@@ -110,34 +111,62 @@ TEXTS = [
 
 
 def test_fp32_onnx_and_torch_backends_agree(model_cache: Path) -> None:
-    onnx = MiniLMEncoder(precision="fp32", backend="onnx")
-    torch = MiniLMEncoder(precision="fp32", backend="torch")
+    onnx = MiniLMEncoder(profile="fp32", backend="onnx")
+    torch = MiniLMEncoder(profile="fp32", backend="torch")
     np.testing.assert_allclose(onnx.encode(TEXTS), torch.encode(TEXTS), atol=1e-4)
     assert (onnx.backend, torch.backend) == ("onnx", "torch")
     assert onnx.fingerprint == torch.fingerprint
 
 
-def test_int8_encoder_is_close_to_fp32_but_distinct(encoder: MiniLMEncoder) -> None:
-    fp32 = MiniLMEncoder(precision="fp32", backend="onnx")
-    int8 = encoder.encode(TEXTS)
-    cosine = np.sum(int8 * fp32.encode(TEXTS), axis=1)
+def test_int8_encoder_is_close_to_fp32_but_distinct(model_cache: Path) -> None:
+    fp32 = MiniLMEncoder(profile="fp32", backend="onnx")
+    int8 = MiniLMEncoder(profile="int8")
+    cosine = np.sum(int8.encode(TEXTS) * fp32.encode(TEXTS), axis=1)
     # Quantisation moves embeddings (so artifacts must not mix precisions) but keeps their meaning.
     assert np.all(cosine > 0.85) and np.all(cosine < 0.9999)
-    assert encoder.precision == "int8" and encoder.backend == "onnx"
-    assert encoder.fingerprint != fp32.fingerprint
-    assert MiniLMEncoder.matching(fp32.fingerprint).precision == "fp32"
-    assert MiniLMEncoder.matching(encoder.fingerprint).precision == "int8"
+    assert int8.precision == "int8" and int8.backend == "onnx"
+    assert int8.fingerprint != fp32.fingerprint
     with pytest.raises(RouterError, match="int8 encoder runs on ONNX Runtime only"):
-        MiniLMEncoder(precision="int8", backend="torch")
+        MiniLMEncoder(profile="int8", backend="torch")
+    with pytest.raises(RouterError, match="unknown encoder profile"):
+        MiniLMEncoder(profile="int4")
 
 
-def test_router_trained_on_fp32_loads_with_the_fp32_encoder(
-    slices: tuple[LabeledPrompts, LabeledPrompts], tmp_path: Path, model_cache: Path
+def test_every_profile_has_its_own_fingerprint_and_matching_finds_it(encoder: MiniLMEncoder) -> None:
+    assert encoder.profile.name == DEFAULT_PROFILE == "int8"
+    fingerprints = {name: MiniLMEncoder(profile=name).fingerprint for name in PROFILES}
+    assert len(set(fingerprints.values())) == len(PROFILES)
+    for name, fp in fingerprints.items():
+        assert MiniLMEncoder.matching(fp).profile.name == name
+    # Artifacts written before profiles existed recorded these two digests; they must still match.
+    weights = fingerprints["fp32"]
+    assert fingerprints["int8"] == hashlib.sha256(f"{weights}:onnx-dynamic-int8-v1".encode()).hexdigest()
+
+
+def test_truncated_profile_reads_only_its_token_budget(encoder: MiniLMEncoder) -> None:
+    fast = MiniLMEncoder(profile="int8-l2-t64")
+    head = " ".join(["The committee approved the budget after a long debate."] * 12)  # > 64 tokens
+    tail = " Then it rejected every amendment about the harbour."
+    short, longer = fast.encode([head, head + tail])
+    np.testing.assert_array_equal(short, longer)  # the tail is past the profile's 64 tokens
+    a, b = encoder.encode([head, head + tail])
+    assert float(a @ b) < 0.9999  # the full model (256 tokens) reads it
+    # Two layers give their own embedding space (not the full model's), in which related
+    # prompts still sit closer together than unrelated ones.
+    sum_a, sum_b, physics = fast.encode(["user: What is 2 + 2?", "user: What is 3 + 5?", TEXTS[1]])
+    assert float(sum_a @ sum_b) > float(sum_a @ physics) + 0.05
+
+
+@pytest.mark.parametrize("profile", ["fp32", "int8-l2-t64"])
+def test_router_trained_with_another_profile_loads_with_that_profile(
+    profile: str, slices: tuple[LabeledPrompts, LabeledPrompts], tmp_path: Path, model_cache: Path
 ) -> None:
-    fp32 = MiniLMEncoder(precision="fp32", backend="onnx")
-    router = get_spec("knn").train(slices[0], TrainContext(seed=0, encoder=fp32))
-    save_router(router, tmp_path / "knn-fp32", {"default_threshold": 0.5})
-    loaded = load_router(tmp_path / "knn-fp32")
-    assert isinstance(loaded, KnnRouter) and loaded.encoder.precision == "fp32"
+    other = MiniLMEncoder(profile=profile, backend="onnx")
+    router = get_spec("knn").train(slices[0], TrainContext(seed=0, encoder=other))
+    save_router(router, tmp_path / f"knn-{profile}", {"default_threshold": 0.5})
+    loaded = load_router(tmp_path / f"knn-{profile}")
+    assert isinstance(loaded, KnnRouter) and loaded.encoder.profile.name == profile
     convs = [as_conversation(p) for p in slices[1].prompts[:8]]
-    np.testing.assert_allclose(loaded.score_many(convs), router.score_many(convs), atol=1e-6)
+    # fp32 is deterministic across thread counts; int8's dynamic quantisation is not quite.
+    atol = 1e-6 if profile == "fp32" else 2e-3
+    np.testing.assert_allclose(loaded.score_many(convs), router.score_many(convs), atol=atol)
