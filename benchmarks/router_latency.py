@@ -153,14 +153,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{len(convs)} distinct conversations, {args.requests} requests, concurrency {args.concurrency}, "
         f"{args.workers} worker threads, {os.cpu_count()} CPUs"
     )
-    print(f"{'router':<10} {'e2e p50':>9} {'e2e p99':>9} {'svc p50':>9} {'svc p99':>9} {'req/s':>8}")
+    print(f"{'router [encoder profile]':<26} {'e2e p50':>9} {'e2e p99':>9} {'svc p50':>9} {'svc p99':>9} {'req/s':>8}")
     for path in args.artifact or [str(default_artifact_path())]:
         router = load_router(path)
         for c in convs[: min(len(convs), 20)]:  # warm-up: lazy model load, ONNX export, caches
             router.score(c)
         e2e, svc, wall = asyncio.run(_bench(router, convs, args.requests, args.concurrency, args.workers))
+        profile = router.metadata.get("trained_on", {}).get("encoder_profile")
+        label = f"{router.name} [{profile}]" if profile else router.name
         print(
-            f"{router.name:<10} {_pct(e2e, 0.5):>7.2f}ms {_pct(e2e, 0.99):>7.2f}ms {_pct(svc, 0.5):>7.2f}ms "
+            f"{label:<26} {_pct(e2e, 0.5):>7.2f}ms {_pct(e2e, 0.99):>7.2f}ms {_pct(svc, 0.5):>7.2f}ms "
             f"{_pct(svc, 0.99):>7.2f}ms {len(e2e) / wall:>8.0f}"
         )
     return 0
