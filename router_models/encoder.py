@@ -293,12 +293,13 @@ class MiniLMEncoder:
             raise RouterError("token_ids needs the ONNX backend")
         limit = self.max_tokens * CHARS_PER_TOKEN_BOUND
         # Tokenizer configuration is fixed at load, so concurrent calls only read it.
-        encs = self._tok.encode_batch([t[:limit] for t in texts])
+        cuts = [t[:limit] for t in texts]
+        encs = self._tok.encode_batch(cuts)
         out: list[list[int]] = [e.ids for e in encs]
         redo = [
             i
-            for i, t in enumerate(texts)
-            if len(t) > limit and not _whole_words_only(encs[i], t[:limit], self.max_tokens)
+            for i, (t, cut) in enumerate(zip(texts, cuts, strict=True))
+            if len(t) > limit and not _whole_words_only(encs[i], cut, self.max_tokens)
         ]
         if redo:
             for i, e in zip(redo, self._tok.encode_batch([texts[i] for i in redo]), strict=True):
