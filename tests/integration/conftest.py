@@ -46,7 +46,10 @@ def gateway_config(redis_url: str | None, upstream_url: str, **sections: Any) ->
                 "large": {"kind": "per_million", "input_usd_per_million": 2.5, "output_usd_per_million": 10},
             },
         },
-        "state": {"prefix": "it", "auth": {"enabled": False}},
+        # Generous Redis timeouts: on a loaded 2-core CI box a burst of new connections to a
+        # live server can outlast the 0.5 s production default and turn into degraded
+        # decisions. Tests about a dead Redis stop the server (refused at once).
+        "state": {"prefix": "it", "auth": {"enabled": False}, "op_timeout_s": 5.0, "connect_timeout_s": 5.0},
     }
     for key, value in sections.items():
         data[key] = {**data.get(key, {}), **value}
