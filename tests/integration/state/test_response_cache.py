@@ -51,10 +51,10 @@ async def test_normalised_requests_hit_the_same_entry(make_store: StoreFactory) 
 
 
 async def test_entries_expire(make_store: StoreFactory) -> None:
-    store = make_store(cache={"enabled": True, "ttl_s": 0.2})
+    store = make_store(cache={"enabled": True, "ttl_s": 0.6})
     assert await store.cache.put(request("ttl"), response("soon gone"))
     assert await store.cache.get(request("ttl")) is not None
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.7)
     assert await store.cache.get(request("ttl")) is None
 
 
