@@ -19,6 +19,12 @@ from tests.fakes.engines import ScriptedEngine
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 
 ADMIN_KEY = "admin-test-credential-0123456789"
+#: Redis timeouts for tests against a live server. The production defaults (0.5 s) fail fast
+#: on a dead Redis; on a loaded 2-core CI box a burst of fresh connections to a live one can
+#: take longer, and the timeout turns into a degraded (fail-open) decision the test did not
+#: ask for. Tests about a dead or black-holed Redis stop the server, use a refused port, or
+#: set their own timeouts.
+LIVE_REDIS_TIMEOUTS: dict[str, float] = {"op_timeout_s": 5.0, "connect_timeout_s": 5.0}
 
 
 def gateway_config(redis_url: str | None, upstream_url: str, **sections: Any) -> GatewayConfig:
@@ -46,10 +52,7 @@ def gateway_config(redis_url: str | None, upstream_url: str, **sections: Any) ->
                 "large": {"kind": "per_million", "input_usd_per_million": 2.5, "output_usd_per_million": 10},
             },
         },
-        # Generous Redis timeouts: on a loaded 2-core CI box a burst of new connections to a
-        # live server can outlast the 0.5 s production default and turn into degraded
-        # decisions. Tests about a dead Redis stop the server (refused at once).
-        "state": {"prefix": "it", "auth": {"enabled": False}, "op_timeout_s": 5.0, "connect_timeout_s": 5.0},
+        "state": {"prefix": "it", "auth": {"enabled": False}, **LIVE_REDIS_TIMEOUTS},
     }
     for key, value in sections.items():
         data[key] = {**data.get(key, {}), **value}

@@ -11,6 +11,7 @@ import pytest
 
 from gateway.redis_server import EmbeddedRedis
 from gateway.state import StateConfig, StateStore
+from tests.integration.conftest import LIVE_REDIS_TIMEOUTS
 
 StoreFactory = Callable[..., StateStore]
 
@@ -39,12 +40,7 @@ async def make_store(redis_server: EmbeddedRedis) -> AsyncIterator[StoreFactory]
 
     def make(url: str | None = None, *, environ: dict[str, str] | None = None, **config: Any) -> StateStore:
         config.setdefault("prefix", prefix)
-        # The production defaults (0.5 s) fail fast on a dead Redis. On a loaded 2-core CI
-        # box a burst of fresh connections to a live one can take longer than that, and a
-        # timeout turns into a degraded (fail-open) decision the test did not ask for.
-        # Tests about dead or slow Redis use refused ports or set their own timeouts.
-        config.setdefault("op_timeout_s", 5.0)
-        config.setdefault("connect_timeout_s", 5.0)
+        config = {**LIVE_REDIS_TIMEOUTS, **config}
         store = StateStore.from_url(url or redis_server.url, StateConfig.model_validate(config), environ=environ or {})
         stores.append(store)
         return store
