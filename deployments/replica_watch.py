@@ -7,8 +7,9 @@ model would wait until its timeout. The ingress therefore watches each fixed-siz
 deployment and refuses calls while it has no running replica (see
 :class:`deployments.handle_engine.DeploymentHandleEngine`).
 
-The controller notices a dead replica only at its next failed health check (period plus
-timeout: up to ~40 s with the defaults), and reports it as running until then. The callers see
+The controller notices a dead replica only at its next failed health check (every
+``health_check_period_s``, 2 s by default; a hung one only after ``health_check_timeout_s`` as
+well), and reports it as running until then. The callers see
 the death at once: calls in flight on it fail with an actor-death error. When the watched
 deployment had a single serving replica, such an error counts it as down right away, until the
 controller catches up (reports none serving) or ``death_grace_s`` passes.

@@ -169,22 +169,30 @@ async def _phase(
         report.add(f"{title}orphaned vLLM engine-core processes", orphans or "none")
         report.check(f"{title}no orphaned engine-core process", not orphans, str(orphans))
         report.check(f"{title}small-model answers again", first_answer is not None, answer)
-        # While no small replica answers, routed requests should fail over at once (to the
-        # large tier, flagged), and named ones get a prompt 503; waiting is what to avoid.
-        down_until = killed_at + (first_answer if first_answer is not None else max_recovery_s)
+        # While no small replica runs, routed requests should fail over at once (to the large
+        # tier, flagged), and named ones get a prompt 503; waiting is what to avoid. Once the
+        # replacement is RUNNING, requests go to it: their latency is its cold start, not a
+        # failover wait, so they are reported apart.
+        answered_s = first_answer if first_answer is not None else max_recovery_s
+        down_until = killed_at + (recovery.running_s if recovery.running_s is not None else answered_s)
         down = [o for o in after if o.started < down_until]
+        warming = [o for o in after if down_until <= o.started < killed_at + answered_s]
         routed_down = [o for o in down if o.model == "router"]
         slowest = max((o.ended - o.started for o in routed_down), default=0.0)
         report.add(
-            f"{title}routed requests started while it was down: sent / flagged / slowest",
+            f"{title}routed requests started while it was down (kill to RUNNING): sent / flagged / slowest",
             f"{len(routed_down)} / {sum(o.flagged for o in routed_down)} "
             f"({format_counts(Counter(o.reason or '' for o in routed_down if o.flagged))}) / {slowest:.1f} s",
         )
         named_down = [o for o in down if o.model == small_model]
         report.add(
-            f"{title}named small-model requests started while it was down: outcome / slowest",
+            f"{title}named small-model requests started while it was down (kill to RUNNING): outcome / slowest",
             f"{format_counts(Counter(o.label for o in named_down))} / "
             f"{max((o.ended - o.started for o in named_down), default=0.0):.1f} s",
+        )
+        report.add(
+            f"{title}requests started between RUNNING and the first answer: sent / slowest (cold start)",
+            f"{len(warming)} / {max((o.ended - o.started for o in warming), default=0.0):.1f} s",
         )
         report.check(
             f"{title}routed requests fail over within {max_failover_s:g} s while the small model is down",
@@ -255,9 +263,11 @@ async def kill_replica(
     report.seconds = time.monotonic() - began
     report.notes.append(
         f"Named small-model requests ({served_name(config, small)}) cannot fail over (the policy fails over "
-        "routed requests only): while the small replica is gone they get 503 with Retry-After. Calls sent "
-        "between the kill and the controller noticing it (its health check: period plus timeout) wait in "
-        "Serve's queue until then; the ingress's replica watch then cancels them with the same 503."
+        "routed requests only): while the small replica is gone they get 503 with Retry-After. An ingress "
+        "replica that saw a call fail on the dead replica refuses calls at once; one that did not waits for "
+        "the controller's next health check (every health_check_period_s), queueing calls in Serve until "
+        "its replica watch cancels them with the same 503. Requests sent once the replacement is RUNNING "
+        "go to it and wait for its cold start: reported apart, not counted as failover waits."
     )
     return report
 

@@ -1,12 +1,18 @@
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
 
+from deployments.replica_watch import ReplicaWatch
 from gateway.cli import main
 from gateway.config import GatewayConfig, LiteLLMTierConfig, VLLMTierConfig, load_config
 from gateway.errors import ConfigError
+
+#: Routed requests must fail over within this many seconds of a model replica's crash
+#: (loadtest/faults/kill_replica.py ``--max-failover``).
+FAILOVER_GOAL_S = 10.0
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -32,6 +38,21 @@ def test_every_deployment_sets_max_ongoing_requests_explicitly() -> None:
         options = deployment.serve_options()
         assert options["max_ongoing_requests"] > 5
         assert options["num_replicas"] >= 1
+
+
+def notice_of_death_s(config: GatewayConfig) -> float:
+    """Worst case from a model replica's crash until every ingress replica refuses calls to it:
+    Serve's next health check, then the replica watch's next poll."""
+    poll_s = inspect.signature(ReplicaWatch).parameters["poll_s"].default
+    models = [tier for tier in config.tiers.values() if isinstance(tier, VLLMTierConfig)]
+    return max(tier.deployment.health_check_period_s for tier in models) + float(poll_s)
+
+
+def test_model_replica_crash_is_noticed_well_within_the_failover_goal() -> None:
+    # An ingress replica that saw no call fail on the dead replica learns of the crash only
+    # this way (with Ray's 10 s period: up to ~11 s). Half the goal leaves the rest for
+    # cancelling queued calls and answering from the next tier.
+    assert notice_of_death_s(load_config(None, environ={})) <= FAILOVER_GOAL_S / 2
 
 
 def test_autoscaling_replaces_num_replicas() -> None:
