@@ -87,9 +87,9 @@ class DeploymentConfig(_Strict):
     num_cpus: float = Field(0.0, ge=0)
     num_gpus: float = Field(0.0, ge=0)
     autoscaling: AutoscalingConfig | None = None
-    #: Serve notices a dead replica only at its next health check; until then callers' requests
-    #: queue for it instead of failing over. Ray's 10 s default made routed requests wait ~13 s
-    #: after a model replica crashed (loadtest/faults); a check is one cheap actor call.
+    #: Serve notices a dead replica only at its next health check. Until then an ingress replica
+    #: that saw no call fail on it queues calls for it instead of failing over, so Ray's 10 s
+    #: default would allow ~11 s waits against the 10 s fail-over goal; a check is one cheap call.
     health_check_period_s: float = Field(2.0, gt=0)
     health_check_timeout_s: float = Field(30.0, gt=0)
 
