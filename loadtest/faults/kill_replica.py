@@ -264,10 +264,10 @@ async def kill_replica(
     report.notes.append(
         f"Named small-model requests ({served_name(config, small)}) cannot fail over (the policy fails over "
         "routed requests only): while the small replica is gone they get 503 with Retry-After. An ingress "
-        "replica that saw a call fail on the dead replica refuses calls at once; one that did not waits for "
-        "the controller's next health check (every health_check_period_s), queueing calls in Serve until "
-        "its replica watch cancels them with the same 503. Requests sent once the replacement is RUNNING "
-        "go to it and wait for its cold start: reported apart, not counted as failover waits."
+        "replica learns of the death from its first call to the dead replica (or, failing that, from the "
+        "controller through its replica watch) and then refuses calls, cancelling any queued in Serve. "
+        "Requests sent once the replacement is RUNNING go to it and wait for its cold start: reported "
+        "apart, not counted as failover waits."
     )
     return report
 
