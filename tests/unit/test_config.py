@@ -9,7 +9,8 @@ from gateway.cli import main
 from gateway.config import GatewayConfig, LiteLLMTierConfig, VLLMTierConfig, load_config
 from gateway.errors import ConfigError
 
-#: Most seconds a model replica with a dead engine may answer errors before Serve replaces it.
+#: Most seconds of failing health checks before Serve marks a replica whose engine died unhealthy
+#: (the old replica's shutdown and the replacement's start come after: ~20 s measured in all).
 DEAD_ENGINE_GOAL_S = 10.0
 
 
