@@ -100,12 +100,15 @@ def _interp_threshold(share: float, shares: Sequence[float], thresholds: Sequenc
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from router_models.data import DATASETS, load_dataset
     from router_models.evaluation import evaluate, format_table, write_report
+    from router_models.label_agreement import format_agreement, repeated_prompt_agreement
 
     routers = [r for chunk in args.routers for r in chunk.split(",") if r]
+    data_dir = Path(args.data) if args.data else None
     results = evaluate(
         routers,
-        data_dir=Path(args.data) if args.data else None,
+        data_dir=data_dir,
         folds=args.folds,
         seed=args.seed,
         progress=not args.quiet,
@@ -113,6 +116,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         encoder_profile=args.encoder,
     )
     print(format_table(results))
+    # How stable the labels themselves are bounds how to read the table (docs/routers.md).
+    for name in DATASETS:
+        print(format_agreement(repeated_prompt_agreement(load_dataset(name, data_dir))))
     paths = write_report(results, Path(args.out))
     print(f"wrote {paths['txt']}, {paths['json']}, {paths['png']}")
     return 0

@@ -63,6 +63,7 @@ def test_cli_eval_small(
     assert main([*argv, "--out", str(tmp_path), "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "mmlu 2-fold CV" in text and "train gsm8k -> test mmlu" in text and "oracle" in text
+    assert "mmlu: 105 pairs of repeated prompts" in text and "gsm8k: no repeated prompts" in text
     assert (tmp_path / "cost_quality.png").stat().st_size > 10_000
     data = json.loads((tmp_path / "eval.json").read_text())
     assert data["gsm8k 2-fold CV"]["oracle"]["summary"]["apgr"] > 1.0
