@@ -25,6 +25,7 @@ __all__ = [
     "SMALL",
     "ReplicaActor",
     "engine_core_pids",
+    "engine_cores_of",
     "engine_stats",
     "kill",
     "replica_actors",
@@ -97,6 +98,15 @@ def engine_core_pids() -> list[int]:
         if cmdline and "EngineCore" in cmdline[0]:
             pids.append(int(process.info["pid"]))
     return pids
+
+
+def engine_cores_of(pid: int) -> list[int]:
+    """The engine-core processes among ``pid``'s descendants (a small-model replica's own engine)."""
+    try:
+        descendants = {p.pid for p in psutil.Process(pid).children(recursive=True)}
+    except psutil.Error:
+        return []
+    return [core for core in engine_core_pids() if core in descendants]
 
 
 async def engine_stats() -> dict[str, Any]:

@@ -1,12 +1,20 @@
-"""Fault: a replica's process is SIGKILLed under load, first the small model's, then an ingress one.
+"""Fault: a replica's process is SIGKILLed under load: the small model's, its engine alone, an ingress one.
 
-Each phase finds the replica actor in Ray's actor table, SIGKILLs its worker process (as
-the OOM killer would) while clients send routed, named-small and named-large requests
-(half streams), and keeps the load on until Serve's controller reports the replacement
-RUNNING (for the small model: and a small-model answer came back). Goals:
+Each phase finds the replica actor in Ray's actor table and SIGKILLs a process while
+clients send routed, named-small and named-large requests (half streams), and keeps the load
+on until Serve's controller reports the replacement RUNNING (for the small model: and a
+small-model answer came back). The phases:
+
+* ``small``: the small-model replica's worker process (as the OOM killer would);
+* ``engine``: only that replica's vLLM engine-core process. The replica actor lives on and
+  answers every call with an error until Serve's health checks (3 failures in a row) mark it
+  unhealthy and replace it, so this is the slow path of a small-tier outage;
+* ``ingress``: one ingress replica's worker process.
+
+Goals:
 
 * no client fails beyond the requests in flight at the moment of the kill; requests that
-  arrive while the replica is gone fail over (routed ones, flagged
+  arrive while the replica is gone (or its engine dead) fail over (routed ones, flagged
   ``escalated:unavailable``) or, when they name the dead model, get a retryable 503 with
   ``Retry-After``;
 * the replica comes back (recovery time: until RUNNING, and until its first answer);
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
 from collections import Counter
@@ -37,7 +46,7 @@ from loadtest.faults.report import FaultReport, format_counts, in_flight_at, led
 from loadtest.faults.runner import main
 from loadtest.faults.target import FaultTarget, large_tier, served_name, small_tier
 
-__all__ = ["kill_replica", "run"]
+__all__ = ["PHASES", "Phase", "kill_replica", "run"]
 
 NAME = "kill_replica"
 
@@ -50,9 +59,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=3, help="closed-loop clients sending routed requests")
     parser.add_argument("--warmup", type=float, default=8.0, help="seconds of load before each kill")
     parser.add_argument("--after", type=float, default=5.0, help="seconds of load after recovery")
-    parser.add_argument("--phases", default="small,ingress", help="which replicas to kill, in order")
+    parser.add_argument("--phases", default=",".join(PHASES), help=f"what to kill, in order (of {', '.join(PHASES)})")
     parser.add_argument(
         "--max-failover", type=float, default=10.0, help="goal: most seconds a routed request waits while it is down"
+    )
+    parser.add_argument(
+        "--max-engine-stop",
+        type=float,
+        default=30.0,
+        help="goal (engine phase): most seconds until Serve stops the replica whose engine died",
     )
 
 
@@ -66,39 +81,70 @@ async def run(target: FaultTarget, args: argparse.Namespace) -> FaultReport:
         after_s=args.after,
         phases=tuple(p.strip() for p in args.phases.split(",") if p.strip()),
         max_failover_s=args.max_failover,
+        max_engine_stop_s=args.max_engine_stop,
     )
+
+
+@dataclass(frozen=True)
+class Phase:
+    """What one phase kills: a replica's worker process, or only its vLLM engine core."""
+
+    label: str
+    deployment: str
+    #: The load generator's seed, one per phase so each phase's request mix is reproducible.
+    seed: int
+    engine_only: bool = False
+
+    @property
+    def small(self) -> bool:
+        """The small model's deployment (it has a cold start and engine-core processes)."""
+        return self.deployment == cluster.SMALL
+
+
+#: The phases by command-line name, in their default order.
+PHASES = {
+    "small": Phase("small model", cluster.SMALL, seed=5),
+    "engine": Phase("small model's engine", cluster.SMALL, seed=7, engine_only=True),
+    "ingress": Phase("ingress", cluster.INGRESS, seed=6),
+}
 
 
 @dataclass
 class _Recovery:
+    gone_s: float | None
     running_s: float | None
     new_pids: list[int]
 
 
-def _wait_running(deployment: str, killed_pid: int, expected: int, timeout_s: float) -> _Recovery:
-    """Poll the controller until ``expected`` replicas are RUNNING and none is the killed one."""
-
-    def replaced() -> bool:
-        pids = [a.pid for a in cluster.replica_actors(deployment)]
-        running = cluster.replica_states(deployment).get("RUNNING", 0)
-        return running >= expected and killed_pid not in pids and len(pids) >= expected
-
-    waited = cluster.wait_for(replaced, timeout_s, interval_s=0.25)
-    return _Recovery(waited, [a.pid for a in cluster.replica_actors(deployment)])
+def _wait_running(deployment: str, old_pid: int, expected: int, timeout_s: float) -> _Recovery:
+    """Poll until the replica ``old_pid`` is gone and ``expected`` replicas are RUNNING again."""
+    start = time.monotonic()
+    gone_s: float | None = None
+    while time.monotonic() - start < timeout_s:
+        with contextlib.suppress(Exception):
+            pids = [a.pid for a in cluster.replica_actors(deployment)]
+            if gone_s is None and old_pid not in pids:
+                gone_s = time.monotonic() - start
+            running = cluster.replica_states(deployment).get("RUNNING", 0)
+            if gone_s is not None and running >= expected and len(pids) >= expected:
+                return _Recovery(gone_s, time.monotonic() - start, pids)
+        time.sleep(0.25)
+    return _Recovery(gone_s, None, [a.pid for a in cluster.replica_actors(deployment)])
 
 
 async def _phase(
     target: FaultTarget,
     report: FaultReport,
-    deployment: str,
+    phase: Phase,
     *,
     max_recovery_s: float,
     concurrency: int,
     warmup_s: float,
     after_s: float,
     max_failover_s: float,
+    max_engine_stop_s: float,
 ) -> list[Outcome]:
-    label = "small model" if deployment == cluster.SMALL else "ingress"
+    deployment = phase.deployment
     config = target.config
     small = small_tier(config)
     small_model, large_model = served_name(config, small), served_name(config, large_tier(config))
@@ -108,6 +154,9 @@ async def _phase(
     actors = await asyncio.to_thread(cluster.replica_actors, deployment)
     expected = len(actors)
     victim = actors[0]
+    cores = cluster.engine_cores_of(victim.pid) if phase.engine_only else [victim.pid]
+    if not cores:
+        raise RuntimeError(f"no vLLM engine-core process under {victim.name} (pid {victim.pid})")
     stop = asyncio.Event()
     # One lane per kind of request, so slow small-model answers do not starve the others.
     lanes = [Lane(concurrency, only("router")), Lane(2, only(small_model)), Lane(1, only(large_model))]
@@ -115,16 +164,16 @@ async def _phase(
         target.base_url,
         lanes=lanes,
         timeout_s=config.tiers[small].timeout_s + 60,
-        seed=5 if deployment == cluster.SMALL else 6,
+        seed=phase.seed,
     )
     load = asyncio.create_task(generator.run(warmup_s + 2 * max_recovery_s, stop))
     try:
         await asyncio.sleep(warmup_s)
         killed_at = time.monotonic()
-        cluster.kill(victim.pid)
+        cluster.kill(cores[0])
         recovery = await asyncio.to_thread(_wait_running, deployment, victim.pid, expected, max_recovery_s)
         first_answer: float | None = None
-        if deployment == cluster.SMALL:
+        if phase.small:
             deadline = time.monotonic() + max_recovery_s
             while first_answer is None and time.monotonic() < deadline:
                 answers = [o.ended for o in generator.outcomes if o.ok and o.tier == small and o.started > killed_at]
@@ -143,8 +192,9 @@ async def _phase(
     # Retry-After is the retryable answer the goal allows.
     retryable = [o for o in after if not o.ok and o.status == 503 and o.retry_after]
     other_failures = [o for o in after if not o.ok and o not in retryable]
-    title = f"{label}: "
-    report.add(f"{title}killed replica", f"{victim.name} (pid {victim.pid}) of {expected}")
+    title = f"{phase.label}: "
+    killed = f"engine core (pid {cores[0]}) of " if phase.engine_only else ""
+    report.add(f"{title}killed", f"{killed}{victim.name} (pid {victim.pid}) of {expected}")
     report.rows += outcome_rows(outcomes, title)
     report.add(
         f"{title}in flight at the kill / failed",
@@ -161,8 +211,19 @@ async def _phase(
             format_counts(Counter(f"{o.model}: {o.label}" for o in other_failures)),
         )
     running = f"{recovery.running_s:.1f} s" if recovery.running_s is not None else f"not within {max_recovery_s:g} s"
+    if phase.engine_only:
+        # The actor outlives its engine: how long Serve took to notice and stop it.
+        gone = f"{recovery.gone_s:.1f} s" if recovery.gone_s is not None else f"not within {max_recovery_s:g} s"
+        report.add(f"{title}replica with the dead engine stopped after", gone)
+        # Three failed health checks (2 s apart by default) and a short stop; a stalled
+        # controller (it once imported vLLM and torch to read the check's error) shows here.
+        report.check(
+            f"{title}Serve stops the replica with the dead engine within {max_engine_stop_s:g} s",
+            recovery.gone_s is not None and recovery.gone_s <= max_engine_stop_s,
+            gone,
+        )
     report.add(f"{title}replacement RUNNING after", f"{running} (pids now {recovery.new_pids})")
-    if deployment == cluster.SMALL:
+    if phase.small:
         answer = f"{first_answer:.1f} s" if first_answer is not None else "never"
         report.add(f"{title}first small-model answer after the kill", answer)
         orphans = await asyncio.to_thread(_orphan_engine_cores, recovery.new_pids)
@@ -234,31 +295,37 @@ async def kill_replica(
     concurrency: int = 3,
     warmup_s: float = 8.0,
     after_s: float = 5.0,
-    phases: tuple[str, ...] = ("small", "ingress"),
+    phases: tuple[str, ...] = tuple(PHASES),
     max_failover_s: float = 10.0,
+    max_engine_stop_s: float = 30.0,
 ) -> FaultReport:
     """Run the phases on a running gateway (each waits for its replacement replica)."""
     config = target.config
     small = small_tier(config)
+    unknown = [p for p in phases if p not in PHASES]
+    if unknown:
+        raise ValueError(f"unknown phase(s) {unknown}; choose from {list(PHASES)}")
     report = FaultReport(
         NAME,
-        f"SIGKILL of a replica's worker process under load ({concurrency} clients send routed requests, 2 name "
+        "SIGKILL of a replica's worker process (or of the small replica's vLLM engine core) under load "
+        f"({concurrency} clients send routed requests, 2 name "
         f"the small model, 1 the large one; half streams), one phase per deployment: {', '.join(phases)}. "
         f"Ingress replicas: {config.ingress.num_replicas}; small-tier timeout {config.tiers[small].timeout_s:g} s.",
-        f"flock /tmp/slm-ray.lock .venv/bin/python -m loadtest.faults.{NAME} --duration {max_recovery_s:g}",
+        f"flock /tmp/slm-ray.lock .venv/bin/python -m loadtest.faults.{NAME} --phases {','.join(phases)} "
+        f"--duration {max_recovery_s:g}",
     )
     began = time.monotonic()
-    deployments = {"small": cluster.SMALL, "ingress": cluster.INGRESS}
     for phase in phases:
         report.outcomes += await _phase(
             target,
             report,
-            deployments[phase],
+            PHASES[phase],
             max_recovery_s=max_recovery_s,
             concurrency=concurrency,
             warmup_s=warmup_s,
             after_s=after_s,
             max_failover_s=max_failover_s,
+            max_engine_stop_s=max_engine_stop_s,
         )
     report.seconds = time.monotonic() - began
     report.notes.append(
@@ -266,6 +333,8 @@ async def kill_replica(
         "routed requests only): while the small replica is gone they get 503 with Retry-After. An ingress "
         "replica learns of the death from its first call to the dead replica (or, failing that, from the "
         "controller through its replica watch) and then refuses calls, cancelling any queued in Serve. "
+        "A replica whose engine core died answers every call with a 503 of its own (routed requests fail "
+        "over on it) until Serve's health checks replace it. "
         "Requests sent once the replacement is RUNNING go to it and wait for its cold start: reported "
         "apart, not counted as failover waits."
     )

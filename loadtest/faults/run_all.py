@@ -2,7 +2,7 @@
 
 One stack start (about a minute) serves all faults; the order goes from the least to the
 most disruptive (the replica kills last), and each fault leaves the stack healthy for the
-next. With the defaults the whole run takes about eight minutes on a 2-core machine.
+next. With the defaults the whole run takes about twelve minutes on a 2-core machine.
 
     flock /tmp/slm-ray.lock .venv/bin/python -m loadtest.faults.run_all --output loadtest/faults/out/results.md
 """
