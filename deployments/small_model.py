@@ -8,12 +8,15 @@ with ``stream=True``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 from gateway.config import VLLMTierConfig
 from gateway.engine import ChatEngine, Completion, EngineDelta, GenerationRequest, import_engine_class
-from gateway.errors import ServiceUnavailableError
+from gateway.errors import GatewayError, ServiceUnavailableError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["SmallModelDeployment", "engine_from_tier"]
 
@@ -39,8 +42,14 @@ class SmallModelDeployment:
 
     async def __init__(self, tier_config: dict[str, Any]) -> None:  # type: ignore[misc]  # Serve awaits async __init__
         tier = VLLMTierConfig.model_validate(tier_config)
-        self._engine = engine_from_tier(tier)
-        await self._engine.start()
+        try:
+            self._engine = engine_from_tier(tier)
+            await self._engine.start()
+        except GatewayError:
+            raise
+        except Exception as exc:  # re-raised as one light type, logged here in full
+            logger.exception("the %s engine failed to start", tier.served_model_name)
+            raise _for_the_controller(exc, "the engine failed to start") from None
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta]:
         """Stream a completion (called through a handle with ``stream=True``)."""
@@ -63,16 +72,26 @@ class SmallModelDeployment:
         never as that error: Serve's controller unpickles it inside its control loop, and
         vLLM's ``EngineDeadError`` made the controller import ``vllm`` and ``torch`` there,
         stalling every deployment's health checks and replacements for 13-50 s on 2 cores.
+        A failed start crosses the same way (it is read by the same loop).
         """
         try:
             await self._engine.check_health()
-        except ServiceUnavailableError:
+        except GatewayError:
             raise
         except Exception as exc:  # noqa: BLE001 - any engine failure fails the check, as one light type
-            # ``from None``: the engine's exception must not travel along as the cause.
-            raise ServiceUnavailableError(
-                f"the engine is unhealthy: {type(exc).__name__}: {exc}", retry_after=5
-            ) from None
+            raise _for_the_controller(exc, "the engine is unhealthy") from None
 
     async def __del__(self) -> None:
-        await self._engine.shutdown()
+        engine = getattr(self, "_engine", None)  # absent when the constructor failed
+        if engine is not None:
+            await engine.shutdown()
+
+
+def _for_the_controller(exc: Exception, what: str) -> ServiceUnavailableError:
+    """``exc`` as a light gateway error, for what Serve's controller reads (raise it ``from None``).
+
+    The controller unpickles a failed constructor's or health check's exception inside its
+    control loop; an engine's own exception class (vLLM's, torch's) makes it import that
+    package there (docs/reliability.md, fault finding 8).
+    """
+    return ServiceUnavailableError(f"{what}: {type(exc).__name__}: {exc}", retry_after=5)

@@ -1,4 +1,4 @@
-"""The small-model deployment's health check: what it raises must be cheap for Serve's controller.
+"""The small-model deployment's start and health check: what they raise must be cheap for Serve's controller.
 
 Serve's controller unpickles a failed health check's exception inside its control loop. When
 vLLM's engine core died, vLLM raised its own ``EngineDeadError``, so unpickling it imported
@@ -13,7 +13,7 @@ import asyncio
 import pickle
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +56,33 @@ class _Replica(SmallModelDeployment):
         return None
 
 
-def _failed_health_check() -> ServiceUnavailableError:
-    """Build the deployment around :class:`DeadEngine` as Serve would and run its health check."""
+class EngineThatCannotStart(DeadEngine):
+    """An engine whose start fails with its own exception class (vLLM's, torch's out-of-memory)."""
 
+    async def start(self) -> None:
+        raise EngineCoreDied("not enough memory for the KV cache")
+
+
+async def _replica(engine: str) -> SmallModelDeployment:
+    """The deployment body built around ``engine`` (a class here) as Serve builds it."""
+    deployment = _Replica.__new__(_Replica)
+    config = {"served_model_name": "small", "engine_class": f"{__name__}:{engine}"}
+    await deployment.__init__(config)  # type: ignore[misc]  # Serve awaits the async __init__
+    return deployment
+
+
+def _failed_start() -> ServiceUnavailableError:
     async def run() -> ServiceUnavailableError:
-        deployment = _Replica.__new__(_Replica)
-        await deployment.__init__({"served_model_name": "small", "engine_class": f"{__name__}:DeadEngine"})  # type: ignore[misc]
+        with pytest.raises(ServiceUnavailableError) as raised:
+            await _replica("EngineThatCannotStart")
+        return raised.value
+
+    return asyncio.run(run())
+
+
+def _failed_health_check() -> ServiceUnavailableError:
+    async def run() -> ServiceUnavailableError:
+        deployment = await _replica("DeadEngine")
         try:
             with pytest.raises(ServiceUnavailableError) as raised:
                 await deployment.check_health()
@@ -72,15 +93,35 @@ def _failed_health_check() -> ServiceUnavailableError:
     return asyncio.run(run())
 
 
+def test_a_replica_that_never_started_shuts_down_quietly() -> None:
+    async def run() -> None:
+        deployment = _Replica.__new__(_Replica)
+        config = {"served_model_name": "small", "engine_class": f"{__name__}:EngineThatCannotStart"}
+        with pytest.raises(ServiceUnavailableError):
+            await deployment.__init__(config)  # type: ignore[misc]
+        await SmallModelDeployment.__del__(deployment)  # Serve still calls it: no AttributeError
+
+    asyncio.run(run())
+
+
 def test_dead_engine_fails_the_health_check_with_a_gateway_error() -> None:
     error = _failed_health_check()
     assert "EngineCoreDied" in error.message and "EngineCore encountered an issue" in error.message
     assert error.__cause__ is None and error.__suppress_context__
 
 
-def test_health_check_error_unpickles_without_importing_the_engine(tmp_path: Path) -> None:
+def test_failed_start_raises_a_gateway_error_naming_the_engines() -> None:
+    error = _failed_start()
+    assert error.message == "the engine failed to start: EngineCoreDied: not enough memory for the KV cache"
+    assert error.__cause__ is None and error.__suppress_context__
+
+
+@pytest.mark.parametrize("failure", [_failed_health_check, _failed_start], ids=["health check", "start"])
+def test_error_unpickles_without_importing_the_engine(
+    failure: Callable[[], ServiceUnavailableError], tmp_path: Path
+) -> None:
     blob = tmp_path / "error.pickle"
-    blob.write_bytes(pickle.dumps(_failed_health_check()))
+    blob.write_bytes(pickle.dumps(failure()))
     # A fresh interpreter stands for the controller: it must not need the engine's module.
     check = (
         "import pickle, sys; e = pickle.loads(open(sys.argv[1], 'rb').read()); "
