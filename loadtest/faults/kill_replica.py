@@ -26,7 +26,7 @@ The ingress phase needs ``ingress.num_replicas >= 2`` (the stack's default): wit
 ingress replica, every request that reaches the proxy while the replacement starts waits in
 the proxy's queue (about 15 s here), and those in flight on the killed one fail.
 
-    flock /tmp/slm-ray.lock .venv/bin/python -m loadtest.faults.kill_replica --duration 150
+    flock /tmp/slm-ray.lock .venv/bin/python -m loadtest.faults.kill_replica --duration 300
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ NAME = "kill_replica"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """This fault's options."""
     parser.add_argument(
-        "--duration", type=float, default=150.0, help="most seconds to wait for a replacement, per phase"
+        "--duration", type=float, default=300.0, help="most seconds to wait for a replacement, per phase"
     )
     parser.add_argument("--concurrency", type=int, default=3, help="closed-loop clients sending routed requests")
     parser.add_argument("--warmup", type=float, default=8.0, help="seconds of load before each kill")
@@ -291,7 +291,7 @@ def _orphan_engine_cores(replica_pids: list[int]) -> list[int]:
 async def kill_replica(
     target: FaultTarget,
     *,
-    max_recovery_s: float = 150.0,
+    max_recovery_s: float = 300.0,
     concurrency: int = 3,
     warmup_s: float = 8.0,
     after_s: float = 5.0,

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outage", type=float, default=30.0, help="large_outage: seconds of upstream 500s")
     parser.add_argument("--redis-down", type=float, default=10.0, help="redis_restart: seconds Redis is down")
     parser.add_argument("--clients", type=int, default=1000, help="disconnects: streams that hang up")
-    parser.add_argument("--recovery", type=float, default=150.0, help="kill_replica: most seconds per recovery")
+    parser.add_argument("--recovery", type=float, default=300.0, help="kill_replica: most seconds per recovery")
     parser.add_argument("--output", type=Path, default=Path("loadtest/faults/out/results.md"))
     parser.add_argument("--dump", type=Path, help="folder for each fault's per-request outcomes (JSON lines)")
     args = parser.parse_args(argv)
