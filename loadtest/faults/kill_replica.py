@@ -112,7 +112,11 @@ PHASES = {
 @dataclass
 class _Recovery:
     gone_s: float | None
+    #: When a poll first saw the replacement RUNNING.
     running_s: float | None
+    #: When the last poll that still saw no replacement began: the replacement went RUNNING
+    #: (and could take requests) after this, and before ``running_s``.
+    not_running_s: float | None
     new_pids: list[int]
 
 
@@ -120,16 +124,19 @@ def _wait_running(deployment: str, old_pid: int, expected: int, timeout_s: float
     """Poll until the replica ``old_pid`` is gone and ``expected`` replicas are RUNNING again."""
     start = time.monotonic()
     gone_s: float | None = None
+    not_running_s = 0.0
     while time.monotonic() - start < timeout_s:
+        polled_s = time.monotonic() - start
         with contextlib.suppress(Exception):
             pids = [a.pid for a in cluster.replica_actors(deployment)]
             if gone_s is None and old_pid not in pids:
                 gone_s = time.monotonic() - start
             running = cluster.replica_states(deployment).get("RUNNING", 0)
             if gone_s is not None and running >= expected and len(pids) >= expected:
-                return _Recovery(gone_s, time.monotonic() - start, pids)
+                return _Recovery(gone_s, time.monotonic() - start, not_running_s, pids)
+            not_running_s = polled_s  # only a poll that got an answer counts
         time.sleep(0.25)
-    return _Recovery(gone_s, None, [a.pid for a in cluster.replica_actors(deployment)])
+    return _Recovery(gone_s, None, None, [a.pid for a in cluster.replica_actors(deployment)])
 
 
 async def _phase(
@@ -233,9 +240,11 @@ async def _phase(
         # While no small replica runs, routed requests should fail over at once (to the large
         # tier, flagged), and named ones get a prompt 503; waiting is what to avoid. Once the
         # replacement is RUNNING, requests go to it: their latency is its cold start, not a
-        # failover wait, so they are reported apart.
+        # failover wait, so they are reported apart. "Down" ends when the last poll that saw no
+        # replacement began: a request sent between that and the poll that saw it RUNNING may
+        # already have gone to the replacement (one did in CI, and waited out its cold start).
         answered_s = first_answer if first_answer is not None else max_recovery_s
-        down_until = killed_at + (recovery.running_s if recovery.running_s is not None else answered_s)
+        down_until = killed_at + (recovery.not_running_s if recovery.not_running_s is not None else answered_s)
         down = [o for o in after if o.started < down_until]
         warming = [o for o in after if down_until <= o.started < killed_at + answered_s]
         routed_down = [o for o in down if o.model == "router"]
@@ -245,6 +254,13 @@ async def _phase(
             f"{len(routed_down)} / {sum(o.flagged for o in routed_down)} "
             f"({format_counts(Counter(o.reason or '' for o in routed_down if o.flagged))}) / {slowest:.1f} s",
         )
+        if routed_down:
+            worst = max(routed_down, key=lambda o: o.ended - o.started)
+            report.add(
+                f"{title}slowest of those: started after the kill / answered by / status",
+                f"{worst.started - killed_at:.1f} s (RUNNING seen at {recovery.running_s or 0.0:.1f} s) / "
+                f"{worst.tier or '-'} ({worst.reason or '-'}) / {worst.label}",
+            )
         named_down = [o for o in down if o.model == small_model]
         report.add(
             f"{title}named small-model requests started while it was down (kill to RUNNING): outcome / slowest",
