@@ -1,7 +1,7 @@
 """How reproducible the correctness labels are: agreement between copies of a repeated prompt.
 
-MMLU holds ~100 prompts twice (the same question filed under two subjects), each copy answered
-and graded on its own. If the labels were one noisy draw from each model (sampling at a
+MMLU holds 105 prompts twice (most of them filed under two subjects), each copy answered and
+graded on its own. If the labels were one noisy draw from each model (sampling at a
 temperature), copies would agree little more than two random rows with the same accuracy do; if
 they agree almost always, the labels are a stable property of the prompt, and what limits a
 router is predicting that property, not noise in it. ``slm-router eval`` prints this beside
@@ -26,8 +26,8 @@ class LabelAgreement:
     """Agreement of the labels over every pair of rows that share a prompt text.
 
     ``*_chance`` is the agreement two independent rows would reach at the data set's label
-    frequencies (for accuracy ``p``: ``p² + (1 - p)²``); ``*_kappa`` is Cohen's kappa against it (1: always agree,
-    0: no better than chance).
+    frequencies (for accuracy ``p``: ``p² + (1 - p)²``); ``*_kappa`` is Cohen's kappa against
+    it (1: always agree, 0: no better than chance).
     """
 
     dataset: str

@@ -11,7 +11,7 @@
   requests escalate on them) until Serve's health checks stop it within seconds, and is replaced.
 
 Killing the session's single ingress replica would stall the other tests, so only the small
-model's phase of ``kill_replica`` runs here. Both phases:
+model's phases of ``kill_replica`` (``small`` and ``engine``) run here. All three:
 ``flock /tmp/slm-ray.lock .venv/bin/python -m loadtest.faults.kill_replica``.
 """
 
