@@ -293,14 +293,7 @@ async def _phase(
 
 def _orphan_engine_cores(replica_pids: list[int]) -> list[int]:
     """Engine-core processes that belong to no live small-model replica."""
-    import psutil
-
-    owned: set[int] = set()
-    for pid in replica_pids:
-        try:
-            owned |= {p.pid for p in psutil.Process(pid).children(recursive=True)}
-        except psutil.Error:
-            continue
+    owned = {core for pid in replica_pids for core in cluster.engine_cores_of(pid)}
     return [pid for pid in cluster.engine_core_pids() if pid not in owned]
 
 
