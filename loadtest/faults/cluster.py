@@ -109,6 +109,20 @@ def engine_cores_of(pid: int) -> list[int]:
     return [core for core in engine_core_pids() if core in descendants]
 
 
+def process_tree(pid: int) -> list[str]:
+    """``pid`` and its descendants as ``"pid name"`` lines (for error messages)."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error as exc:
+        return [f"{pid}: {type(exc).__name__}"]
+    lines = []
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            lines.append(f"{process.pid} {process.name()}")
+    return lines
+
+
 async def engine_stats() -> dict[str, Any]:
     """The small model's engine counters (see ``SmallModelDeployment.engine_stats``)."""
     from ray import serve

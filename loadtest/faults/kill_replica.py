@@ -11,6 +11,10 @@ small-model answer came back). The phases:
   unhealthy and replace it, so this is the slow path of a small-tier outage;
 * ``ingress``: one ingress replica's worker process.
 
+A client that is refused with ``Retry-After`` waits that long before its next request, as
+the openai SDK does (``--ignore-retry-after`` resends at once, the harness's behaviour before
+session 8: ~25 refusals a second that compete with the replacement's cold start for the CPU).
+
 Goals:
 
 * no client fails beyond the requests in flight at the moment of the kill; requests that
@@ -41,7 +45,7 @@ from dataclasses import dataclass
 
 from loadtest.faults import cluster
 from loadtest.faults.ledger import compare, read_ledger, settle
-from loadtest.faults.load import Lane, LoadGenerator, Outcome, only, warm_up
+from loadtest.faults.load import MAX_RETRY_AFTER_S, Lane, LoadGenerator, Outcome, only, warm_up
 from loadtest.faults.report import FaultReport, format_counts, in_flight_at, ledger_rows, outcome_rows
 from loadtest.faults.runner import main
 from loadtest.faults.target import FaultTarget, large_tier, served_name, small_tier
@@ -60,6 +64,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=float, default=8.0, help="seconds of load before each kill")
     parser.add_argument("--after", type=float, default=5.0, help="seconds of load after recovery")
     parser.add_argument("--phases", default=",".join(PHASES), help=f"what to kill, in order (of {', '.join(PHASES)})")
+    parser.add_argument(
+        "--ignore-retry-after",
+        action="store_true",
+        help="clients resend at once after a refusal (by default they wait out Retry-After, as the openai SDK does)",
+    )
     parser.add_argument(
         "--max-failover", type=float, default=10.0, help="goal: most seconds a routed request waits while it is down"
     )
@@ -82,6 +91,7 @@ async def run(target: FaultTarget, args: argparse.Namespace) -> FaultReport:
         phases=tuple(p.strip() for p in args.phases.split(",") if p.strip()),
         max_failover_s=args.max_failover,
         max_engine_stop_s=args.max_engine_stop,
+        honour_retry_after=not args.ignore_retry_after,
     )
 
 
@@ -139,6 +149,21 @@ def _wait_running(deployment: str, old_pid: int, expected: int, timeout_s: float
     return _Recovery(gone_s, None, None, [a.pid for a in cluster.replica_actors(deployment)])
 
 
+def _engine_cores(victim: cluster.ReplicaActor, timeout_s: float = 15.0) -> list[int]:
+    """The victim's engine-core pids, looked for again for a while: a single look found none once
+    (after the small phase, the replacement answering), a race the harness should not fail on."""
+    cores: list[int] = []
+
+    def found() -> bool:
+        cores[:] = cluster.engine_cores_of(victim.pid)
+        return bool(cores)
+
+    if cluster.wait_for(found, timeout_s) is None:
+        tree = "; ".join(cluster.process_tree(victim.pid)[:20])
+        raise RuntimeError(f"no vLLM engine-core process under {victim.name} (pid {victim.pid}): {tree}")
+    return cores
+
+
 async def _phase(
     target: FaultTarget,
     report: FaultReport,
@@ -150,6 +175,7 @@ async def _phase(
     after_s: float,
     max_failover_s: float,
     max_engine_stop_s: float,
+    honour_retry_after: bool,
 ) -> list[Outcome]:
     deployment = phase.deployment
     config = target.config
@@ -161,9 +187,7 @@ async def _phase(
     actors = await asyncio.to_thread(cluster.replica_actors, deployment)
     expected = len(actors)
     victim = actors[0]
-    cores = cluster.engine_cores_of(victim.pid) if phase.engine_only else [victim.pid]
-    if not cores:
-        raise RuntimeError(f"no vLLM engine-core process under {victim.name} (pid {victim.pid})")
+    cores = await asyncio.to_thread(_engine_cores, victim) if phase.engine_only else [victim.pid]
     stop = asyncio.Event()
     # One lane per kind of request, so slow small-model answers do not starve the others.
     lanes = [Lane(concurrency, only("router")), Lane(2, only(small_model)), Lane(1, only(large_model))]
@@ -171,6 +195,7 @@ async def _phase(
         target.base_url,
         lanes=lanes,
         timeout_s=config.tiers[small].timeout_s + 60,
+        honour_retry_after=honour_retry_after,
         seed=phase.seed,
     )
     load = asyncio.create_task(generator.run(warmup_s + 2 * max_recovery_s, stop))
@@ -307,6 +332,7 @@ async def kill_replica(
     phases: tuple[str, ...] = tuple(PHASES),
     max_failover_s: float = 10.0,
     max_engine_stop_s: float = 30.0,
+    honour_retry_after: bool = True,
 ) -> FaultReport:
     """Run the phases on a running gateway (each waits for its replacement replica)."""
     config = target.config
@@ -319,9 +345,14 @@ async def kill_replica(
         "SIGKILL of a replica's worker process (or of the small replica's vLLM engine core) under load "
         f"({concurrency} clients send routed requests, 2 name "
         f"the small model, 1 the large one; half streams), one phase per deployment: {', '.join(phases)}. "
-        f"Ingress replicas: {config.ingress.num_replicas}; small-tier timeout {config.tiers[small].timeout_s:g} s.",
+        + (
+            f"A refused client waits out Retry-After (at most {MAX_RETRY_AFTER_S:g} s) before its next request. "
+            if honour_retry_after
+            else "A refused client sends its next request at once (Retry-After ignored). "
+        )
+        + f"Ingress replicas: {config.ingress.num_replicas}; small-tier timeout {config.tiers[small].timeout_s:g} s.",
         f"flock /tmp/slm-ray.lock .venv/bin/python -m loadtest.faults.{NAME} --phases {','.join(phases)} "
-        f"--duration {max_recovery_s:g}",
+        f"--duration {max_recovery_s:g}" + ("" if honour_retry_after else " --ignore-retry-after"),
     )
     began = time.monotonic()
     for phase in phases:
@@ -335,6 +366,7 @@ async def kill_replica(
             after_s=after_s,
             max_failover_s=max_failover_s,
             max_engine_stop_s=max_engine_stop_s,
+            honour_retry_after=honour_retry_after,
         )
     report.seconds = time.monotonic() - began
     report.notes.append(

@@ -11,7 +11,9 @@ requests until the deadline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import math
 import random
 import time
 from collections.abc import Callable
@@ -26,6 +28,7 @@ from loadtest.faults.stack import LARGE_MODEL, SMALL_MODEL
 __all__ = [
     "EASY_PROMPTS",
     "HARD_PROMPTS",
+    "MAX_RETRY_AFTER_S",
     "PROMPTS",
     "Lane",
     "LoadGenerator",
@@ -37,6 +40,7 @@ __all__ = [
     "finish_stream",
     "only",
     "read_sse_line",
+    "retry_after_s",
     "send",
     "warm_up",
 ]
@@ -65,6 +69,9 @@ PROMPTS = EASY_PROMPTS + HARD_PROMPTS
 
 CHAT_PATH = "/v1/chat/completions"
 _NANOS = Decimal(10**9)
+#: The official openai SDK waits out a ``Retry-After`` of up to 60 s before it retries (a longer
+#: one it replaces with its own short backoff); a client of this generator waits at most this long.
+MAX_RETRY_AFTER_S = 60.0
 
 
 def cost_nanos_from_usd(value: str | float) -> int:
@@ -130,6 +137,20 @@ class Outcome:
 
 
 Mix = Callable[[random.Random], RequestSpec]
+
+
+def retry_after_s(outcome: Outcome) -> float:
+    """Seconds a failed request's ``Retry-After`` asks the client to wait, at most
+    :data:`MAX_RETRY_AFTER_S`; 0 for a success, no header, or a value that is not seconds."""
+    if outcome.ok or not outcome.retry_after:
+        return 0.0
+    try:
+        seconds = float(outcome.retry_after)
+    except ValueError:  # an HTTP date: the gateway never sends one
+        return 0.0
+    if math.isnan(seconds):
+        return 0.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 def default_mix(
@@ -277,7 +298,12 @@ async def warm_up(base_url: str, small_model: str, large_model: str, timeout_s: 
 
 
 class LoadGenerator:
-    """Closed-loop load: each worker of each lane sends one request after another."""
+    """Closed-loop load: each worker of each lane sends one request after another.
+
+    With ``honour_retry_after`` a worker whose request failed with a ``Retry-After`` header waits
+    that long (at most :data:`MAX_RETRY_AFTER_S`) before its next request, as the openai SDK
+    does; without it, a refused client asks again at once, which multiplies an outage's refusals.
+    """
 
     def __init__(
         self,
@@ -288,6 +314,7 @@ class LoadGenerator:
         lanes: list[Lane] | None = None,
         timeout_s: float = 180.0,
         think_s: float = 0.0,
+        honour_retry_after: bool = False,
         seed: int = 0,
     ) -> None:
         """``lanes`` wins over ``concurrency`` and ``mix`` (one lane)."""
@@ -295,21 +322,30 @@ class LoadGenerator:
         self.lanes = lanes or [Lane(concurrency, mix or default_mix())]
         self.timeout_s = timeout_s
         self.think_s = think_s
+        self.honour_retry_after = honour_retry_after
         self._rng = random.Random(seed)
         self.outcomes: list[Outcome] = []
+
+    def _pause_after(self, outcome: Outcome) -> float:
+        return max(self.think_s, retry_after_s(outcome) if self.honour_retry_after else 0.0)
 
     async def run(self, duration_s: float, stop: asyncio.Event | None = None) -> list[Outcome]:
         """Send requests for ``duration_s`` seconds or until ``stop`` is set; requests in flight finish."""
         deadline = time.monotonic() + duration_s
+        stopped = stop or asyncio.Event()
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as session:
 
             async def worker(mix: Mix) -> None:
-                while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
+                while time.monotonic() < deadline and not stopped.is_set():
                     outcome = await send(session, self.base_url, mix(self._rng), self.timeout_s)
                     self.outcomes.append(outcome)
-                    if self.think_s:
-                        await asyncio.sleep(self.think_s)
+                    pause = min(self._pause_after(outcome), deadline - time.monotonic())
+                    if pause > 0:
+                        # A pause ends early when the run is stopped, so a long Retry-After
+                        # cannot hold the run open.
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stopped.wait(), pause)
 
             await asyncio.gather(*(worker(lane.mix) for lane in self.lanes for _ in range(lane.workers)))
         return self.outcomes
