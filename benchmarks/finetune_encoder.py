@@ -9,8 +9,8 @@ neither this project's environment nor the data folder:
 2. ``benchmarks/finetune_encoder_gpu.py`` (on the GPU): fine-tunes MiniLM inside every fold and
    writes each held-out row's score, per configuration and epoch.
 3. ``members`` and ``combine`` (here): ``members`` scores the shipped ``stacked`` router's four
-   members out of fold on the same folds (CPU, ~15 min); ``combine`` prints APGR / CPT of the
-   fine-tuned scores alone and added to ``stacked``'s percentile mean.
+   members out of fold on the same folds (CPU, ~20 min on 2 cores); ``combine`` prints APGR /
+   CPT of the fine-tuned scores alone and added to ``stacked``'s percentile mean.
 
     python benchmarks/finetune_encoder.py prepare
     python benchmarks/finetune_encoder.py members

@@ -12,8 +12,9 @@ small-model answer came back). The phases:
 * ``ingress``: one ingress replica's worker process.
 
 A client that is refused with ``Retry-After`` waits that long before its next request, as
-the openai SDK does (``--ignore-retry-after`` resends at once, the harness's behaviour before
-session 8: ~25 refusals a second that compete with the replacement's cold start for the CPU).
+the openai SDK does. ``--ignore-retry-after`` resends at once, as the harness used to: ~18
+refusals a second that compete with the replacement's cold start for the CPU (finding 9 in
+docs/reliability.md).
 
 Goals:
 
