@@ -106,9 +106,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     routers = [r for chunk in args.routers for r in chunk.split(",") if r]
     data_dir = Path(args.data) if args.data else None
+    data = {name: load_dataset(name, data_dir) for name in DATASETS}
     results = evaluate(
         routers,
-        data_dir=data_dir,
+        data=data,
         folds=args.folds,
         seed=args.seed,
         progress=not args.quiet,
@@ -117,8 +118,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     )
     print(format_table(results))
     # How stable the labels themselves are bounds how to read the table (docs/routers.md).
-    for name in DATASETS:
-        print(format_agreement(repeated_prompt_agreement(load_dataset(name, data_dir))))
+    for labelled in data.values():
+        print(format_agreement(repeated_prompt_agreement(labelled)))
     paths = write_report(results, Path(args.out))
     print(f"wrote {paths['txt']}, {paths['json']}, {paths['png']}")
     return 0

@@ -9,7 +9,7 @@ per-fold accuracy curves resampled on a common share grid and averaged.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,12 +93,17 @@ def evaluate(
     progress: bool = True,
     transfer: bool = True,
     encoder_profile: str = DEFAULT_PROFILE,
+    data: Mapping[str, LabeledPrompts] | None = None,
 ) -> list[SettingResult]:
-    """Run CV on MMLU and GSM8K (and both transfer directions) for ``routers``."""
+    """Run CV on MMLU and GSM8K (and both transfer directions) for ``routers``.
+
+    ``data`` passes the two data sets already loaded (by name); otherwise they are read from
+    ``data_dir``.
+    """
     from tqdm.auto import tqdm
 
     names = _ordered(routers)
-    data = {n: load_dataset(n, data_dir) for n in ("mmlu", "gsm8k")}
+    data = dict(data) if data is not None else {n: load_dataset(n, data_dir) for n in ("mmlu", "gsm8k")}
     encoder = MiniLMEncoder.for_training(encoder_profile)
     if any(n in ROUTERS and get_spec(n).latency_class == "embedding" for n in names):
         warm_embeddings(encoder, list(data.values()), progress)

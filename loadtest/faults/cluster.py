@@ -76,15 +76,19 @@ def kill(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
-def tree_rss(pid: int) -> int:
-    """Resident memory of a process and all its descendants, in bytes (0 if it is gone)."""
+def _tree(pid: int) -> list[psutil.Process]:
+    """``pid``'s process and all its descendants (empty if it is gone)."""
     try:
         root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
+        return [root, *root.children(recursive=True)]
     except psutil.Error:
-        return 0
+        return []
+
+
+def tree_rss(pid: int) -> int:
+    """Resident memory of a process and all its descendants, in bytes (0 if it is gone)."""
     total = 0
-    for process in processes:
+    for process in _tree(pid):
         with contextlib.suppress(psutil.Error):
             total += int(process.memory_info().rss)
     return total
@@ -102,25 +106,17 @@ def engine_core_pids() -> list[int]:
 
 def engine_cores_of(pid: int) -> list[int]:
     """The engine-core processes among ``pid``'s descendants (a small-model replica's own engine)."""
-    try:
-        descendants = {p.pid for p in psutil.Process(pid).children(recursive=True)}
-    except psutil.Error:
-        return []
+    descendants = {p.pid for p in _tree(pid)[1:]}
     return [core for core in engine_core_pids() if core in descendants]
 
 
 def process_tree(pid: int) -> list[str]:
     """``pid`` and its descendants as ``"pid name"`` lines (for error messages)."""
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.Error as exc:
-        return [f"{pid}: {type(exc).__name__}"]
     lines = []
-    for process in processes:
+    for process in _tree(pid):
         with contextlib.suppress(psutil.Error):
             lines.append(f"{process.pid} {process.name()}")
-    return lines
+    return lines or [f"{pid}: gone"]
 
 
 async def engine_stats() -> dict[str, Any]:

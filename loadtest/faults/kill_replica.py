@@ -153,15 +153,12 @@ def _wait_running(deployment: str, old_pid: int, expected: int, timeout_s: float
 def _engine_cores(victim: cluster.ReplicaActor, timeout_s: float = 15.0) -> list[int]:
     """The victim's engine-core pids, looked for again for a while: a single look found none once
     (after the small phase, the replacement answering), a race the harness should not fail on."""
-    cores: list[int] = []
-
-    def found() -> bool:
-        cores[:] = cluster.engine_cores_of(victim.pid)
-        return bool(cores)
-
-    if cluster.wait_for(found, timeout_s) is None:
-        tree = "; ".join(cluster.process_tree(victim.pid)[:20])
-        raise RuntimeError(f"no vLLM engine-core process under {victim.name} (pid {victim.pid}): {tree}")
+    deadline = time.monotonic() + timeout_s
+    while not (cores := cluster.engine_cores_of(victim.pid)):
+        if time.monotonic() >= deadline:
+            tree = "; ".join(cluster.process_tree(victim.pid)[:20])
+            raise RuntimeError(f"no vLLM engine-core process under {victim.name} (pid {victim.pid}): {tree}")
+        time.sleep(0.5)
     return cores
 
 
