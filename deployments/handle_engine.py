@@ -9,7 +9,13 @@ from typing import Any, TypeVar
 
 from deployments.replica_watch import ReplicaWatch
 from gateway.engine import ChatEngine, Completion, EngineDelta, GenerationRequest
-from gateway.errors import EngineOverloadedError, GatewayError, ServiceUnavailableError, UpstreamError
+from gateway.errors import (
+    EngineDeadError,
+    EngineOverloadedError,
+    GatewayError,
+    ServiceUnavailableError,
+    UpstreamError,
+)
 
 __all__ = ["DeploymentHandleEngine", "translate_ray_error"]
 
@@ -112,14 +118,16 @@ class DeploymentHandleEngine(ChatEngine):
     def _failed(self, exc: BaseException) -> GatewayError:
         from ray import exceptions as ray_exceptions
 
-        # A dead actor (not a merely unreachable one, which may come back) is news the
-        # controller will only have after its next failed health check.
+        error = translate_ray_error(exc, self._target)
+        # A dead actor (not a merely unreachable one, which may come back), or a live one
+        # whose engine has died, is news the controller will only have after its next
+        # failed health check; until then Serve would keep sending calls to it.
         dead = isinstance(exc, ray_exceptions.RayActorError) and not isinstance(
             exc, ray_exceptions.ActorUnavailableError
         )
-        if dead and self._watch is not None:
+        if (dead or isinstance(error, EngineDeadError)) and self._watch is not None:
             self._watch.replica_died()
-        return translate_ray_error(exc, self._target)
+        return error
 
     def _relabelled(self, delta: EngineDelta) -> EngineDelta:
         if self._report_model_as is None:

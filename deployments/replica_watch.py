@@ -10,7 +10,8 @@ deployment and refuses calls while it has no running replica (see
 The controller notices a dead replica only at its next failed health check (every
 ``health_check_period_s``, 2 s by default; a hung one only after ``health_check_timeout_s`` as
 well), and reports it as running until then. The callers see
-the death at once: calls in flight on it fail with an actor-death error. When the watched
+the death at once: calls in flight on it fail with an actor-death error, or, when only the
+replica's engine died, with :class:`~gateway.errors.EngineDeadError`. When the watched
 deployment had a single serving replica, such an error counts it as down right away, until the
 controller catches up (reports none serving) or ``death_grace_s`` passes.
 
@@ -87,7 +88,7 @@ class ReplicaWatch:
         return self._running != 0
 
     def replica_died(self) -> None:
-        """A call failed because the replica's actor died: with one replica, that is all of them."""
+        """A call failed because the replica's actor or engine died: with one replica, that is all of them."""
         if self._running != 1 or not self.available:
             return  # others still serve (Serve's router drops the dead one), or already down
         self._dead_until = time.monotonic() + self._death_grace_s

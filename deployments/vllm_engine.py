@@ -13,7 +13,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gateway.engine import ChatEngine, EngineDelta, GenerationRequest
-from gateway.errors import EngineOverloadedError, InvalidRequestError, ServiceUnavailableError, UpstreamError
+from gateway.errors import (
+    EngineDeadError,
+    EngineOverloadedError,
+    InvalidRequestError,
+    ServiceUnavailableError,
+    UpstreamError,
+)
 from gateway.local_models import resolve_model_path
 
 __all__ = ["VLLMChatEngine"]
@@ -147,7 +153,7 @@ class VLLMChatEngine(ChatEngine):
             raise
         except Exception as exc:
             if self._engine.errored:
-                raise ServiceUnavailableError("the small model's engine has failed", retry_after=5) from exc
+                raise EngineDeadError("the small model's engine has failed", retry_after=5) from exc
             raise UpstreamError(f"{self._served_model_name} failed: {type(exc).__name__}") from exc
         finally:
             self._pending -= 1

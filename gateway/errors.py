@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 __all__ = [
     "AuthenticationError",
     "ConfigError",
+    "EngineDeadError",
     "EngineOverloadedError",
     "GatewayError",
     "InvalidRequestError",
@@ -138,6 +139,12 @@ class ServiceUnavailableError(GatewayError):
     status_code = 503
     error_type = "service_unavailable"
     default_code = "service_unavailable"
+
+
+class EngineDeadError(ServiceUnavailableError):
+    """A tier's engine has failed for good: its replica answers nothing until it is replaced (HTTP 503)."""
+
+    default_code = "engine_dead"
 
 
 class EngineOverloadedError(ServiceUnavailableError):

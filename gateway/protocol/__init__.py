@@ -14,8 +14,10 @@ from gateway.protocol.chat import (
     Usage,
 )
 from gateway.protocol.models import ModelCard, ModelList
+from gateway.protocol.unsupported import UNSUPPORTED_PARAMETERS, reject_unsupported
 
 __all__ = [
+    "UNSUPPORTED_PARAMETERS",
     "ChatCompletionChoice",
     "ChatCompletionChunk",
     "ChatCompletionRequest",
@@ -29,4 +31,5 @@ __all__ = [
     "StreamOptions",
     "TextContentPart",
     "Usage",
+    "reject_unsupported",
 ]

@@ -55,6 +55,18 @@ class ChatMessage(_Tolerant):
     role: Role
     content: str | list[TextContentPart] | None = None
 
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_parts_only(cls, value: Any) -> Any:
+        # Without this, an image part fails every branch of the union and the client reads
+        # "Input should be a valid string", which hides the real reason.
+        if isinstance(value, list):
+            for part in value:
+                kind = part.get("type") if isinstance(part, dict) else None
+                if isinstance(kind, str) and kind != "text":
+                    raise ValueError(f"content parts of type {kind!r} are not supported; only 'text' parts are")
+        return value
+
     @model_validator(mode="after")
     def _content_required(self) -> ChatMessage:
         if self.content is None and self.role != "assistant":

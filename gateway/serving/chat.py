@@ -24,7 +24,6 @@ from gateway.errors import (
     ModelNotFoundError,
     RateLimitError,
     ServiceUnavailableError,
-    UnsupportedParameterError,
     UpstreamError,
     UpstreamTimeoutError,
 )
@@ -36,6 +35,7 @@ from gateway.protocol import (
     ModelList,
     ResponseMessage,
     Usage,
+    reject_unsupported,
 )
 from gateway.routing.live import RoutingControl
 from gateway.routing.policy import RoutingDecision, ThresholdPolicy, check_threshold
@@ -179,8 +179,7 @@ class ChatCompletionService:
         return tier
 
     def _validate(self, request: ChatCompletionRequest) -> list[dict[str, str]]:
-        if request.n is not None and request.n > 1:
-            raise UnsupportedParameterError("n > 1 is not supported; send separate requests", param="n")
+        reject_unsupported(request)
         max_tokens = request.requested_max_tokens()
         if max_tokens is not None and max_tokens > self._max_tokens_limit:
             param = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.errors import GatewayError, InvalidRequestError, RateLimitError
-from gateway.protocol import ChatCompletionRequest, ChatCompletionResponse
+from gateway.protocol import ChatCompletionRequest, ChatCompletionResponse, reject_unsupported
 from gateway.protocol.parsing import parse_body
 from gateway.serving.access import AccessControl, Caller
 from gateway.serving.chat import ChatCompletionService, ChatResult, StreamResult
@@ -84,6 +84,8 @@ class ChatEndpoint:
         """Serve one request; every failure is a :class:`GatewayError`."""
         caller = await self._access.authenticate(headers.get("authorization"), headers.get(TENANT_HEADER))
         request = parse_body(body, ChatCompletionRequest)
+        # Before the cache: a cached plain-text answer must not reach a request for tools or JSON.
+        reject_unsupported(request)
         threshold = parse_threshold_header(headers)
         if threshold is None:
             threshold = self._default_threshold(caller)
@@ -92,6 +94,10 @@ class ChatEndpoint:
         # building it on the common path that needs neither.
         needs_dict = use_cache or caller.record is not None
         request_dict: dict[str, Any] = request.model_dump(mode="json", exclude_none=True) if needs_dict else {}
+        if use_cache and threshold is not None and request.router_threshold is None:
+            # A header's or the key's threshold picks the tier as the body field would, so the
+            # cache must tell them apart (the body field wins, as in routing).
+            request_dict["router_threshold"] = threshold
         admission = await self._access.admit(caller, request_dict, _ESTIMATE_MAX_TOKENS)
         over_budget = await self._over_budget(caller)
         if use_cache and self._cache is not None:

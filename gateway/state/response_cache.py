@@ -1,7 +1,7 @@
 """Exact-match cache of non-stream chat completions, shared by every replica.
 
 The cache key is the SHA-256 of a *normalised* request: only what changes the output
-counts (model, message roles and texts, sampling parameters), in one canonical JSON
+counts (model, message roles and texts, sampling parameters, the routing threshold), in one canonical JSON
 form, so ``"content": "hi"`` and ``[{"type": "text", "text": "hi"}]``, ``1`` and ``1.0``,
 ``stop: "x"`` and ``["x"]`` hit the same entry, while ``user``, ``stream`` and unknown
 fields are ignored. When the gateway starts honouring a new parameter, add it to
@@ -33,9 +33,11 @@ __all__ = ["CACHE_KEY_VERSION", "ResponseCache", "cache_digest", "normalise_requ
 logger = logging.getLogger(__name__)
 
 #: Part of every digest: bumping it invalidates every entry at once.
-CACHE_KEY_VERSION = 1
+CACHE_KEY_VERSION = 2
 
-_FLOAT_PARAMS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+# ``router_threshold`` picks the tier that answers a routed request; the chat endpoint also
+# puts a header's or the API key's threshold there for the key.
+_FLOAT_PARAMS = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "router_threshold")
 
 # KEYS[1]: the entry, KEYS[2]: the index (both tagged {cache}).
 # ARGV: value, ttl (ms), max entries, digest, entry key prefix. Returns evicted count.

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 import pytest
 
 from gateway.redis_server import EmbeddedRedis
+from gateway.routing import ThresholdPolicy
 from tests.fakes.engines import ScriptedEngine
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 from tests.integration.conftest import ADMIN_KEY, AppFactory, gateway_config
+from tests.unit.test_routing_policy import LengthScorer
 
 CHAT = "/v1/chat/completions"
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
@@ -100,6 +103,43 @@ async def test_cache_hit_is_free_and_marked(
         totals = await services.ledger.totals()
     # Three answered requests in the ledger; the hit cost nothing and is not there.
     assert sum(series.counts.requests for series in totals) == 3
+
+
+async def test_cache_keys_the_threshold_and_refuses_unsupported_features(
+    make_app: AppFactory, redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream
+) -> None:
+    config = gateway_config(redis_server.url, fake_upstream.base_url, state={"prefix": f"c{uuid.uuid4().hex[:8]}"})
+    async with make_app(config, scripted_large=True) as (client, services):
+        # Scores 0.3 for this prompt: threshold 0 sends it to the large tier, 1 to the small one.
+        services.chat.set_policy(ThresholdPolicy(["small", "large"], LengthScorer(), [0.5], "small"))
+        body = {"model": "router", "messages": [{"role": "user", "content": "x" * 30}], "max_tokens": 2}
+
+        async def ask(payload: dict[str, object], threshold: str | None = None) -> httpx.Response:
+            headers = {"x-slm-router-cache": "true"}
+            if threshold is not None:
+                headers["x-slm-router-threshold"] = threshold
+            return await client.post(CHAT, json=payload, headers=headers)
+
+        large = await ask(body, "0")
+        assert (large.headers["x-slm-router-cache"], large.json()["model"]) == ("miss", "fake-large")
+        small = await ask(body, "1")
+        assert (small.headers["x-slm-router-cache"], small.json()["model"]) == ("miss", "small-model")
+        again = await ask(body, "0")
+        assert (again.headers["x-slm-router-cache"], again.json()["model"]) == ("hit", "fake-large")
+        # The body field wins over the header, in the cache key as in routing.
+        body_wins = await ask({**body, "router_threshold": 1}, "0")
+        assert (body_wins.headers["x-slm-router-cache"], body_wins.json()["model"]) == ("hit", "small-model")
+        # A cached plain-text answer exists, but a request for tools or JSON must not get it.
+        for extra, param in (
+            ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+            ({"response_format": {"type": "json_object"}}, "response_format"),
+        ):
+            refused = await ask({**body, **extra}, "0")
+            assert refused.status_code == 400
+            assert refused.json()["error"]["param"] == param
+            assert refused.json()["error"]["code"] == "unsupported_parameter"
+        off = await ask({**body, "response_format": {"type": "text"}, "tools": []}, "0")
+        assert (off.headers["x-slm-router-cache"], off.json()["model"]) == ("hit", "fake-large")
 
 
 @pytest.mark.parametrize("stream", [False, True])

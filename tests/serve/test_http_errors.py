@@ -54,6 +54,15 @@ def test_malformed_json(http: httpx.Client) -> None:
         ({"model": "router", "messages": MESSAGES, "max_tokens": 10**9}, "max_tokens"),
         ({"model": "router", "messages": MESSAGES, "top_p": -1}, "top_p"),
         ({"model": "router", "messages": MESSAGES, "n": 2}, "n"),
+        (
+            {"model": "router", "messages": MESSAGES, "tools": [{"type": "function", "function": {"name": "f"}}]},
+            "tools",
+        ),
+        ({"model": "router", "messages": MESSAGES, "response_format": {"type": "json_object"}}, "response_format"),
+        (
+            {"model": "router", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
+            "messages[0].content",
+        ),
         ({"model": "router", "messages": MESSAGES, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
     ],
 )

@@ -128,3 +128,10 @@ def test_sdk_raises_typed_errors(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as bad:
         client.chat.completions.create(model="router", messages=[{"role": "user", "content": "hi"}], n=2)
     assert bad.value.param == "n"
+    with pytest.raises(openai.BadRequestError) as no_tools:
+        client.chat.completions.create(
+            model="router",
+            messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+            tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+        )
+    assert (no_tools.value.param, no_tools.value.code) == ("tools", "unsupported_parameter")

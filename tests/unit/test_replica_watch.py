@@ -12,7 +12,12 @@ from ray import exceptions as ray_exceptions
 from deployments.handle_engine import NO_REPLICA_RETRY_AFTER_S, DeploymentHandleEngine
 from deployments.replica_watch import ReplicaWatch
 from gateway.engine import Completion, GenerationRequest
-from gateway.errors import ServiceUnavailableError
+from gateway.errors import (
+    EngineDeadError,
+    EngineOverloadedError,
+    ServiceUnavailableError,
+    UpstreamError,
+)
 
 
 class ScriptedCounter:
@@ -228,9 +233,13 @@ async def test_a_dead_replica_among_several_leaves_the_deployment_up() -> None:
         (ray_exceptions.ActorDiedError(), True),
         (ray_exceptions.ActorUnavailableError("network blip", None), False),
         (RuntimeError("bug"), False),
+        # The actor lives but its engine died: the replica serves nothing until it is replaced.
+        (EngineDeadError("the small model's engine has failed"), True),
+        (ServiceUnavailableError("the small model is still starting"), False),
+        (EngineOverloadedError("at capacity"), False),
     ],
 )
-async def test_only_a_dead_actor_marks_the_deployment_down(
+async def test_only_a_dead_actor_or_engine_marks_the_deployment_down(
     handle: FakeHandle, error: Exception, marks_down: bool
 ) -> None:
     watch = ReplicaWatch("app", "Model-small", counter=ScriptedCounter([1]))
@@ -240,7 +249,13 @@ async def test_only_a_dead_actor_marks_the_deployment_down(
     try:
         with pytest.raises(Exception) as info:
             await engine.complete(request())
-        assert info.value.__class__.__name__ in ("ServiceUnavailableError", "UpstreamError")
+        assert isinstance(info.value, ServiceUnavailableError | UpstreamError)
         assert watch.available is not marks_down
+        if marks_down:  # the next call is refused here, without a handle call
+            calls = len(handle.calls)
+            handle.raises = None
+            with pytest.raises(ServiceUnavailableError, match="no running replica"):
+                await engine.complete(request())
+            assert len(handle.calls) == calls
     finally:
         await engine.shutdown()

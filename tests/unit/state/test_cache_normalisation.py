@@ -63,6 +63,7 @@ def test_equivalent_requests_share_a_digest(same: dict[str, Any]) -> None:
         variant(stop=["\n", "END"]),
         variant(presence_penalty=0.5),
         variant(frequency_penalty=0.5),
+        variant(router_threshold=0.3),
     ],
 )
 def test_output_relevant_changes_change_the_digest(different: dict[str, Any]) -> None:
@@ -72,6 +73,11 @@ def test_output_relevant_changes_change_the_digest(different: dict[str, Any]) ->
 def test_stop_string_equals_one_element_list() -> None:
     assert cache_digest(variant(stop="x")) == cache_digest(variant(stop=["x"]))
     assert cache_digest(variant(stop=["a", "b"])) != cache_digest(variant(stop=["b", "a"]))
+
+
+def test_threshold_int_and_float_are_one_key() -> None:
+    assert cache_digest(variant(router_threshold=0)) == cache_digest(variant(router_threshold=0.0))
+    assert cache_digest(variant(router_threshold=0)) != cache_digest(variant(router_threshold=1))
 
 
 def test_scope_separates_tenants() -> None:
@@ -88,6 +94,7 @@ def test_normal_form() -> None:
         "top_p": None,
         "presence_penalty": None,
         "frequency_penalty": None,
+        "router_threshold": None,
         "max_tokens": 16,
         "seed": None,
         "n": 1,

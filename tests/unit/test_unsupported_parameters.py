@@ -1,0 +1,77 @@
+"""Known OpenAI parameters the gateway does not implement are refused; their "off" values pass."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway.errors import UnsupportedParameterError
+from gateway.protocol import UNSUPPORTED_PARAMETERS, ChatCompletionRequest, reject_unsupported
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+
+
+def request(**fields: Any) -> ChatCompletionRequest:
+    return ChatCompletionRequest.model_validate({"model": "router", "messages": MESSAGES, **fields})
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "fragment"),
+    [
+        ({"n": 2}, "n", "n > 1"),
+        ({"tools": [TOOL]}, "tools", "tool calling"),
+        ({"tools": [TOOL], "tool_choice": "required"}, "tools", "tool calling"),
+        ({"tool_choice": "required"}, "tool_choice", "tool calling"),
+        ({"tool_choice": {"type": "function", "function": {"name": "f"}}}, "tool_choice", "tool calling"),
+        ({"functions": [{"name": "f", "parameters": {}}]}, "functions", "function calling"),
+        ({"function_call": {"name": "f"}}, "function_call", "function calling"),
+        ({"response_format": {"type": "json_object"}}, "response_format", "JSON mode"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "response_format", "JSON"),
+        ({"response_format": "json"}, "response_format", "'text'"),
+        ({"logprobs": True}, "logprobs", "logprobs"),
+        ({"top_logprobs": 3}, "top_logprobs", "logprobs"),
+        ({"logit_bias": {"50256": -100}}, "logit_bias", "token ids"),
+        ({"modalities": ["text", "audio"]}, "modalities", "text"),
+        ({"audio": {"voice": "alloy", "format": "wav"}}, "audio", "audio"),
+    ],
+)
+def test_switched_on_parameters_are_refused(fields: dict[str, Any], param: str, fragment: str) -> None:
+    with pytest.raises(UnsupportedParameterError) as info:
+        reject_unsupported(request(**fields))
+    error = info.value
+    assert error.param == param
+    assert error.code == "unsupported_parameter"
+    assert error.status_code == 400
+    assert fragment in error.message
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"n": 1},
+        {"tools": []},
+        {"tools": None, "tool_choice": "none"},
+        {"tool_choice": "auto", "parallel_tool_calls": False},
+        {"functions": [], "function_call": "none"},
+        {"response_format": {"type": "text"}},
+        {"logprobs": False, "top_logprobs": 0},
+        {"logit_bias": {}},
+        {"modalities": ["text"]},
+        {"audio": None},
+        # Tolerated: they do not change what a client parses.
+        {"metadata": {"a": 1}, "store": False, "service_tier": "auto", "prediction": {"type": "content"}},
+        {"some_future_field": [1, 2, 3]},
+    ],
+)
+def test_off_values_and_other_fields_pass(fields: dict[str, Any]) -> None:
+    reject_unsupported(request(**fields))
+
+
+def test_every_rule_names_a_distinct_parameter() -> None:
+    names = [name for name, _, _ in UNSUPPORTED_PARAMETERS]
+    assert len(names) == len(set(names))
+    # None of them is a field the request model implements (those are validated, not refused).
+    assert not set(names) & set(ChatCompletionRequest.model_fields)
