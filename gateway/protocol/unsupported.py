@@ -7,7 +7,8 @@ parse a tool call or JSON, and the failure would surface far from its cause (and
 answer to the plain request would be served to it). Such a request is refused with 400
 ``unsupported_parameter`` naming the parameter. Each parameter's "off" values (``tools: []``,
 ``tool_choice: "none"``, ``response_format: {"type": "text"}``, ``logprobs: false``, ...)
-are accepted, since SDKs and proxies send them by default.
+are accepted, since SDKs and proxies send them by default, and so are tool definitions that
+``tool_choice: "none"`` declines (the answer is text, as asked; the definitions are dropped).
 """
 
 from __future__ import annotations
@@ -81,5 +82,16 @@ def reject_unsupported(request: ChatCompletionRequest) -> None:
         raise UnsupportedParameterError("n > 1 is not supported; send separate requests", param="n")
     extra = request.model_extra or {}
     for name, switched_on, reason in UNSUPPORTED_PARAMETERS:
-        if name in extra and switched_on(extra[name]):
+        if name in extra and switched_on(extra[name]) and not _calls_declined(name, extra):
             raise UnsupportedParameterError(reason, param=name)
+
+
+#: Tool definitions and the choice that can decline them for one request.
+_DECLINED_BY = {"tools": "tool_choice", "functions": "function_call"}
+
+
+def _calls_declined(name: str, extra: Mapping[str, Any]) -> bool:
+    # With tool_choice "none" the client asks for a text answer (agent frameworks send their
+    # tool list on every turn and decline it on some), so the definitions can be dropped.
+    choice = _DECLINED_BY.get(name)
+    return choice is not None and extra.get(choice) == "none"
