@@ -85,7 +85,13 @@ class ChatEndpoint:
         caller = await self._access.authenticate(headers.get("authorization"), headers.get(TENANT_HEADER))
         request = parse_body(body, ChatCompletionRequest)
         # Before the cache: a cached plain-text answer must not reach a request for tools or JSON.
-        reject_unsupported(request)
+        try:
+            reject_unsupported(request)
+        except GatewayError as error:
+            # Counted as a failed request (error.type = unsupported_parameter), as it was when
+            # the service refused n > 1 itself: operators see what clients ask for and miss.
+            self._observer.begin(request_model=request.model, headers=headers, caller=caller).fail(error)
+            raise
         threshold = parse_threshold_header(headers)
         if threshold is None:
             threshold = self._default_threshold(caller)

@@ -6,6 +6,7 @@ import uuid
 
 import httpx
 import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from gateway.redis_server import EmbeddedRedis
 from gateway.routing import ThresholdPolicy
@@ -109,7 +110,8 @@ async def test_cache_keys_the_threshold_and_refuses_unsupported_features(
     make_app: AppFactory, redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream
 ) -> None:
     config = gateway_config(redis_server.url, fake_upstream.base_url, state={"prefix": f"c{uuid.uuid4().hex[:8]}"})
-    async with make_app(config, scripted_large=True) as (client, services):
+    reader = InMemoryMetricReader()
+    async with make_app(config, scripted_large=True, metric_readers=[reader]) as (client, services):
         # Scores 0.3 for this prompt: threshold 0 sends it to the large tier, 1 to the small one.
         services.chat.set_policy(ThresholdPolicy(["small", "large"], LengthScorer(), [0.5], "small"))
         body = {"model": "router", "messages": [{"role": "user", "content": "x" * 30}], "max_tokens": 2}
@@ -140,6 +142,19 @@ async def test_cache_keys_the_threshold_and_refuses_unsupported_features(
             assert refused.json()["error"]["code"] == "unsupported_parameter"
         off = await ask({**body, "response_format": {"type": "text"}, "tools": []}, "0")
         assert (off.headers["x-slm-router-cache"], off.json()["model"]) == ("hit", "fake-large")
+    # The refusals are counted as failed requests, by cause.
+    data = reader.get_metrics_data()
+    assert data is not None
+    refused = [
+        point.value
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "slm_router.requests"
+        for point in metric.data.data_points
+        if point.attributes.get("error.type") == "unsupported_parameter"
+    ]
+    assert sum(refused) == 2
 
 
 @pytest.mark.parametrize("stream", [False, True])
