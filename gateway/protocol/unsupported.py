@@ -13,7 +13,7 @@ are accepted, since SDKs and proxies send them by default, and so are tool defin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from gateway.errors import UnsupportedParameterError
@@ -22,54 +22,34 @@ from gateway.protocol.chat import ChatCompletionRequest
 __all__ = ["UNSUPPORTED_PARAMETERS", "reject_unsupported"]
 
 
-def _set(value: Any) -> bool:
-    return value is not None and value != [] and value != {}
-
-
-def _choice_made(value: Any) -> bool:
-    return value is not None and value not in ("none", "auto")
-
-
-def _not_text_format(value: Any) -> bool:
-    return value is not None and not (isinstance(value, Mapping) and value.get("type") == "text")
-
-
-def _true(value: Any) -> bool:
-    return value not in (None, False)
-
-
-def _positive(value: Any) -> bool:
-    return value is not None and value != 0
-
-
-def _not_text_only(value: Any) -> bool:
-    return value is not None and value != ["text"]
-
-
-#: ``(parameter, is it switched on?, why it is refused)``, checked in this order.
-UNSUPPORTED_PARAMETERS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+#: ``(parameter, its "off" values, why any other value is refused)``, checked in this order.
+UNSUPPORTED_PARAMETERS: tuple[tuple[str, tuple[Any, ...], str], ...] = (
     (
         "tools",
-        _set,
+        (None, []),
         "tool calling is not supported: every tier answers with text only; send the request without 'tools'",
     ),
-    ("functions", _set, "function calling ('functions') is not supported: every tier answers with text only"),
-    ("tool_choice", _choice_made, "'tool_choice' needs tool calling, which is not supported; omit it or use 'none'"),
-    ("function_call", _choice_made, "'function_call' needs function calling, which is not supported"),
+    ("functions", (None, []), "function calling ('functions') is not supported: every tier answers with text only"),
+    (
+        "tool_choice",
+        (None, "none", "auto"),
+        "'tool_choice' needs tool calling, which is not supported; omit it or use 'none'",
+    ),
+    ("function_call", (None, "none", "auto"), "'function_call' needs function calling, which is not supported"),
     (
         "response_format",
-        _not_text_format,
+        (None, {"type": "text"}),
         "only response_format {'type': 'text'} is supported; JSON mode and structured outputs are not",
     ),
-    ("logprobs", _true, "logprobs are not supported"),
-    ("top_logprobs", _positive, "top_logprobs is not supported (logprobs are not supported)"),
+    ("logprobs", (None, False), "logprobs are not supported"),
+    ("top_logprobs", (None, 0), "top_logprobs is not supported (logprobs are not supported)"),
     (
         "logit_bias",
-        _set,
+        (None, {}),
         "logit_bias is not supported: token ids differ between the models a request may be routed to",
     ),
-    ("modalities", _not_text_only, "only the 'text' output modality is supported"),
-    ("audio", _set, "audio output is not supported"),
+    ("modalities", (None, ["text"]), "only the 'text' output modality is supported"),
+    ("audio", (None,), "audio output is not supported"),
 )
 
 
@@ -81,8 +61,8 @@ def reject_unsupported(request: ChatCompletionRequest) -> None:
     if request.n is not None and request.n > 1:
         raise UnsupportedParameterError("n > 1 is not supported; send separate requests", param="n")
     extra = request.model_extra or {}
-    for name, switched_on, reason in UNSUPPORTED_PARAMETERS:
-        if name in extra and switched_on(extra[name]) and not _calls_declined(name, extra):
+    for name, off_values, reason in UNSUPPORTED_PARAMETERS:
+        if name in extra and extra[name] not in off_values and not _calls_declined(name, extra):
             raise UnsupportedParameterError(reason, param=name)
 
 
