@@ -24,7 +24,7 @@ import numpy.typing as npt
 from sklearn.linear_model import Ridge
 
 from router_models.data import LabeledPrompts, load_dataset
-from router_models.embedding import embed_dataset
+from router_models.embedding import EmbeddedFeatures, EmbeddingConfig, embed_dataset
 from router_models.encoder import MiniLMEncoder
 from router_models.features import feature_matrix
 from router_models.heads import fit_gain_head, gain_labels
@@ -33,10 +33,8 @@ from router_models.splits import group_folds
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
-#: Weight of the standardised shape features beside the embedding (the shipped head's).
-SHAPE_WEIGHT = 0.5
-#: The shipped embedding head's inverse regularisation.
-HEAD_C = 0.3
+#: The shipped embedding router's settings (shape-feature weight, head regularisation).
+SHIPPED = EmbeddingConfig()
 
 
 def centred_by_group(values: FloatArray, groups: npt.NDArray[np.str_]) -> FloatArray:
@@ -69,11 +67,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     mmlu, gsm8k = load_dataset("mmlu"), load_dataset("gsm8k")
     texts_m, emb_m = embed_dataset(mmlu, encoder)
     texts_g, emb_g = embed_dataset(gsm8k, encoder)
-    shape_m, shape_g = feature_matrix(texts_m), feature_matrix(texts_g)
-    mean, std = shape_m.mean(axis=0), np.maximum(shape_m.std(axis=0), 1e-6)
+    shape_m = feature_matrix(texts_m)
+    # The embedding router's own feature rows, standardised on MMLU as its training does.
+    embedded = EmbeddedFeatures(
+        encoder,
+        shape_m.mean(axis=0).astype(np.float32),
+        np.maximum(shape_m.std(axis=0), 1e-6).astype(np.float32),
+        SHIPPED.shape_weight,
+    )
 
-    def features(emb: npt.NDArray[np.float32], shape: FloatArray) -> FloatArray:
-        return np.hstack([emb.astype(np.float64), SHAPE_WEIGHT * (shape - mean) / std])
+    def features(emb: npt.NDArray[np.float32], texts: Sequence[str]) -> FloatArray:
+        return embedded.from_embeddings(emb, texts, [1] * len(texts))
 
     gain_m = gain_labels(mmlu.weak, mmlu.strong)
     subjects = np.asarray(mmlu.subject)
@@ -95,12 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             line += f" | MMLU 5-fold APGR {overall:.3f}, within subjects {within_group_apgr(in_domain, mmlu):.3f}"
         print(line, flush=True)
 
-    x_m, x_g = features(emb_m, shape_m), features(emb_g, shape_g)
-    shipped = fit_gain_head(x_m, gain_m, HEAD_C, 0).score(x_g)
+    x_m, x_g = features(emb_m, texts_m), features(emb_g, texts_g)
+    shipped = fit_gain_head(x_m, gain_m, SHIPPED.c, 0).score(x_g)
     report(
         "3-class gain LR (the shipped embedding head)",
         shipped,
-        out_of_fold(lambda tr, te: fit_gain_head(x_m[tr], gain_m[tr], HEAD_C, 0).score(x_m[te])),
+        out_of_fold(lambda tr, te: fit_gain_head(x_m[tr], gain_m[tr], SHIPPED.c, 0).score(x_m[te])),
     )
 
     def ridge(x: FloatArray, x_test: FloatArray, alpha: float, centred: bool) -> tuple[FloatArray, FloatArray]:
@@ -120,12 +124,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for alpha in (10.0, 100.0):
         report(f"ridge on the subject-centred gain, alpha {alpha:g}", *ridge(x_m, x_g, alpha, centred=True))
     # Embeddings centred per subject; GSM8K on its own mean (in serving: a running mean of traffic).
-    xc_m = features(centred_by_group(emb_m.astype(np.float64), subjects).astype(np.float32), shape_m)
-    xc_g = features((emb_g - emb_g.mean(axis=0)).astype(np.float32), shape_g)
+    xc_m = features(centred_by_group(emb_m.astype(np.float64), subjects).astype(np.float32), texts_m)
+    xc_g = features((emb_g - emb_g.mean(axis=0)).astype(np.float32), texts_g)
     for alpha in (10.0, 100.0):
         report(f"ridge, centred embeddings + centred gain, alpha {alpha:g}", *ridge(xc_m, xc_g, alpha, centred=True))
-    report("3-class gain LR on centred embeddings", fit_gain_head(xc_m, gain_m, HEAD_C, 0).score(xc_g), None)
-    s_m, s_g = (shape_m - mean) / std, (shape_g - mean) / std
+    report("3-class gain LR on centred embeddings", fit_gain_head(xc_m, gain_m, SHIPPED.c, 0).score(xc_g), None)
+    s_m = (shape_m - embedded.shape_mean) / embedded.shape_std
+    s_g = (feature_matrix(texts_g) - embedded.shape_mean) / embedded.shape_std
     report("ridge on shape features only, centred gain", *ridge(s_m, s_g, 10.0, centred=True))
 
     centred = Ridge(alpha=10.0).fit(x_m, centred_gain).predict(x_g)
