@@ -11,6 +11,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+from deployments.upstream_refusals import refused_response_format
 from deployments.upstream_retries import call_with_retries
 from gateway.config import LiteLLMTierConfig
 from gateway.engine import ChatEngine, Completion, EngineDelta, GenerationRequest
@@ -57,6 +58,8 @@ def _translate(litellm: Any, exc: BaseException, target: str) -> GatewayError:
         # The client did nothing wrong: our upstream credential is missing or wrong.
         return UpstreamError(f"{target} rejected the gateway's credentials", code="upstream_auth_failed")
     status = getattr(exc, "status_code", None)
+    if (refusal := refused_response_format(target, status, str(getattr(exc, "message", "") or exc))) is not None:
+        return refusal
     return UpstreamError(f"{target} failed" + (f" with status {status}" if status else f": {type(exc).__name__}"))
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from deployments.upstream_refusals import refused_response_format
 from deployments.upstream_retries import call_with_retries
 from gateway.config import LiteLLMTierConfig
 from gateway.engine import ChatEngine, Completion, EngineDelta, GenerationRequest
@@ -47,13 +48,14 @@ class _HTTPStatusError(Exception):
 
 
 def _error_text(body: bytes) -> str:
+    """The upstream error's code and message as sent (empty when the body is not OpenAI's envelope)."""
     try:
         error = json.loads(body).get("error") or {}
     except (ValueError, AttributeError):
         return ""
     if not isinstance(error, dict):
-        return str(error).lower()
-    return f"{error.get('code') or ''} {error.get('message') or ''}".lower()
+        return str(error)
+    return f"{error.get('code') or ''} {error.get('message') or ''}".strip()
 
 
 def _translate(exc: Exception, target: str) -> GatewayError:
@@ -69,10 +71,13 @@ def _translate(exc: Exception, target: str) -> GatewayError:
             return ServiceUnavailableError(f"{target} is unavailable; retry shortly", retry_after=5)
         if status in (401, 403):
             return UpstreamError(f"{target} rejected the gateway's credentials", code="upstream_auth_failed")
-        if status == 400 and any(marker in _error_text(exc.body) for marker in _CONTEXT_MARKERS):
+        text = _error_text(exc.body)
+        if status == 400 and any(marker in text.lower() for marker in _CONTEXT_MARKERS):
             return InvalidRequestError(
                 f"the prompt is too long for {target}", param="messages", code="context_length_exceeded"
             )
+        if (refusal := refused_response_format(target, status, text)) is not None:
+            return refusal
         return UpstreamError(f"{target} failed with status {status}")
     return UpstreamError(f"{target} failed: {type(exc).__name__}")
 

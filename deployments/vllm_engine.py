@@ -37,6 +37,27 @@ def _gauge_total(name: str) -> int | None:
     return None
 
 
+def _structured_outputs(response_format: dict[str, Any]) -> dict[str, Any]:
+    # vLLM constrains decoding to the JSON grammar, so even a small model's answer parses.
+    # A json_schema without a schema asks for no more than JSON mode does.
+    if response_format.get("type") == "json_schema":
+        schema = response_format.get("json_schema", {}).get("schema")
+        if schema is not None:
+            return {"json": schema}
+    return {"json_object": True}
+
+
+def _client_error(exc: Exception, request: GenerationRequest) -> InvalidRequestError | None:
+    # vLLM marks errors caused by the request (a schema its grammar compiler refuses, say)
+    # as client errors: the client's 400, not the gateway's 502, and no failover.
+    from vllm.exceptions import VLLMClientError
+
+    if not isinstance(exc, VLLMClientError):
+        return None
+    param = getattr(exc, "parameter", None) or ("response_format" if request.response_format else None)
+    return InvalidRequestError(str(exc), param=param, code="invalid_value")
+
+
 class VLLMChatEngine(ChatEngine):
     """Chat generation with vLLM's ``AsyncLLM``; the model's tokenizer applies the chat template."""
 
@@ -94,7 +115,7 @@ class VLLMChatEngine(ChatEngine):
 
     def _sampling_params(self, request: GenerationRequest, max_tokens: int) -> Any:
         from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
         kwargs: dict[str, Any] = {"max_tokens": max_tokens, "output_kind": RequestOutputKind.DELTA}
         if request.temperature is not None:
@@ -109,6 +130,8 @@ class VLLMChatEngine(ChatEngine):
             kwargs["presence_penalty"] = request.presence_penalty
         if request.frequency_penalty is not None:
             kwargs["frequency_penalty"] = request.frequency_penalty
+        if request.response_format is not None:
+            kwargs["structured_outputs"] = StructuredOutputsParams(**_structured_outputs(request.response_format))
         return SamplingParams(**kwargs)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta]:
@@ -154,6 +177,8 @@ class VLLMChatEngine(ChatEngine):
         except Exception as exc:
             if self._engine.errored:
                 raise EngineDeadError("the small model's engine has failed", retry_after=5) from exc
+            if (client_error := _client_error(exc, request)) is not None:
+                raise client_error from exc
             raise UpstreamError(f"{self._served_model_name} failed: {type(exc).__name__}") from exc
         finally:
             self._pending -= 1

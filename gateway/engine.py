@@ -41,14 +41,26 @@ class GenerationRequest:
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     user: str | None = None
+    #: ``None`` for text, else OpenAI's ``response_format`` (``{"type": "json_object"}`` or
+    #: ``{"type": "json_schema", "json_schema": {"name", "schema", ...}}``), already validated.
+    response_format: dict[str, Any] | None = None
     #: W3C trace context (``traceparent``/``tracestate``) to pass to the model upstream.
     trace_headers: dict[str, str] = field(default_factory=dict)
 
     def openai_sampling_fields(self) -> dict[str, Any]:
-        """The sampling fields that are set, named as in OpenAI's Chat Completions API."""
+        """The optional fields that are set (sampling, ``user``, ``response_format``), named as in
+        OpenAI's Chat Completions API."""
         fields: dict[str, Any] = {
             name: value
-            for name in ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty", "user")
+            for name in (
+                "temperature",
+                "top_p",
+                "seed",
+                "presence_penalty",
+                "frequency_penalty",
+                "user",
+                "response_format",
+            )
             if (value := getattr(self, name)) is not None
         }
         if self.stop:

@@ -14,6 +14,7 @@ from gateway.protocol.chat import (
     Usage,
 )
 from gateway.protocol.models import ModelCard, ModelList
+from gateway.protocol.response_format import JsonSchemaSpec, ResponseFormat, check_json_mode_prompt
 from gateway.protocol.unsupported import UNSUPPORTED_PARAMETERS, reject_unsupported
 
 __all__ = [
@@ -25,11 +26,14 @@ __all__ = [
     "ChatMessage",
     "ChunkChoice",
     "DeltaMessage",
+    "JsonSchemaSpec",
     "ModelCard",
     "ModelList",
+    "ResponseFormat",
     "ResponseMessage",
     "StreamOptions",
     "TextContentPart",
     "Usage",
+    "check_json_mode_prompt",
     "reject_unsupported",
 ]

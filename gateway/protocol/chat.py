@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.protocol.response_format import ResponseFormat
+
 __all__ = [
     "ChatCompletionChoice",
     "ChatCompletionChunk",
@@ -105,6 +107,8 @@ class ChatCompletionRequest(_Tolerant):
     stream_options: StreamOptions | None = None
     presence_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
     frequency_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
+    #: Text (default), JSON mode or a JSON Schema; see :mod:`gateway.protocol.response_format`.
+    response_format: ResponseFormat | None = None
     #: slm-router extension: per-request routing threshold for the virtual router model.
     router_threshold: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
 

@@ -51,6 +51,12 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# Union-branch names pydantic puts in error locations ("str", "list[TextContentPart]", ...).
+# Matched whole or by bracket, so that fields such as "strict" or "stream" keep their name.
+_UNION_SCALARS = frozenset({"str", "int", "float", "bool", "none"})
+_UNION_PREFIXES = ("function-", "list[", "dict[", "literal[", "constrained-")
+
+
 def _error_param(loc: tuple[int | str, ...]) -> str | None:
     if not loc:
         return None
@@ -58,7 +64,7 @@ def _error_param(loc: tuple[int | str, ...]) -> str | None:
     for part in loc[1:]:
         if isinstance(part, int):
             param += f"[{part}]"
-        elif not part.startswith(("function-", "list[", "str", "int", "float", "bool", "literal[")):
+        elif part not in _UNION_SCALARS and not part.startswith(_UNION_PREFIXES):
             # pydantic adds union-branch names to locations; they mean nothing to a client.
             param += f".{part}"
     return param

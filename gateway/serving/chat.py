@@ -35,6 +35,7 @@ from gateway.protocol import (
     ModelList,
     ResponseMessage,
     Usage,
+    check_json_mode_prompt,
     reject_unsupported,
 )
 from gateway.routing.live import RoutingControl
@@ -49,6 +50,7 @@ __all__ = [
     "HEADER_SCORE",
     "HEADER_THRESHOLD",
     "HEADER_TIER",
+    "OTHER_MODEL_LABEL",
     "ChatCompletionService",
     "ChatResult",
     "StreamResult",
@@ -92,6 +94,10 @@ class StreamResult:
 
     frames: AsyncIterator[bytes]
     headers: dict[str, str] = field(default_factory=dict)
+
+
+#: The telemetry label of a requested model that no tier serves (or of an unreadable request).
+OTHER_MODEL_LABEL = "other"
 
 
 def failover_reason(error: GatewayError) -> str | None:
@@ -193,6 +199,7 @@ class ChatCompletionService:
         ]
         if all(m["role"] == "assistant" for m in messages):
             raise InvalidRequestError("messages must include a system or user message", param="messages")
+        check_json_mode_prompt(request.response_format, (m["content"] for m in messages))
         return messages
 
     def _parse_router_model(self, model: str) -> float:
@@ -212,6 +219,19 @@ class ChatCompletionService:
                 param="model",
             )
         return check_threshold(threshold, "model")
+
+    def model_label(self, model: str) -> str:
+        """``model`` as a metric label: a served name, the virtual model, or :data:`OTHER_MODEL_LABEL`.
+
+        Clients may send any string. Labelling metrics with it would let one client fill the
+        metrics SDK's per-instrument series limit (2,000), after which real series land in an
+        overflow bucket until restart. ``router-<router>-<threshold>`` counts as the virtual model.
+        """
+        if model == self._virtual_model_name or model in self._by_model:
+            return model
+        if model.startswith(f"{self._virtual_model_name}-"):
+            return self._virtual_model_name
+        return OTHER_MODEL_LABEL
 
     def is_routed(self, model: str) -> bool:
         """Whether ``model`` names the virtual router model (plain or with a threshold)."""
@@ -297,6 +317,7 @@ class ChatCompletionService:
             presence_penalty=request.presence_penalty,
             frequency_penalty=request.frequency_penalty,
             user=request.user,
+            response_format=request.response_format.for_engine() if request.response_format else None,
         )
 
     def _headers(self, tier: Tier, model: str, decision: RoutingDecision) -> dict[str, str]:

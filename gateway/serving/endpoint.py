@@ -16,7 +16,7 @@ from gateway.errors import GatewayError, InvalidRequestError, RateLimitError
 from gateway.protocol import ChatCompletionRequest, ChatCompletionResponse, reject_unsupported
 from gateway.protocol.parsing import parse_body
 from gateway.serving.access import AccessControl, Caller
-from gateway.serving.chat import ChatCompletionService, ChatResult, StreamResult
+from gateway.serving.chat import OTHER_MODEL_LABEL, ChatCompletionService, ChatResult, StreamResult
 from gateway.serving.key_budgets import KeySpend
 from gateway.serving.observer import RequestObserver
 from gateway.state import ResponseCache
@@ -82,15 +82,18 @@ class ChatEndpoint:
 
     async def handle(self, body: bytes, headers: Mapping[str, str]) -> ChatResult | StreamResult:
         """Serve one request; every failure is a :class:`GatewayError`."""
-        caller = await self._access.authenticate(headers.get("authorization"), headers.get(TENANT_HEADER))
-        request = parse_body(body, ChatCompletionRequest)
-        # Before the cache: a cached plain-text answer must not reach a request for tools or JSON.
+        caller: Caller | None = None
+        request: ChatCompletionRequest | None = None
         try:
+            caller = await self._access.authenticate(headers.get("authorization"), headers.get(TENANT_HEADER))
+            request = parse_body(body, ChatCompletionRequest)
+            # Before the cache: a cached plain-text answer must not reach a request for tools.
             reject_unsupported(request)
         except GatewayError as error:
-            # Counted as a failed request (error.type = unsupported_parameter), as it was when
-            # the service refused n > 1 itself: operators see what clients ask for and miss.
-            self._observer.begin(request_model=request.model, headers=headers, caller=caller).fail(error)
+            # Refused before any work, but still a failed request in the metrics and traces
+            # (error.type says why): operators see bad keys, bad bodies and unsupported asks.
+            model = self._chat.model_label(request.model) if request is not None else OTHER_MODEL_LABEL
+            self._observer.begin(request_model=model, headers=headers, caller=caller).fail(error)
             raise
         threshold = parse_threshold_header(headers)
         if threshold is None:
@@ -111,7 +114,7 @@ class ChatEndpoint:
             if hit is not None:
                 return self._cached(hit, admission.headers())
         observation = self._observer.begin(
-            request_model=request.model, headers=headers, caller=caller, admission=admission
+            request_model=self._chat.model_label(request.model), headers=headers, caller=caller, admission=admission
         )
         try:
             result = await self._chat.create(

@@ -33,7 +33,7 @@ __all__ = ["CACHE_KEY_VERSION", "ResponseCache", "cache_digest", "normalise_requ
 logger = logging.getLogger(__name__)
 
 #: Part of every digest: bumping it invalidates every entry at once.
-CACHE_KEY_VERSION = 2
+CACHE_KEY_VERSION = 3
 
 # ``router_threshold`` picks the tier that answers a routed request; the chat endpoint also
 # puts a header's or the API key's threshold there for the key.
@@ -90,6 +90,16 @@ def _text(content: Any) -> str:
     raise ValueError("message content must be a string or a list of text parts")
 
 
+def _response_format(value: Any) -> Any:
+    # Plain text is the default, so asking for it is the same request as not asking. Any other
+    # format keys the entry as sent (the digest's JSON sorts object keys).
+    if value is None or value == {"type": "text"}:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValueError("response_format must be an object")
+    return dict(value)
+
+
 def normalise_request(request: Mapping[str, Any]) -> dict[str, Any]:
     """The output-relevant part of a chat-completion request, in canonical form.
 
@@ -133,6 +143,7 @@ def normalise_request(request: Mapping[str, Any]) -> dict[str, Any]:
         normal["stop"] = list(stop)
     else:
         raise ValueError("stop must be a string or a list of strings")
+    normal["response_format"] = _response_format(request.get("response_format"))
     return normal
 
 

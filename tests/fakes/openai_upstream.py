@@ -1,6 +1,7 @@
 """A real OpenAI-compatible HTTP server on loopback, standing in for a hosted model.
 
-It answers deterministically (``"<prefix><last user message>"``) with exact usage, and
+It answers deterministically (``"<prefix><last user message>"``, wrapped in JSON when
+``response_format`` asks for it) with exact usage, and
 its behaviour can be changed while it runs: added latency, an error status, or a hang.
 Run it in a thread with :class:`FakeOpenAIUpstream` or as a script for benchmarks.
 """
@@ -42,6 +43,30 @@ def _words(text: str) -> list[str]:
     return [p if i == 0 else " " + p for i, p in enumerate(parts)]
 
 
+def _instance(schema: Any, text: str) -> Any:
+    # A value satisfying the simple schemas tests use (objects, arrays, scalars, enums).
+    if not isinstance(schema, dict):
+        return text
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind == "object" or "properties" in schema:
+        return {name: _instance(sub, text) for name, sub in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [_instance(schema.get("items"), text)]
+    return {"integer": 1, "number": 1.5, "boolean": True, "null": None}.get(str(kind), text)
+
+
+def _answer_text(body: dict[str, Any], text: str) -> str:
+    """The echo, or, when ``response_format`` asks for JSON, JSON carrying it (as a real model would)."""
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_object":
+        return json.dumps({"answer": text})
+    if fmt.get("type") == "json_schema":
+        return json.dumps(_instance((fmt.get("json_schema") or {}).get("schema") or {"type": "object"}, text))
+    return text
+
+
 def create_fake_openai_app(behaviour: UpstreamBehaviour) -> FastAPI:
     """The fake's ASGI app."""
     app = FastAPI()
@@ -63,7 +88,7 @@ def create_fake_openai_app(behaviour: UpstreamBehaviour) -> FastAPI:
         last_user = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
         if isinstance(last_user, list):
             last_user = "".join(p.get("text", "") for p in last_user)
-        words = _words(behaviour.prefix + str(last_user))
+        words = _words(_answer_text(body, behaviour.prefix + str(last_user)))
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens") or 1024
         words = words[:max_tokens]
         finish = "length" if len(words) == max_tokens else "stop"

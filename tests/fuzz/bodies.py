@@ -122,6 +122,35 @@ def _messages() -> st.SearchStrategy[Any]:
     return st.one_of(st.lists(mangled, max_size=5), json_values(3))
 
 
+def _schemas() -> st.SearchStrategy[Any]:
+    # JSON Schema keywords with right and wrong values: the gateway's checker and the engines
+    # must turn every one of them into a 200 or a 400.
+    keyword = st.sampled_from(
+        ["type", "properties", "required", "items", "enum", "pattern", "$schema", "$ref", "$defs", "maxLength", "anyOf"]
+    )
+    value = st.one_of(
+        st.sampled_from(["object", "string", "integer", "objekt", "(?<=a)b", "(", "#", "#/$defs/x", "http://x/s#"]),
+        st.sampled_from(["http://json-schema.org/draft-07/schema#", "https://json-schema.org/draft/2020-12/schema"]),
+        json_values(3),
+    )
+    return st.one_of(st.dictionaries(keyword, value, max_size=4), json_values(3))
+
+
+def response_formats() -> st.SearchStrategy[Any]:
+    """``response_format`` values, mostly well shaped, with hostile names, schemas and fields."""
+    spec = st.fixed_dictionaries(
+        {"name": st.one_of(st.sampled_from(["answer", "a b", "x" * 65]), st.text(max_size=8))},
+        optional={"schema": _schemas(), "strict": json_values(1), "description": _TEXT, "schemas": json_values(2)},
+    )
+    return st.one_of(
+        st.fixed_dictionaries(
+            {"type": st.sampled_from(["text", "json_object", "json_schema", "xml", ""])},
+            optional={"json_schema": st.one_of(spec, json_values(2))},
+        ),
+        json_values(3),
+    )
+
+
 def chat_bodies() -> st.SearchStrategy[dict[str, Any]]:
     """Chat request objects, mostly wrong in one or more fields (some valid)."""
     number = st.one_of(_FLOATS, _INTS, st.text(max_size=5), st.booleans(), st.none())
@@ -142,7 +171,7 @@ def chat_bodies() -> st.SearchStrategy[dict[str, Any]]:
         "stream_options": st.one_of(st.fixed_dictionaries({"include_usage": json_values(1)}), json_values(2)),
         "logprobs": json_values(1),
         "tools": json_values(3),
-        "response_format": json_values(3),
+        "response_format": response_formats(),
     }
     body = st.fixed_dictionaries(
         {
@@ -175,6 +204,13 @@ def valid_chat_bodies() -> st.SearchStrategy[dict[str, Any]]:
             "stream": st.booleans(),
             "seed": st.integers(-(2**31), 2**31),
             "stop": st.lists(st.text("abc", min_size=1, max_size=3), max_size=4),
+            "response_format": st.sampled_from(
+                [
+                    {"type": "text"},
+                    {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}},
+                    {"type": "json_schema", "json_schema": {"name": "b", "strict": True}},
+                ]
+            ),
         },
     )
 
@@ -195,6 +231,7 @@ _FIELDS = [
     "user",
     "stream",
     "stream_options",
+    "response_format",
 ]
 
 

@@ -5,6 +5,8 @@ Both transports must behave the same: same requests upstream, same errors, same 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from deployments.hosted_engine import build_hosted_engine
@@ -168,3 +170,61 @@ async def test_keyless_upstream_needs_no_configured_key(
     completion = await engine(fake_upstream, transport, api_key_env=None).complete(gen("no key"))
     assert completion.text == "large says: no key"
     assert "sk-test" not in upstream_behaviour.headers_seen[-1].get("authorization", "")
+
+
+@pytest.mark.parametrize(
+    "response_format",
+    [
+        {"type": "json_object"},
+        {
+            "type": "json_schema",
+            "json_schema": {
+                "name": "colours",
+                "strict": True,
+                "schema": {"type": "object", "properties": {"colours": {"type": "array", "items": {"type": "string"}}}},
+            },
+        },
+    ],
+)
+@pytest.mark.parametrize("stream", [False, True])
+async def test_response_format_reaches_the_upstream(
+    fake_upstream: FakeOpenAIUpstream,
+    upstream_behaviour: UpstreamBehaviour,
+    transport: str,
+    response_format: dict[str, object],
+    stream: bool,
+) -> None:
+    request = GenerationRequest(
+        "req-3", [{"role": "user", "content": "Colours as JSON"}], max_tokens=50, response_format=response_format
+    )
+    eng = engine(fake_upstream, transport)
+    text = "".join([d.text async for d in eng.stream(request)]) if stream else (await eng.complete(request)).text
+    assert upstream_behaviour.requests[-1]["response_format"] == response_format
+    # The fake answers in the requested shape, as a hosted model does.
+    answer = json.loads(text)
+    assert set(answer) == ({"answer"} if response_format["type"] == "json_object" else {"colours"})
+
+
+async def test_upstream_refusing_a_schema_is_the_clients_error(
+    fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour, transport: str
+) -> None:
+    upstream_behaviour.fail_status = 400
+    upstream_behaviour.fail_message = "Invalid schema for response_format 'x': 'additionalProperties' is required"
+    request = GenerationRequest(
+        "req-4",
+        [{"role": "user", "content": "hi"}],
+        max_tokens=5,
+        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
+    )
+    with pytest.raises(InvalidRequestError) as info:
+        await engine(fake_upstream, transport).complete(request)
+    assert info.value.param == "response_format"
+    assert (
+        "refused the response_format" in info.value.message
+        and "'additionalProperties' is required" in info.value.message
+    )
+    assert info.value.status_code == 400
+    # Any other 400 is still the gateway's problem (it built the request): 502, open to failover.
+    upstream_behaviour.fail_message = "Unrecognized request argument supplied: frobnicate"
+    with pytest.raises(UpstreamError):
+        await engine(fake_upstream, transport).complete(request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import httpx
@@ -11,7 +12,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from gateway.redis_server import EmbeddedRedis
 from gateway.routing import ThresholdPolicy
 from tests.fakes.engines import ScriptedEngine
-from tests.fakes.openai_upstream import FakeOpenAIUpstream
+from tests.fakes.openai_upstream import FakeOpenAIUpstream, UpstreamBehaviour
 from tests.integration.conftest import ADMIN_KEY, AppFactory, gateway_config
 from tests.unit.test_routing_policy import LengthScorer
 
@@ -131,10 +132,10 @@ async def test_cache_keys_the_threshold_and_refuses_unsupported_features(
         # The body field wins over the header, in the cache key as in routing.
         body_wins = await ask({**body, "router_threshold": 1}, "0")
         assert (body_wins.headers["x-slm-router-cache"], body_wins.json()["model"]) == ("hit", "small-model")
-        # A cached plain-text answer exists, but a request for tools or JSON must not get it.
+        # A cached plain-text answer exists, but a request for tools or logprobs must not get it.
         for extra, param in (
             ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-            ({"response_format": {"type": "json_object"}}, "response_format"),
+            ({"logprobs": True}, "logprobs"),
         ):
             refused = await ask({**body, **extra}, "0")
             assert refused.status_code == 400
@@ -155,6 +156,97 @@ async def test_cache_keys_the_threshold_and_refuses_unsupported_features(
         if point.attributes.get("error.type") == "unsupported_parameter"
     ]
     assert sum(refused) == 2
+
+
+async def test_cache_keys_the_response_format(
+    make_app: AppFactory,
+    redis_server: EmbeddedRedis,
+    fake_upstream: FakeOpenAIUpstream,
+    upstream_behaviour: UpstreamBehaviour,
+) -> None:
+    config = gateway_config(redis_server.url, fake_upstream.base_url, state={"prefix": f"f{uuid.uuid4().hex[:8]}"})
+    body = {"model": "fake-large", "messages": [{"role": "user", "content": "Three colours, as JSON."}]}
+    schema = {"type": "object", "properties": {"colours": {"type": "array", "items": {"type": "string"}}}}
+    json_object = {"type": "json_object"}
+    json_schema = {"type": "json_schema", "json_schema": {"name": "colours", "schema": schema, "strict": True}}
+    async with make_app(config) as (client, _):
+
+        async def ask(response_format: object = None, **changes: object) -> httpx.Response:
+            payload = {**body, **changes}
+            if response_format is not None:
+                payload["response_format"] = response_format
+            return await client.post(CHAT, json=payload, headers={"x-slm-router-cache": "true"})
+
+        plain = await ask()
+        assert plain.headers["x-slm-router-cache"] == "miss"
+        assert plain.json()["choices"][0]["message"]["content"] == "large says: Three colours, as JSON."
+        # The plain answer is cached; a JSON request must not get it.
+        first = await ask(json_object)
+        assert first.headers["x-slm-router-cache"] == "miss"
+        assert upstream_behaviour.requests[-1]["response_format"] == json_object
+        answer = json.loads(first.json()["choices"][0]["message"]["content"])
+        assert answer == {"answer": "large says: Three colours, as JSON."}
+        again = await ask(json_object)
+        assert again.headers["x-slm-router-cache"] == "hit"
+        assert json.loads(again.json()["choices"][0]["message"]["content"]) == answer
+        structured = await ask(json_schema)
+        assert structured.headers["x-slm-router-cache"] == "miss"
+        assert upstream_behaviour.requests[-1]["response_format"] == json_schema
+        assert set(json.loads(structured.json()["choices"][0]["message"]["content"])) == {"colours"}
+        assert (await ask({"type": "text"})).headers["x-slm-router-cache"] == "hit"  # text is the default
+        sent = len(upstream_behaviour.requests)
+        # Refused before any upstream call: JSON mode without "json" in the messages, a bad schema.
+        no_word = await ask(json_object, messages=[{"role": "user", "content": "Three colours."}])
+        assert (no_word.status_code, no_word.json()["error"]["param"]) == (400, "messages")
+        bad_schema = {"type": "json_schema", "json_schema": {"name": "c", "schema": {"type": "objekt"}}}
+        refused = await ask(bad_schema)
+        assert (refused.status_code, refused.json()["error"]["param"]) == (400, "response_format.json_schema.schema")
+        assert len(upstream_behaviour.requests) == sent
+
+
+def request_counts(reader: InMemoryMetricReader) -> dict[tuple[str, str], int]:
+    """``slm_router.requests`` by (gen_ai.request.model, error.type or "ok")."""
+    data = reader.get_metrics_data()
+    assert data is not None
+    counts: dict[tuple[str, str], int] = {}
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name != "slm_router.requests":
+                    continue
+                for point in metric.data.data_points:
+                    attributes = point.attributes or {}
+                    label = (str(attributes.get("gen_ai.request.model")), str(attributes.get("error.type", "ok")))
+                    counts[label] = counts.get(label, 0) + int(point.value)
+    return counts
+
+
+async def test_refused_requests_are_counted_under_bounded_model_labels(
+    make_app: AppFactory, redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream
+) -> None:
+    reader = InMemoryMetricReader()
+    async with make_app(auth_config(redis_server.url, fake_upstream.base_url), metric_readers=[reader]) as (client, _):
+        created = await client.post("/admin/keys", json={"name": "svc"}, headers=ADMIN)
+        auth = {"authorization": f"Bearer {created.json()['key']}"}
+        assert (await client.post(CHAT, json=BODY)).status_code == 401
+        assert (await client.post(CHAT, content=b"{not json", headers=auth)).status_code == 400
+        assert (await client.post(CHAT, json={**BODY, "temperature": 5}, headers=auth)).status_code == 400
+        # Every unknown name is one more label value unless bucketed: 30 here, millions in the wild.
+        for index in range(30):
+            missing = await client.post(CHAT, json={**BODY, "model": f"gpt-{uuid.uuid4().hex}-{index}"}, headers=auth)
+            assert missing.status_code == 404
+        routed_form = await client.post(CHAT, json={**BODY, "model": "router-lexical-0.37"}, headers=auth)
+        assert routed_form.status_code == 404  # no learned router loaded in this config
+        assert (await client.post(CHAT, json=BODY, headers=auth)).status_code == 200
+    counts = request_counts(reader)
+    assert counts == {
+        ("other", "missing_api_key"): 1,
+        ("other", "InvalidRequestError"): 1,
+        ("other", "invalid_value"): 1,
+        ("other", "model_not_found"): 30,
+        ("router", "model_not_found"): 1,
+        ("small-model", "ok"): 1,
+    }
 
 
 @pytest.mark.parametrize("stream", [False, True])

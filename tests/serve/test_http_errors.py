@@ -58,7 +58,16 @@ def test_malformed_json(http: httpx.Client) -> None:
             {"model": "router", "messages": MESSAGES, "tools": [{"type": "function", "function": {"name": "f"}}]},
             "tools",
         ),
-        ({"model": "router", "messages": MESSAGES, "response_format": {"type": "json_object"}}, "response_format"),
+        ({"model": "router", "messages": MESSAGES, "response_format": {"type": "json_object"}}, "messages"),
+        ({"model": "router", "messages": MESSAGES, "response_format": {"type": "xml"}}, "response_format.type"),
+        (
+            {
+                "model": "router",
+                "messages": MESSAGES,
+                "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 5}}},
+            },
+            "response_format.json_schema.schema",
+        ),
         (
             {"model": "router", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
             "messages[0].content",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import openai
+import pydantic
 import pytest
 
 from tests.fakes.openai_upstream import UpstreamBehaviour
@@ -135,3 +138,62 @@ def test_sdk_raises_typed_errors(client: openai.OpenAI) -> None:
             tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
         )
     assert (no_tools.value.param, no_tools.value.code) == ("tools", "unsupported_parameter")
+
+
+class Person(pydantic.BaseModel):
+    name: str = pydantic.Field(max_length=24)
+    age: int
+
+
+@pytest.mark.parametrize("model", [SMALL, "local-large-standin"])
+def test_structured_outputs_parse_into_the_clients_type(client: openai.OpenAI, model: str) -> None:
+    # The SDK turns Person into a strict json_schema; vLLM constrains decoding to it, so even
+    # a 135M model's answer parses. The stand-in tier takes the field through litellm and
+    # the product's own OpenAI endpoint to the same engine.
+    completion = client.chat.completions.parse(
+        model=model,
+        messages=[{"role": "user", "content": "Invent a person with a name and an age."}],
+        response_format=Person,
+        max_tokens=60,
+        temperature=0,
+    )
+    choice = completion.choices[0]
+    assert choice.finish_reason == "stop"
+    assert isinstance(choice.message.parsed, Person), choice.message.content
+    assert choice.message.parsed.name
+
+
+def test_json_mode_stream_from_the_small_model_is_one_json_object(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model=SMALL,
+        messages=[{"role": "user", "content": "Give me a JSON object with a name and an age."}],
+        response_format={"type": "json_object"},
+        max_tokens=60,
+        temperature=0,
+        stream=True,
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    assert isinstance(json.loads(text), dict), text
+
+
+def test_json_requests_the_small_model_cannot_honour_are_400(client: openai.OpenAI) -> None:
+    # A valid JSON Schema whose regex (a look-behind) vLLM's grammar compiler refuses: the
+    # client's 400 naming response_format, and the engine goes on serving.
+    lookbehind = {"type": "object", "properties": {"a": {"type": "string", "pattern": "(?<=x)y"}}}
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model=SMALL,
+            messages=[{"role": "user", "content": "hi"}],
+            response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": lookbehind}},
+            max_tokens=8,
+        )
+    assert refused.value.param == "response_format"
+    with pytest.raises(openai.BadRequestError) as no_word:
+        client.chat.completions.create(
+            model=SMALL, messages=[{"role": "user", "content": "hi"}], response_format={"type": "json_object"}
+        )
+    assert no_word.value.param == "messages"
+    after = client.chat.completions.create(model=SMALL, messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+    assert after.choices[0].message.content

@@ -32,6 +32,8 @@ def variant(**changes: Any) -> dict[str, Any]:
         variant(stop=None),
         variant(stop=[]),
         variant(n=1),
+        variant(response_format={"type": "text"}),
+        variant(response_format=None),
         variant(
             messages=[
                 {"role": "developer", "content": "Be brief."},
@@ -64,6 +66,8 @@ def test_equivalent_requests_share_a_digest(same: dict[str, Any]) -> None:
         variant(presence_penalty=0.5),
         variant(frequency_penalty=0.5),
         variant(router_threshold=0.3),
+        variant(response_format={"type": "json_object"}),
+        variant(response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}),
     ],
 )
 def test_output_relevant_changes_change_the_digest(different: dict[str, Any]) -> None:
@@ -78,6 +82,20 @@ def test_stop_string_equals_one_element_list() -> None:
 def test_threshold_int_and_float_are_one_key() -> None:
     assert cache_digest(variant(router_threshold=0)) == cache_digest(variant(router_threshold=0.0))
     assert cache_digest(variant(router_threshold=0)) != cache_digest(variant(router_threshold=1))
+
+
+def test_response_formats_key_by_content_not_key_order() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    one = variant(response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": schema}})
+    reordered = variant(
+        response_format={"json_schema": {"schema": dict(reversed(schema.items())), "name": "a"}, "type": "json_schema"}
+    )
+    other_schema = variant(
+        response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "array"}}}
+    )
+    assert cache_digest(one) == cache_digest(reordered)
+    assert cache_digest(one) != cache_digest(other_schema)
+    assert cache_digest(one) != cache_digest(variant(response_format={"type": "json_object"}))
 
 
 def test_scope_separates_tenants() -> None:
@@ -99,6 +117,7 @@ def test_normal_form() -> None:
         "seed": None,
         "n": 1,
         "stop": ["x"],
+        "response_format": None,
     }
     assert isinstance(normal["temperature"], float)
 
@@ -117,6 +136,7 @@ def test_normal_form() -> None:
         variant(temperature="0.5"),
         variant(seed="1"),
         variant(stop=[1]),
+        variant(response_format="json"),
     ],
 )
 def test_uncachable_requests_raise(bad: dict[str, Any]) -> None:
