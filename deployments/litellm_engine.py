@@ -102,7 +102,7 @@ class LiteLLMChatEngine(ChatEngine):
         api_key = self._api_key()
         if api_key:
             kwargs["api_key"] = api_key
-        kwargs.update(request.openai_sampling_fields())
+        kwargs.update(request.openai_optional_fields())
         if request.trace_headers:
             kwargs["extra_headers"] = {**kwargs.get("extra_headers", {}), **request.trace_headers}
         return kwargs

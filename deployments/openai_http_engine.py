@@ -124,7 +124,7 @@ class OpenAIHTTPChatEngine(ChatEngine):
         }
         if stream:
             body["stream_options"] = {"include_usage": True}
-        body.update(request.openai_sampling_fields())
+        body.update(request.openai_optional_fields())
         return body
 
     def _model_name(self, reported: object) -> str:

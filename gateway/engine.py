@@ -47,7 +47,7 @@ class GenerationRequest:
     #: W3C trace context (``traceparent``/``tracestate``) to pass to the model upstream.
     trace_headers: dict[str, str] = field(default_factory=dict)
 
-    def openai_sampling_fields(self) -> dict[str, Any]:
+    def openai_optional_fields(self) -> dict[str, Any]:
         """The optional fields that are set (sampling, ``user``, ``response_format``), named as in
         OpenAI's Chat Completions API."""
         fields: dict[str, Any] = {

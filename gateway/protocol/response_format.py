@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
+from jsonschema import Draft202012Validator, SchemaError, validators
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway.errors import InvalidRequestError
@@ -29,9 +30,7 @@ class _Format(BaseModel):
 
 def _schema_problem(schema: dict[str, Any]) -> str | None:
     # jsonschema checks the schema against its own metaschema (the draft named by "$schema",
-    # else 2020-12); it resolves no remote references.
-    from jsonschema import Draft202012Validator, SchemaError, validators
-
+    # else 2020-12), regexes included; it resolves no remote references.
     try:
         validators.validator_for(schema, default=Draft202012Validator).check_schema(schema)
     except SchemaError as exc:

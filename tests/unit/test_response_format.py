@@ -73,6 +73,11 @@ def test_valid_formats_reach_engines_in_openai_shape(response_format: Any, engin
             "(at 'required')",
         ),
         (
+            {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "("}}},
+            "response_format.json_schema.schema",
+            "'(' is not a 'regex'",
+        ),
+        (
             {"type": "json_schema", "json_schema": {"name": "x", "schema": {"$schema": ["not", "a", "uri"]}}},
             "response_format.json_schema.schema",
             "cannot be checked",
@@ -113,14 +118,14 @@ async def test_every_tier_receives_the_format(model: str) -> None:
     assert isinstance(result, ChatResult)
     engine = small if model == "small-model" else large
     assert [r.response_format for r in engine.requests] == [SCHEMA_FORMAT]
-    assert engine.requests[0].openai_sampling_fields()["response_format"] == SCHEMA_FORMAT
+    assert engine.requests[0].openai_optional_fields()["response_format"] == SCHEMA_FORMAT
 
 
 async def test_text_format_sends_nothing_to_engines() -> None:
     small = ScriptedEngine(model="small-model")
     await service(small, ScriptedEngine()).create(parse({"type": "text"}))
     assert small.requests[0].response_format is None
-    assert "response_format" not in small.requests[0].openai_sampling_fields()
+    assert "response_format" not in small.requests[0].openai_optional_fields()
 
 
 @pytest.mark.parametrize(
