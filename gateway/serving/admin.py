@@ -40,7 +40,8 @@ class CreateKeyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100)
-    tenant: str = Field("default", min_length=1, max_length=64)
+    #: The characters the key store accepts (tenants become parts of Redis keys and metric labels).
+    tenant: str = Field("default", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     rpm_limit: int | None = Field(None, ge=1)
     tpm_limit: int | None = Field(None, ge=1)
     budget_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
@@ -102,14 +103,21 @@ class AdminService:
 
     async def create_key(self, body: CreateKeyRequest) -> dict[str, Any]:
         """Create a key; the plaintext is in this response only."""
-        plaintext, record = await self._require_store().api_keys.create(
-            body.name,
-            body.tenant,
-            rpm_limit=body.rpm_limit,
-            tpm_limit=body.tpm_limit,
-            budget_usd=body.budget_usd,
-            routing_defaults=body.routing_defaults,
-        )
+        try:
+            plaintext, record = await self._require_store().api_keys.create(
+                body.name,
+                body.tenant,
+                rpm_limit=body.rpm_limit,
+                tpm_limit=body.tpm_limit,
+                budget_usd=body.budget_usd,
+                routing_defaults=body.routing_defaults,
+            )
+        except ValueError as exc:
+            # The store validates its arguments too (a blank name, say): the admin's 400, not a 500.
+            message = str(exc)
+            field = message.split(" ", 1)[0]
+            param = field if field in CreateKeyRequest.model_fields else None
+            raise InvalidRequestError(message, param=param) from None
         return {"key": plaintext, **record.model_dump(mode="json")}
 
     async def list_keys(self) -> dict[str, Any]:

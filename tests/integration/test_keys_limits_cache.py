@@ -52,6 +52,10 @@ async def test_key_lifecycle_over_the_admin_api(
         revoked = await client.post(CHAT, json=BODY, headers={"authorization": f"Bearer {key}"})
         assert revoked.status_code == 401
         assert (await client.delete("/admin/keys/nope", headers=ADMIN)).status_code == 404
+        # Arguments the key store refuses are the admin's 400 naming the field (were 500s).
+        for bad, param in (({"name": "x", "tenant": "34/\U00088537\u00f9"}, "tenant"), ({"name": "   "}, "name")):
+            refused = await client.post("/admin/keys", json=bad, headers=ADMIN)
+            assert (refused.status_code, refused.json()["error"]["param"]) == (400, param), refused.text
 
 
 async def test_rate_limit_is_shared_by_two_replicas(
