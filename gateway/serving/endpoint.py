@@ -89,26 +89,26 @@ class ChatEndpoint:
             request = parse_body(body, ChatCompletionRequest)
             # Before the cache: a cached plain-text answer must not reach a request for tools.
             reject_unsupported(request)
+            threshold = parse_threshold_header(headers)
+            if threshold is None:
+                threshold = self._default_threshold(caller)
+            use_cache = self._wants_cache(request, headers)
+            # The request as a plain dict feeds rate-limit estimates and the cache key; skip
+            # building it on the common path that needs neither.
+            needs_dict = use_cache or caller.record is not None
+            request_dict: dict[str, Any] = request.model_dump(mode="json", exclude_none=True) if needs_dict else {}
+            if use_cache and threshold is not None and request.router_threshold is None:
+                # A header's or the key's threshold picks the tier as the body field would, so the
+                # cache must tell them apart (the body field wins, as in routing).
+                request_dict["router_threshold"] = threshold
+            admission = await self._access.admit(caller, request_dict, _ESTIMATE_MAX_TOKENS)
+            over_budget = await self._over_budget(caller)
         except GatewayError as error:
             # Refused before any work, but still a failed request in the metrics and traces
-            # (error.type says why): operators see bad keys, bad bodies and unsupported asks.
+            # (error.type says why): operators see bad keys and bodies, unsupported asks and 429s.
             model = self._chat.model_label(request.model) if request is not None else OTHER_MODEL_LABEL
             self._observer.begin(request_model=model, headers=headers, caller=caller).fail(error)
             raise
-        threshold = parse_threshold_header(headers)
-        if threshold is None:
-            threshold = self._default_threshold(caller)
-        use_cache = self._wants_cache(request, headers)
-        # The request as a plain dict feeds rate-limit estimates and the cache key; skip
-        # building it on the common path that needs neither.
-        needs_dict = use_cache or caller.record is not None
-        request_dict: dict[str, Any] = request.model_dump(mode="json", exclude_none=True) if needs_dict else {}
-        if use_cache and threshold is not None and request.router_threshold is None:
-            # A header's or the key's threshold picks the tier as the body field would, so the
-            # cache must tell them apart (the body field wins, as in routing).
-            request_dict["router_threshold"] = threshold
-        admission = await self._access.admit(caller, request_dict, _ESTIMATE_MAX_TOKENS)
-        over_budget = await self._over_budget(caller)
         if use_cache and self._cache is not None:
             hit = await self._cache.get(request_dict, scope=caller.tenant)
             if hit is not None:

@@ -242,6 +242,12 @@ async def test_refused_requests_are_counted_under_bounded_model_labels(
         routed_form = await client.post(CHAT, json={**BODY, "model": "router-lexical-0.37"}, headers=auth)
         assert routed_form.status_code == 404  # no learned router loaded in this config
         assert (await client.post(CHAT, json=BODY, headers=auth)).status_code == 200
+        bad_header = await client.post(CHAT, json=BODY, headers={**auth, "x-slm-router-threshold": "high"})
+        assert bad_header.status_code == 400
+        limited = await client.post("/admin/keys", json={"name": "one-a-minute", "rpm_limit": 1}, headers=ADMIN)
+        one_a_minute = {"authorization": f"Bearer {limited.json()['key']}"}
+        statuses = [(await client.post(CHAT, json=BODY, headers=one_a_minute)).status_code for _ in range(2)]
+        assert statuses == [200, 429]
     counts = request_counts(reader)
     assert counts == {
         ("other", "missing_api_key"): 1,
@@ -249,7 +255,9 @@ async def test_refused_requests_are_counted_under_bounded_model_labels(
         ("other", "invalid_value"): 1,
         ("other", "model_not_found"): 30,
         ("router", "model_not_found"): 1,
-        ("small-model", "ok"): 1,
+        ("small-model", "ok"): 2,
+        ("small-model", "InvalidRequestError"): 1,
+        ("small-model", "rate_limit_exceeded"): 1,
     }
 
 
