@@ -136,6 +136,11 @@ class ChatCompletionRequest(_Tolerant):
         """``max_completion_tokens`` wins over the legacy ``max_tokens``."""
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
+    def output_type(self) -> Literal["text", "json"]:
+        """``gen_ai.output.type``: ``json`` for JSON mode and structured outputs, else ``text``."""
+        fmt = self.response_format
+        return "text" if fmt is None or fmt.type == "text" else "json"
+
     def wants_usage_in_stream(self) -> bool:
         """Whether a stream should end with a usage chunk."""
         return self.stream_options is not None and self.stream_options.include_usage

@@ -107,14 +107,21 @@ class ChatEndpoint:
             # Refused before any work, but still a failed request in the metrics and traces
             # (error.type says why): operators see bad keys and bodies, unsupported asks and 429s.
             model = self._chat.model_label(request.model) if request is not None else OTHER_MODEL_LABEL
-            self._observer.begin(request_model=model, headers=headers, caller=caller).fail(error)
+            output_type = request.output_type() if request is not None else None
+            self._observer.begin(request_model=model, headers=headers, caller=caller, output_type=output_type).fail(
+                error
+            )
             raise
         if use_cache and self._cache is not None:
             hit = await self._cache.get(request_dict, scope=caller.tenant)
             if hit is not None:
                 return self._cached(hit, admission.headers())
         observation = self._observer.begin(
-            request_model=self._chat.model_label(request.model), headers=headers, caller=caller, admission=admission
+            request_model=self._chat.model_label(request.model),
+            headers=headers,
+            caller=caller,
+            admission=admission,
+            output_type=request.output_type(),
         )
         try:
             result = await self._chat.create(

@@ -22,6 +22,7 @@ from gateway.routing.live import RoutingControl
 from gateway.routing.policy import RoutingDecision
 from gateway.serving.access import AccessControl, Admission, Caller
 from gateway.telemetry import RequestRecord, RequestTrace, Telemetry, UpstreamCall, UpstreamRecord
+from gateway.telemetry.semconv import ATTR_OUTPUT_TYPE
 
 __all__ = ["RequestObservation", "RequestObserver"]
 
@@ -59,9 +60,12 @@ class RequestObserver:
         headers: Mapping[str, str] | None = None,
         caller: Caller | None = None,
         admission: Admission | None = None,
+        output_type: str | None = None,
     ) -> RequestObservation:
         """Start observing one request (opens its server span, continuing a client ``traceparent``)."""
         trace = self.telemetry.start_request(headers or {}) if self.telemetry is not None else None
+        if trace is not None and output_type is not None:
+            trace.set_attributes({ATTR_OUTPUT_TYPE: output_type})
         return RequestObservation(self, request_model, trace, caller, admission)
 
     def detach(self, coroutine: Any) -> None:

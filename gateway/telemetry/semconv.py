@@ -15,6 +15,7 @@ __all__ = [
     "ATTR_HTTP_STATUS",
     "ATTR_KEY_ID",
     "ATTR_OPERATION",
+    "ATTR_OUTPUT_TYPE",
     "ATTR_PROVIDER",
     "ATTR_REQUEST_MODEL",
     "ATTR_RESPONSE_MODEL",
@@ -55,6 +56,8 @@ ATTR_SYSTEM = "gen_ai.system"
 ATTR_REQUEST_MODEL = "gen_ai.request.model"
 ATTR_RESPONSE_MODEL = "gen_ai.response.model"
 ATTR_TOKEN_TYPE = "gen_ai.token.type"
+#: What the client asked the answer to be: ``text`` or ``json`` (``response_format``).
+ATTR_OUTPUT_TYPE = "gen_ai.output.type"
 ATTR_USAGE_INPUT = "gen_ai.usage.input_tokens"
 ATTR_USAGE_OUTPUT = "gen_ai.usage.output_tokens"
 ATTR_ERROR_TYPE = "error.type"

@@ -122,3 +122,25 @@ async def test_request_span_has_routing_and_upstream_children(
     assert all(s.context.trace_id == server[0].context.trace_id for s in children)
     client_span = next(s for s in children if s.kind.name == "CLIENT")
     assert client_span.attributes is not None and client_span.attributes["gen_ai.usage.output_tokens"] == 3
+    assert server[0].attributes is not None and server[0].attributes["gen_ai.output.type"] == "text"
+
+
+async def test_request_span_says_when_json_was_asked_for(
+    make_app: AppFactory, fake_upstream: FakeOpenAIUpstream
+) -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    json_schema = {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}
+    async with make_app(
+        gateway_config(None, fake_upstream.base_url), span_processors=[SimpleSpanProcessor(exporter)]
+    ) as (
+        client,
+        _,
+    ):
+        answered = await client.post(CHAT, json=body("fake-large", response_format=json_schema))
+        refused = await client.post(CHAT, json=body("fake-large", response_format={"type": "json_object"}))
+    assert (answered.status_code, refused.status_code) == (200, 400)  # the second lacks the word "json"
+    server = [s for s in exporter.get_finished_spans() if s.kind.name == "SERVER"]
+    assert [(s.attributes or {}).get("gen_ai.output.type") for s in server] == ["json", "json"]
