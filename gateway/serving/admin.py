@@ -40,8 +40,7 @@ class CreateKeyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100)
-    #: The characters the key store accepts (tenants become parts of Redis keys and metric labels).
-    tenant: str = Field("default", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    tenant: str = Field("default", min_length=1, max_length=64)
     rpm_limit: int | None = Field(None, ge=1)
     tpm_limit: int | None = Field(None, ge=1)
     budget_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
@@ -113,7 +112,8 @@ class AdminService:
                 routing_defaults=body.routing_defaults,
             )
         except ValueError as exc:
-            # The store validates its arguments too (a blank name, say): the admin's 400, not a 500.
+            # The store is the authority on what a key may hold (a tenant's characters, a
+            # non-blank name); its messages start with the argument's name.
             message = str(exc)
             field = message.split(" ", 1)[0]
             param = field if field in CreateKeyRequest.model_fields else None

@@ -227,11 +227,9 @@ class ChatCompletionService:
         metrics SDK's per-instrument series limit (2,000), after which real series land in an
         overflow bucket until restart. ``router-<router>-<threshold>`` counts as the virtual model.
         """
-        if model == self._virtual_model_name or model in self._by_model:
+        if model in self._by_model:
             return model
-        if model.startswith(f"{self._virtual_model_name}-"):
-            return self._virtual_model_name
-        return OTHER_MODEL_LABEL
+        return self._virtual_model_name if self.is_routed(model) else OTHER_MODEL_LABEL
 
     def is_routed(self, model: str) -> bool:
         """Whether ``model`` names the virtual router model (plain or with a threshold)."""
