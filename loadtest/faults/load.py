@@ -239,7 +239,7 @@ async def send(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec,
             outcome.retry_after = response.headers.get("retry-after")
             if response.status != 200:
                 body = await response.text()
-                outcome.error_message = body[:200]
+                outcome.error_message = body[:300]
             elif spec.stream:
                 await _read_stream(response, outcome)
             else:

@@ -64,7 +64,26 @@ class FaultReport:
             lines += [f"| {c.goal} | {'yes' if c.passed else '**no**'} | {_cell(c.detail)} |" for c in self.checks]
         if self.notes:
             lines += [""] + [f"- {note}" for note in self.notes]
+        if not self.passed:
+            lines += self._failed_requests()
         return "\n".join(lines) + "\n"
+
+    def _failed_requests(self, limit: int = 10) -> list[str]:
+        # A failed goal's counts say what failed, not why: the first failures' own messages
+        # (the gateway's error body) are what a CI log needs to diagnose a one-off.
+        failed = [o for o in self.outcomes if not o.ok]
+        if not failed:
+            return []
+        origin = min(o.started for o in self.outcomes)
+        shown = min(limit, len(failed))
+        lines = ["", f"Failed requests (first {shown} of {len(failed)}; t from the first request):", ""]
+        lines += ["| t, s | model | stream | outcome | ms | message |", "|---|---|---|---|---|---|"]
+        for o in failed[:limit]:
+            lines.append(
+                f"| {o.started - origin:.2f} | {_cell(o.model)} | {o.stream} | {o.label} | "
+                f"{(o.ended - o.started) * 1000:.0f} | {_cell(o.error_message[:300])} |"
+            )
+        return lines
 
 
 def _cell(text: str) -> str:
