@@ -14,7 +14,7 @@ from typing import Any
 from deployments.upstream_refusals import refused_response_format
 from deployments.upstream_retries import call_with_retries
 from gateway.config import LiteLLMTierConfig
-from gateway.engine import ChatEngine, Completion, EngineDelta, GenerationRequest
+from gateway.engine import ChatEngine, Completion, EngineDelta, GenerationRequest, logprobs_from_openai
 from gateway.errors import (
     GatewayError,
     InvalidRequestError,
@@ -132,6 +132,7 @@ class LiteLLMChatEngine(ChatEngine):
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             model=self._model_name(getattr(response, "model", None)),
+            logprobs=logprobs_from_openai(getattr(choice, "logprobs", None)),
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta]:
@@ -151,9 +152,11 @@ class LiteLLMChatEngine(ChatEngine):
                 for choice in chunk.choices or []:
                     text = getattr(choice.delta, "content", None) or ""
                     finish_reason = choice.finish_reason or finish_reason
-                    if text:
+                    logprobs = logprobs_from_openai(getattr(choice, "logprobs", None))
+                    if text or logprobs:
                         text_parts += 1
-                        yield EngineDelta(text, None, prompt_tokens, completion_tokens or text_parts, model)
+                        tokens = completion_tokens or text_parts
+                        yield EngineDelta(text, None, prompt_tokens, tokens, model, logprobs)
         except Exception as exc:
             raise _translate(litellm, exc, self._tier.served_model_name) from exc
         finally:

@@ -20,7 +20,7 @@ import aiohttp
 from deployments.upstream_refusals import refused_response_format
 from deployments.upstream_retries import call_with_retries
 from gateway.config import LiteLLMTierConfig
-from gateway.engine import ChatEngine, Completion, EngineDelta, GenerationRequest
+from gateway.engine import ChatEngine, Completion, EngineDelta, GenerationRequest, logprobs_from_openai
 from gateway.errors import (
     GatewayError,
     InvalidRequestError,
@@ -174,6 +174,7 @@ class OpenAIHTTPChatEngine(ChatEngine):
                 prompt_tokens=int(usage.get("prompt_tokens") or 0),
                 completion_tokens=int(usage.get("completion_tokens") or 0),
                 model=self._model_name(data.get("model")),
+                logprobs=logprobs_from_openai(choice.get("logprobs")),
             )
         except (TimeoutError, aiohttp.ClientError, ValueError, AttributeError, TypeError) as exc:
             raise _translate(exc, self._tier.served_model_name) from exc
@@ -196,9 +197,11 @@ class OpenAIHTTPChatEngine(ChatEngine):
                 for choice in event.get("choices") or []:
                     text = (choice.get("delta") or {}).get("content") or ""
                     finish_reason = choice.get("finish_reason") or finish_reason
-                    if text:
+                    logprobs = logprobs_from_openai(choice.get("logprobs"))
+                    if text or logprobs:
                         text_parts += 1
-                        yield EngineDelta(text, None, prompt_tokens, completion_tokens or text_parts, model)
+                        tokens = completion_tokens or text_parts
+                        yield EngineDelta(text, None, prompt_tokens, tokens, model, logprobs)
             finished = True
         except (TimeoutError, aiohttp.ClientError, ValueError, AttributeError, TypeError) as exc:
             raise _translate(exc, self._tier.served_model_name) from exc

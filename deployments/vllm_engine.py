@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from gateway.engine import ChatEngine, EngineDelta, GenerationRequest
+from gateway.engine import MIN_LOGPROB, ChatEngine, EngineDelta, GenerationRequest, TokenLogprob
 from gateway.errors import (
     EngineDeadError,
     EngineOverloadedError,
@@ -56,6 +56,44 @@ def _client_error(exc: Exception, request: GenerationRequest) -> InvalidRequestE
         return None
     param = getattr(exc, "parameter", None) or ("response_format" if request.response_format else None)
     return InvalidRequestError(str(exc), param=param, code="invalid_value")
+
+
+def _logprob_value(value: float) -> float:
+    # JSON has no infinities; OpenAI reports -9999.0 for a token the model rules out.
+    return value if value > MIN_LOGPROB else MIN_LOGPROB
+
+
+def _token_logprobs(token_ids: Any, logprobs: Any, top: int) -> tuple[TokenLogprob, ...]:
+    """vLLM's per-token ``{token_id: Logprob}`` maps as OpenAI's tokens with ``top`` alternatives.
+
+    Each map holds the sampled token and vLLM's ``top`` most likely ones (ranked from 1), so
+    the sampled token may appear twice or only once.
+    """
+    if not logprobs:
+        return ()
+    tokens: list[TokenLogprob] = []
+    for token_id, candidates in zip(token_ids, logprobs, strict=False):
+        alternatives = sorted(
+            (c for c in candidates.values() if c.rank is not None and c.rank <= top), key=lambda c: c.rank
+        )
+        chosen = candidates[token_id]
+        text = chosen.decoded_token or ""
+        tokens.append(
+            TokenLogprob(
+                token=text,
+                logprob=_logprob_value(chosen.logprob),
+                bytes=list(text.encode("utf-8", errors="replace")),
+                top_logprobs=tuple(
+                    TokenLogprob(
+                        token=alt.decoded_token or "",
+                        logprob=_logprob_value(alt.logprob),
+                        bytes=list((alt.decoded_token or "").encode("utf-8", errors="replace")),
+                    )
+                    for alt in alternatives
+                ),
+            )
+        )
+    return tuple(tokens)
 
 
 class VLLMChatEngine(ChatEngine):
@@ -130,6 +168,8 @@ class VLLMChatEngine(ChatEngine):
             kwargs["presence_penalty"] = request.presence_penalty
         if request.frequency_penalty is not None:
             kwargs["frequency_penalty"] = request.frequency_penalty
+        if request.logprobs:
+            kwargs["logprobs"] = request.top_logprobs
         if request.response_format is not None:
             kwargs["structured_outputs"] = StructuredOutputsParams(**_structured_outputs(request.response_format))
         return SamplingParams(**kwargs)
@@ -171,6 +211,9 @@ class VLLMChatEngine(ChatEngine):
                     prompt_tokens=len(prompt_ids),
                     completion_tokens=completion_tokens,
                     model=self._served_model_name,
+                    logprobs=_token_logprobs(piece.token_ids, piece.logprobs, request.top_logprobs)
+                    if request.logprobs
+                    else (),
                 )
         except (asyncio.CancelledError, GeneratorExit):
             raise

@@ -17,12 +17,15 @@ from typing import Any
 from gateway.errors import ConfigError
 
 __all__ = [
+    "MIN_LOGPROB",
     "ChatEngine",
     "Completion",
     "EngineDelta",
     "GenerationRequest",
+    "TokenLogprob",
     "collect_completion",
     "import_engine_class",
+    "logprobs_from_openai",
 ]
 
 
@@ -41,6 +44,9 @@ class GenerationRequest:
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     user: str | None = None
+    #: Return each output token's log probability, with ``top_logprobs`` alternatives (0-20).
+    logprobs: bool = False
+    top_logprobs: int = 0
     #: ``None`` for text, else OpenAI's ``response_format`` (``{"type": "json_object"}`` or
     #: ``{"type": "json_schema", "json_schema": {"name", "schema", ...}}``), already validated.
     response_format: dict[str, Any] | None = None
@@ -65,7 +71,63 @@ class GenerationRequest:
         }
         if self.stop:
             fields["stop"] = list(self.stop)
+        if self.logprobs:
+            fields["logprobs"] = True
+            if self.top_logprobs:
+                fields["top_logprobs"] = self.top_logprobs
         return fields
+
+
+#: What OpenAI reports for a log probability of minus infinity (JSON has no infinities).
+MIN_LOGPROB = -9999.0
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One output token's log probability and, for a generated token, its top alternatives.
+
+    ``bytes`` is the token's UTF-8 encoding (``None`` when the engine does not know it).
+    """
+
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+    top_logprobs: tuple[TokenLogprob, ...] = ()
+
+    def to_openai(self, *, top: bool = True) -> dict[str, Any]:
+        """OpenAI's ``ChatCompletionTokenLogprob`` shape (``top_logprobs`` items leave it out)."""
+        data: dict[str, Any] = {"token": self.token, "logprob": self.logprob, "bytes": self.bytes}
+        if top:
+            data["top_logprobs"] = [alt.to_openai(top=False) for alt in self.top_logprobs]
+        return data
+
+    @classmethod
+    def from_openai(cls, data: Any) -> TokenLogprob:
+        """From an upstream's ``ChatCompletionTokenLogprob`` (a dict or an SDK object)."""
+
+        def field_of(item: Any, name: str) -> Any:
+            return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+
+        raw_bytes = field_of(data, "bytes")
+        logprob = field_of(data, "logprob")
+        return cls(
+            token=str(field_of(data, "token") or ""),
+            logprob=float(logprob) if logprob is not None else MIN_LOGPROB,
+            bytes=[int(b) for b in raw_bytes] if raw_bytes is not None else None,
+            top_logprobs=tuple(cls.from_openai(alt) for alt in field_of(data, "top_logprobs") or ()),
+        )
+
+
+def logprobs_from_openai(choice_logprobs: Any) -> tuple[TokenLogprob, ...]:
+    """The tokens of an upstream choice's ``logprobs`` (``{"content": [...]}``, a dict or an SDK object)."""
+    if choice_logprobs is None:
+        return ()
+    content = (
+        choice_logprobs.get("content")
+        if isinstance(choice_logprobs, dict)
+        else getattr(choice_logprobs, "content", None)
+    )
+    return tuple(TokenLogprob.from_openai(item) for item in content or ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +144,8 @@ class EngineDelta:
     completion_tokens: int = 0
     #: The concrete model that produced the text.
     model: str = ""
+    #: The log probabilities of this piece's tokens, when the request asked for them.
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,18 +157,24 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     model: str
+    #: Every output token's log probability, when the request asked for them.
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 async def collect_completion(deltas: AsyncIterator[EngineDelta]) -> Completion:
     """Drain a delta stream into one :class:`Completion`."""
     parts: list[str] = []
+    logprobs: list[TokenLogprob] = []
     last: EngineDelta | None = None
     async for delta in deltas:
         parts.append(delta.text)
+        logprobs.extend(delta.logprobs)
         last = delta
     if last is None:
         return Completion("", "stop", 0, 0, "")
-    return Completion("".join(parts), last.finish_reason, last.prompt_tokens, last.completion_tokens, last.model)
+    return Completion(
+        "".join(parts), last.finish_reason, last.prompt_tokens, last.completion_tokens, last.model, tuple(logprobs)
+    )
 
 
 class ChatEngine(ABC):

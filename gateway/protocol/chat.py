@@ -8,6 +8,7 @@ with ``model_dump(exclude_none=...)`` by the serving layer.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -15,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -28,13 +30,18 @@ __all__ = [
     "ChatCompletionRequest",
     "ChatCompletionResponse",
     "ChatMessage",
+    "ChoiceLogprobs",
     "ChunkChoice",
     "DeltaMessage",
     "ResponseMessage",
     "StreamOptions",
     "TextContentPart",
+    "TokenLogprobModel",
     "Usage",
 ]
+
+#: OpenAI's upper bound for ``top_logprobs``.
+MAX_TOP_LOGPROBS = 20
 
 Role = Literal["system", "developer", "user", "assistant"]
 
@@ -109,6 +116,8 @@ class ChatCompletionRequest(_Tolerant):
     frequency_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
     #: Text (default), JSON mode or a JSON Schema; see :mod:`gateway.protocol.response_format`.
     response_format: ResponseFormat | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
     #: slm-router extension: per-request routing threshold for the virtual router model.
     router_threshold: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
 
@@ -124,6 +133,14 @@ class ChatCompletionRequest(_Tolerant):
     def _stop_list(cls, value: str | list[str] | None) -> str | list[str] | None:
         if isinstance(value, list) and any(s == "" for s in value):
             raise ValueError("stop sequences must not be empty")
+        return value
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _top_logprobs_need_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value and not info.data.get("logprobs"):
+            # OpenAI refuses this too: the alternatives come with each token's own logprob.
+            raise ValueError("top_logprobs needs logprobs: true")
         return value
 
     def stop_sequences(self) -> list[str]:
@@ -170,13 +187,39 @@ class ResponseMessage(BaseModel):
     content: str
 
 
+class TopLogprobModel(BaseModel):
+    """One alternative in ``top_logprobs``."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class TokenLogprobModel(TopLogprobModel):
+    """One output token of ``logprobs.content``, with its most likely alternatives."""
+
+    top_logprobs: list[TopLogprobModel] = Field(default_factory=list)
+
+
+class ChoiceLogprobs(BaseModel):
+    """A choice's ``logprobs``: one entry per output token (``refusal`` is always null here)."""
+
+    content: list[TokenLogprobModel] | None
+    refusal: None = None
+
+    @classmethod
+    def of(cls, tokens: Iterable[Mapping[str, Any]]) -> ChoiceLogprobs:
+        """From tokens in OpenAI's shape (``{"token", "logprob", "bytes", "top_logprobs"}``)."""
+        return cls(content=[TokenLogprobModel.model_validate(token) for token in tokens])
+
+
 class ChatCompletionChoice(BaseModel):
     """One choice of a non-stream response."""
 
     index: int = 0
     message: ResponseMessage
     finish_reason: str | None
-    logprobs: Any = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionResponse(BaseModel):
@@ -209,7 +252,7 @@ class ChunkChoice(BaseModel):
     index: int = 0
     delta: DeltaMessage
     finish_reason: str | None = None
-    logprobs: Any = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(BaseModel):

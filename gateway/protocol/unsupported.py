@@ -5,10 +5,10 @@ change what the client gets back is different: ignoring ``tools`` would return p
 to a client that will parse a tool call, and the failure would surface far from its cause
 (and a cached answer to the plain request would be served to it). Such a request is refused
 with 400 ``unsupported_parameter`` naming the parameter. Each parameter's "off" values
-(``tools: []``, ``tool_choice: "none"``, ``logprobs: false``, ...) are accepted, since SDKs
+(``tools: []``, ``tool_choice: "none"``, ``logit_bias: {}``, ...) are accepted, since SDKs
 and proxies send them by default, and so are tool definitions that ``tool_choice: "none"``
 declines (the answer is text, as asked; the definitions are dropped). ``response_format`` is
-implemented (:mod:`gateway.protocol.response_format`).
+implemented (:mod:`gateway.protocol.response_format`), and so are ``logprobs`` and ``top_logprobs``.
 """
 
 from __future__ import annotations
@@ -36,8 +36,6 @@ UNSUPPORTED_PARAMETERS: tuple[tuple[str, tuple[Any, ...], str], ...] = (
         "'tool_choice' needs tool calling, which is not supported; omit it or use 'none'",
     ),
     ("function_call", (None, "none", "auto"), "'function_call' needs function calling, which is not supported"),
-    ("logprobs", (None, False), "logprobs are not supported"),
-    ("top_logprobs", (None, 0), "top_logprobs is not supported (logprobs are not supported)"),
     (
         "logit_bias",
         (None, {}),

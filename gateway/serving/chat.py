@@ -31,6 +31,7 @@ from gateway.protocol import (
     ChatCompletionChoice,
     ChatCompletionRequest,
     ChatCompletionResponse,
+    ChoiceLogprobs,
     ModelCard,
     ModelList,
     ResponseMessage,
@@ -316,6 +317,8 @@ class ChatCompletionService:
             frequency_penalty=request.frequency_penalty,
             user=request.user,
             response_format=request.response_format.for_engine() if request.response_format else None,
+            logprobs=bool(request.logprobs),
+            top_logprobs=request.top_logprobs or 0,
         )
 
     def _headers(self, tier: Tier, model: str, decision: RoutingDecision) -> dict[str, str]:
@@ -409,6 +412,9 @@ class ChatCompletionService:
                 ChatCompletionChoice(
                     message=ResponseMessage(content=completion.text),
                     finish_reason=completion.finish_reason or "stop",
+                    logprobs=ChoiceLogprobs.of(t.to_openai() for t in completion.logprobs)
+                    if generation.logprobs
+                    else None,
                 )
             ],
             usage=Usage(
@@ -449,5 +455,6 @@ class ChatCompletionService:
             timeout_s=tier.timeout_s,
             include_usage=request.wants_usage_in_stream(),
             observation=observation,
+            logprobs=bool(request.logprobs),
         )
         return StreamResult(frames=stream.frames(first, deltas), headers=self._headers(tier, model, decision))

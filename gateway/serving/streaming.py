@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from gateway.accounting import RequestCost
 from gateway.engine import EngineDelta
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeoutError
-from gateway.protocol import ChatCompletionChunk, ChunkChoice, DeltaMessage, Usage
+from gateway.protocol import ChatCompletionChunk, ChoiceLogprobs, ChunkChoice, DeltaMessage, Usage
 from gateway.serving.observer import RequestObservation
 
 __all__ = ["SseStream", "close_quietly", "sse"]
@@ -52,13 +52,20 @@ class SseStream:
     timeout_s: float
     include_usage: bool
     observation: RequestObservation | None = None
+    #: The client asked for ``logprobs``: each content chunk carries its tokens'.
+    logprobs: bool = False
 
-    def _chunk(self, created: int, delta: DeltaMessage, finish_reason: str | None = None) -> bytes:
+    def _chunk(
+        self, created: int, delta: DeltaMessage, finish_reason: str | None = None, piece: EngineDelta | None = None
+    ) -> bytes:
+        logprobs = None
+        if self.logprobs and piece is not None:
+            logprobs = ChoiceLogprobs.of(t.to_openai() for t in piece.logprobs)
         body = ChatCompletionChunk(
             id=self.request_id,
             created=created,
             model=self.model,
-            choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)],
+            choices=[ChunkChoice(delta=delta, finish_reason=finish_reason, logprobs=logprobs)],
         )
         return sse(body.model_dump_json())
 
@@ -71,9 +78,9 @@ class SseStream:
         try:
             yield self._chunk(created, DeltaMessage(role="assistant", content=""))
             if first is not None:
-                if first.text:
+                if first.text or (self.logprobs and first.logprobs):
                     self._first_token()
-                    yield self._chunk(created, DeltaMessage(content=first.text))
+                    yield self._chunk(created, DeltaMessage(content=first.text), piece=first)
                 finish_reason = first.finish_reason
             deadline = asyncio.get_running_loop().time() + self.timeout_s
             while finish_reason is None:
@@ -87,9 +94,9 @@ class SseStream:
                 if delta is None:
                     break
                 last = delta
-                if delta.text:
+                if delta.text or (self.logprobs and delta.logprobs):
                     self._first_token()
-                    yield self._chunk(created, DeltaMessage(content=delta.text))
+                    yield self._chunk(created, DeltaMessage(content=delta.text), piece=delta)
                 finish_reason = delta.finish_reason
             yield self._chunk(created, DeltaMessage(), finish_reason or "stop")
             settled = True

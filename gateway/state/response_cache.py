@@ -33,7 +33,7 @@ __all__ = ["CACHE_KEY_VERSION", "ResponseCache", "cache_digest", "normalise_requ
 logger = logging.getLogger(__name__)
 
 #: Part of every digest: bumping it invalidates every entry at once.
-CACHE_KEY_VERSION = 3
+CACHE_KEY_VERSION = 4
 
 # ``router_threshold`` picks the tier that answers a routed request; the chat endpoint also
 # puts a header's or the API key's threshold there for the key.
@@ -144,6 +144,15 @@ def normalise_request(request: Mapping[str, Any]) -> dict[str, Any]:
     else:
         raise ValueError("stop must be a string or a list of strings")
     normal["response_format"] = _response_format(request.get("response_format"))
+    # An answer cached without logprobs has none to give; false and absent are the same request.
+    logprobs = request.get("logprobs")
+    top = request.get("top_logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        raise ValueError("logprobs must be a boolean")
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int)):
+        raise ValueError("top_logprobs must be an integer")
+    normal["logprobs"] = bool(logprobs)
+    normal["top_logprobs"] = (top or 0) if logprobs else 0
     return normal
 
 

@@ -5,10 +5,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from gateway.engine import ChatEngine, EngineDelta, GenerationRequest
+from gateway.engine import ChatEngine, EngineDelta, GenerationRequest, TokenLogprob
 from gateway.errors import GatewayError
 
 __all__ = ["ScriptedEngine"]
+
+
+def _logprobs(request: GenerationRequest, piece: str, index: int) -> tuple[TokenLogprob, ...]:
+    # Piece i is one token with logprob -i/4; its alternatives are itself and "alt<k>".
+    if not request.logprobs:
+        return ()
+    logprob = -index / 4
+    top = [TokenLogprob(piece, logprob, list(piece.encode()))]
+    top += [TokenLogprob(f"alt{k}", logprob - k, list(f"alt{k}".encode())) for k in range(1, request.top_logprobs)]
+    return (TokenLogprob(piece, logprob, list(piece.encode()), tuple(top[: request.top_logprobs])),)
 
 
 class ScriptedEngine(ChatEngine):
@@ -51,6 +61,7 @@ class ScriptedEngine(ChatEngine):
                 finish = None
                 if index == len(pieces):
                     finish = "length" if len(pieces) < len(self.pieces) else "stop"
-                yield EngineDelta(piece, finish, self.prompt_tokens, index, self.model)
+                logprobs = _logprobs(request, piece, index)
+                yield EngineDelta(piece, finish, self.prompt_tokens, index, self.model, logprobs)
         finally:
             self.closed += 1

@@ -67,6 +67,24 @@ def _answer_text(body: dict[str, Any], text: str) -> str:
     return text
 
 
+def _logprobs(body: dict[str, Any], words: list[str]) -> list[dict[str, Any]] | None:
+    """OpenAI's ``logprobs.content`` for ``words`` when asked: word i has logprob -(i+1)/10, and
+    ``top_logprobs`` alternatives (the word itself first, then ``alt<k>``, each less likely)."""
+    if not body.get("logprobs"):
+        return None
+    top = int(body.get("top_logprobs") or 0)
+
+    def entry(token: str, logprob: float) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+    content = []
+    for i, word in enumerate(words):
+        logprob = -(i + 1) / 10
+        alternatives = [entry(word, logprob)] + [entry(f"alt{k}", logprob - k) for k in range(1, top)]
+        content.append({**entry(word, logprob), "top_logprobs": alternatives[:top]})
+    return content
+
+
 def create_fake_openai_app(behaviour: UpstreamBehaviour) -> FastAPI:
     """The fake's ASGI app."""
     app = FastAPI()
@@ -99,15 +117,17 @@ def create_fake_openai_app(behaviour: UpstreamBehaviour) -> FastAPI:
             "total_tokens": prompt_tokens + len(words),
         }
         created = int(time.time())
+        logprobs = _logprobs(body, words)
         if not body.get("stream"):
+            choice = {"index": 0, "message": {"role": "assistant", "content": "".join(words)}, "finish_reason": finish}
+            if logprobs is not None:
+                choice["logprobs"] = {"content": logprobs, "refusal": None}
             return {
                 "id": "chatcmpl-fake",
                 "object": "chat.completion",
                 "created": created,
                 "model": behaviour.model,
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": "".join(words)}, "finish_reason": finish}
-                ],
+                "choices": [choice],
                 "usage": usage,
             }
 
@@ -120,8 +140,11 @@ def create_fake_openai_app(behaviour: UpstreamBehaviour) -> FastAPI:
             }
             first = {"index": 0, "delta": {"role": "assistant", "content": ""}}
             yield f"data: {json.dumps({**base, 'choices': [first]})}\n\n"
-            for word in words:
-                yield f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {'content': word}}]})}\n\n"
+            for i, word in enumerate(words):
+                choice: dict[str, Any] = {"index": 0, "delta": {"content": word}}
+                if logprobs is not None:
+                    choice["logprobs"] = {"content": [logprobs[i]], "refusal": None}
+                yield f"data: {json.dumps({**base, 'choices': [choice]})}\n\n"
             yield f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {}, 'finish_reason': finish}]})}\n\n"
             if (body.get("stream_options") or {}).get("include_usage"):
                 yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n"

@@ -228,3 +228,34 @@ async def test_upstream_refusing_a_schema_is_the_clients_error(
     upstream_behaviour.fail_message = "Unrecognized request argument supplied: frobnicate"
     with pytest.raises(UpstreamError):
         await engine(fake_upstream, transport).complete(request)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("top", [0, 2])
+async def test_logprobs_reach_the_upstream_and_come_back_per_token(
+    fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour, transport: str, stream: bool, top: int
+) -> None:
+    request = GenerationRequest(
+        "req-5", [{"role": "user", "content": "a b"}], max_tokens=50, logprobs=True, top_logprobs=top
+    )
+    eng = engine(fake_upstream, transport)
+    if stream:
+        deltas = [d async for d in eng.stream(request)]
+        text, tokens = "".join(d.text for d in deltas), [t for d in deltas for t in d.logprobs]
+    else:
+        completion = await eng.complete(request)
+        text, tokens = completion.text, list(completion.logprobs)
+    sent = upstream_behaviour.requests[-1]
+    assert sent["logprobs"] is True and sent.get("top_logprobs") == (top or None)
+    # The fake's tokens are its words: word i has logprob -(i+1)/10 and alternatives "alt<k>".
+    assert text == "large says: a b" and "".join(t.token for t in tokens) == text
+    assert [t.logprob for t in tokens] == pytest.approx([-0.1, -0.2, -0.3, -0.4])
+    assert tokens[0].bytes == list(b"large")
+    assert [alt.token for alt in tokens[3].top_logprobs] == [" b", "alt1"][:top]
+
+
+async def test_no_logprobs_unless_asked(
+    fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour, transport: str
+) -> None:
+    completion = await engine(fake_upstream, transport).complete(gen())
+    assert "logprobs" not in upstream_behaviour.requests[-1] and completion.logprobs == ()

@@ -136,10 +136,10 @@ async def test_cache_keys_the_threshold_and_refuses_unsupported_features(
         # The body field wins over the header, in the cache key as in routing.
         body_wins = await ask({**body, "router_threshold": 1}, "0")
         assert (body_wins.headers["x-slm-router-cache"], body_wins.json()["model"]) == ("hit", "small-model")
-        # A cached plain-text answer exists, but a request for tools or logprobs must not get it.
+        # A cached plain-text answer exists, but a request for tools or a logit bias must not get it.
         for extra, param in (
             ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-            ({"logprobs": True}, "logprobs"),
+            ({"logit_bias": {"50256": -100}}, "logit_bias"),
         ):
             refused = await ask({**body, **extra}, "0")
             assert refused.status_code == 400
@@ -205,6 +205,38 @@ async def test_cache_keys_the_response_format(
         bad_schema = {"type": "json_schema", "json_schema": {"name": "c", "schema": {"type": "objekt"}}}
         refused = await ask(bad_schema)
         assert (refused.status_code, refused.json()["error"]["param"]) == (400, "response_format.json_schema.schema")
+        assert len(upstream_behaviour.requests) == sent
+
+
+async def test_cache_keys_logprobs_and_returns_them_on_a_hit(
+    make_app: AppFactory,
+    redis_server: EmbeddedRedis,
+    fake_upstream: FakeOpenAIUpstream,
+    upstream_behaviour: UpstreamBehaviour,
+) -> None:
+    config = gateway_config(redis_server.url, fake_upstream.base_url, state={"prefix": f"l{uuid.uuid4().hex[:8]}"})
+    body = {"model": "fake-large", "messages": [{"role": "user", "content": "x y"}]}
+    async with make_app(config) as (client, _):
+
+        async def ask(**changes: object) -> httpx.Response:
+            return await client.post(CHAT, json={**body, **changes}, headers={"x-slm-router-cache": "true"})
+
+        plain = await ask()
+        assert plain.headers["x-slm-router-cache"] == "miss" and plain.json()["choices"][0]["logprobs"] is None
+        # The plain answer has no logprobs to give: a logprobs request misses, then hits with them.
+        first = await ask(logprobs=True, top_logprobs=2)
+        assert first.headers["x-slm-router-cache"] == "miss"
+        content = first.json()["choices"][0]["logprobs"]["content"]
+        assert [t["token"] for t in content] == ["large", " says:", " x", " y"]
+        assert [alt["token"] for alt in content[0]["top_logprobs"]] == ["large", "alt1"]
+        again = await ask(logprobs=True, top_logprobs=2)
+        assert again.headers["x-slm-router-cache"] == "hit"
+        assert again.json()["choices"][0]["logprobs"] == first.json()["choices"][0]["logprobs"]
+        assert (await ask(logprobs=True, top_logprobs=3)).headers["x-slm-router-cache"] == "miss"
+        assert (await ask(logprobs=False)).headers["x-slm-router-cache"] == "hit"  # false is the default
+        sent = len(upstream_behaviour.requests)
+        refused = await ask(top_logprobs=2)
+        assert (refused.status_code, refused.json()["error"]["param"]) == (400, "top_logprobs")
         assert len(upstream_behaviour.requests) == sent
 
 

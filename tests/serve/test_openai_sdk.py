@@ -197,3 +197,33 @@ def test_json_requests_the_small_model_cannot_honour_are_400(client: openai.Open
     assert no_word.value.param == "messages"
     after = client.chat.completions.create(model=SMALL, messages=[{"role": "user", "content": "hi"}], max_tokens=4)
     assert after.choices[0].message.content
+
+
+@pytest.mark.parametrize("model", [SMALL, "local-large-standin"])
+def test_logprobs_from_the_real_engine_match_the_text(client: openai.OpenAI, model: str) -> None:
+    # Greedy decoding picks the most likely token, so each token is its own top alternative.
+    # The stand-in tier carries the fields through litellm and the product's own endpoint.
+    request = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Name a colour."}],
+        "max_tokens": 8,
+        "temperature": 0,
+        "logprobs": True,
+        "top_logprobs": 2,
+    }
+    completion = client.chat.completions.create(**request)  # type: ignore[call-overload]
+    choice = completion.choices[0]
+    assert choice.logprobs is not None and choice.logprobs.content
+    tokens = choice.logprobs.content
+    assert len(tokens) == completion.usage.completion_tokens
+    # vLLM lists every generated token, an end-of-turn token included, which the text leaves out.
+    assert "".join(t.token for t in tokens).startswith(choice.message.content or "")
+    for token in tokens:
+        assert token.logprob <= 0 and len(token.top_logprobs) == 2
+        assert token.top_logprobs[0].logprob >= token.top_logprobs[1].logprob
+        assert token.top_logprobs[0].token == token.token
+        assert token.top_logprobs[0].logprob == pytest.approx(token.logprob, abs=1e-4)
+    chunks = list(client.chat.completions.create(**request, stream=True))  # type: ignore[call-overload]
+    streamed = [t for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content or []]
+    assert [t.token for t in streamed] == [t.token for t in tokens]
+    assert [t.logprob for t in streamed] == pytest.approx([t.logprob for t in tokens], abs=1e-3)

@@ -26,7 +26,8 @@ def variant(**changes: Any) -> dict[str, Any]:
     "same",
     [
         variant(user="alice", stream=False, stream_options={"include_usage": True}),
-        variant(logprobs=True, metadata={"x": 1}, some_future_field=[1, 2]),
+        variant(logprobs=False, metadata={"x": 1}, some_future_field=[1, 2]),
+        variant(logprobs=None, top_logprobs=0),
         variant(temperature=0),
         variant(max_tokens=None, max_completion_tokens=16),
         variant(stop=None),
@@ -68,6 +69,8 @@ def test_equivalent_requests_share_a_digest(same: dict[str, Any]) -> None:
         variant(router_threshold=0.3),
         variant(response_format={"type": "json_object"}),
         variant(response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}),
+        variant(logprobs=True),
+        variant(logprobs=True, top_logprobs=2),
     ],
 )
 def test_output_relevant_changes_change_the_digest(different: dict[str, Any]) -> None:
@@ -118,6 +121,8 @@ def test_normal_form() -> None:
         "n": 1,
         "stop": ["x"],
         "response_format": None,
+        "logprobs": False,
+        "top_logprobs": 0,
     }
     assert isinstance(normal["temperature"], float)
 
@@ -141,4 +146,16 @@ def test_normal_form() -> None:
 )
 def test_uncachable_requests_raise(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
+        cache_digest(bad)
+
+
+def test_top_logprobs_key_apart_only_with_logprobs() -> None:
+    two, three = variant(logprobs=True, top_logprobs=2), variant(logprobs=True, top_logprobs=3)
+    assert cache_digest(two) != cache_digest(three)
+    assert cache_digest(variant(logprobs=True, top_logprobs=0)) == cache_digest(variant(logprobs=True))
+
+
+@pytest.mark.parametrize("bad", [variant(logprobs="yes"), variant(logprobs=True, top_logprobs=1.5)])
+def test_odd_logprobs_values_cannot_be_cached(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="logprobs"):
         cache_digest(bad)
