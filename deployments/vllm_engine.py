@@ -58,41 +58,28 @@ def _client_error(exc: Exception, request: GenerationRequest) -> InvalidRequestE
     return InvalidRequestError(str(exc), param=param, code="invalid_value")
 
 
-def _logprob_value(value: float) -> float:
+def _entry(candidate: Any, alternatives: tuple[TokenLogprob, ...] = ()) -> TokenLogprob:
+    """One of vLLM's ``Logprob`` records in OpenAI's terms."""
+    text = candidate.decoded_token or ""
     # JSON has no infinities; OpenAI reports -9999.0 for a token the model rules out.
-    return value if value > MIN_LOGPROB else MIN_LOGPROB
+    logprob = max(candidate.logprob, MIN_LOGPROB)
+    return TokenLogprob(text, logprob, list(text.encode("utf-8", errors="replace")), alternatives)
 
 
 def _token_logprobs(token_ids: Any, logprobs: Any, top: int) -> tuple[TokenLogprob, ...]:
     """vLLM's per-token ``{token_id: Logprob}`` maps as OpenAI's tokens with ``top`` alternatives.
 
-    Each map holds the sampled token and vLLM's ``top`` most likely ones (ranked from 1), so
-    the sampled token may appear twice or only once.
+    Each map holds the sampled token and vLLM's ``top`` most likely ones (ranked from 1); the
+    sampled token need not be among them.
     """
     if not logprobs:
         return ()
     tokens: list[TokenLogprob] = []
     for token_id, candidates in zip(token_ids, logprobs, strict=False):
-        alternatives = sorted(
+        ranked = sorted(
             (c for c in candidates.values() if c.rank is not None and c.rank <= top), key=lambda c: c.rank
         )
-        chosen = candidates[token_id]
-        text = chosen.decoded_token or ""
-        tokens.append(
-            TokenLogprob(
-                token=text,
-                logprob=_logprob_value(chosen.logprob),
-                bytes=list(text.encode("utf-8", errors="replace")),
-                top_logprobs=tuple(
-                    TokenLogprob(
-                        token=alt.decoded_token or "",
-                        logprob=_logprob_value(alt.logprob),
-                        bytes=list((alt.decoded_token or "").encode("utf-8", errors="replace")),
-                    )
-                    for alt in alternatives
-                ),
-            )
-        )
+        tokens.append(_entry(candidates[token_id], tuple(_entry(alt) for alt in ranked)))
     return tuple(tokens)
 
 
