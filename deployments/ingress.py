@@ -55,11 +55,17 @@ class GatewayIngress:
                 )
                 checks[f"tier:{name}"] = handle_engine.check_health
                 engine, max_tokens = handle_engine, tier_config.default_max_tokens
+                tools = False
             else:
                 engine = build_hosted_engine(tier_config, api_base=self._api_base(tier_config))
                 max_tokens = tier_config.default_max_tokens or 1024
+                tools = tier_config.tool_calling
             await engine.start()
-            tiers.append(Tier(name, tier_config.served_model_name, engine, max_tokens, tier_config.timeout_s))
+            tiers.append(
+                Tier(
+                    name, tier_config.served_model_name, engine, max_tokens, tier_config.timeout_s, supports_tools=tools
+                )
+            )
         # The learned router arrives with Serve's user_config (see reconfigure), which Serve
         # applies before the replica takes traffic.
         self._live: dict[str, Any] | None = None

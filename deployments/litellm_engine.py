@@ -11,10 +11,17 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-from deployments.upstream_refusals import refused_response_format
+from deployments.upstream_refusals import refused_client_field
 from deployments.upstream_retries import call_with_retries
 from gateway.config import LiteLLMTierConfig
-from gateway.engine import ChatEngine, Completion, EngineDelta, GenerationRequest, logprobs_from_openai
+from gateway.engine import (
+    ChatEngine,
+    Completion,
+    EngineDelta,
+    GenerationRequest,
+    logprobs_from_openai,
+    tool_calls_from_openai,
+)
 from gateway.errors import (
     GatewayError,
     InvalidRequestError,
@@ -58,7 +65,7 @@ def _translate(litellm: Any, exc: BaseException, target: str) -> GatewayError:
         # The client did nothing wrong: our upstream credential is missing or wrong.
         return UpstreamError(f"{target} rejected the gateway's credentials", code="upstream_auth_failed")
     status = getattr(exc, "status_code", None)
-    if (refusal := refused_response_format(target, status, str(getattr(exc, "message", "") or exc))) is not None:
+    if (refusal := refused_client_field(target, status, str(getattr(exc, "message", "") or exc))) is not None:
         return refusal
     return UpstreamError(f"{target} failed" + (f" with status {status}" if status else f": {type(exc).__name__}"))
 
@@ -133,6 +140,7 @@ class LiteLLMChatEngine(ChatEngine):
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             model=self._model_name(getattr(response, "model", None)),
             logprobs=logprobs_from_openai(getattr(choice, "logprobs", None)),
+            tool_calls=tool_calls_from_openai(getattr(choice.message, "tool_calls", None)),
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta]:
@@ -153,10 +161,11 @@ class LiteLLMChatEngine(ChatEngine):
                     text = getattr(choice.delta, "content", None) or ""
                     finish_reason = choice.finish_reason or finish_reason
                     logprobs = logprobs_from_openai(getattr(choice, "logprobs", None))
-                    if text or logprobs:
+                    calls = tool_calls_from_openai(getattr(choice.delta, "tool_calls", None))
+                    if text or logprobs or calls:
                         text_parts += 1
                         tokens = completion_tokens or text_parts
-                        yield EngineDelta(text, None, prompt_tokens, tokens, model, logprobs)
+                        yield EngineDelta(text, None, prompt_tokens, tokens, model, logprobs, calls)
         except Exception as exc:
             raise _translate(litellm, exc, self._tier.served_model_name) from exc
         finally:

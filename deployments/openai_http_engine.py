@@ -17,10 +17,17 @@ from typing import Any
 
 import aiohttp
 
-from deployments.upstream_refusals import refused_response_format
+from deployments.upstream_refusals import refused_client_field
 from deployments.upstream_retries import call_with_retries
 from gateway.config import LiteLLMTierConfig
-from gateway.engine import ChatEngine, Completion, EngineDelta, GenerationRequest, logprobs_from_openai
+from gateway.engine import (
+    ChatEngine,
+    Completion,
+    EngineDelta,
+    GenerationRequest,
+    logprobs_from_openai,
+    tool_calls_from_openai,
+)
 from gateway.errors import (
     GatewayError,
     InvalidRequestError,
@@ -76,7 +83,7 @@ def _translate(exc: Exception, target: str) -> GatewayError:
             return InvalidRequestError(
                 f"the prompt is too long for {target}", param="messages", code="context_length_exceeded"
             )
-        if (refusal := refused_response_format(target, status, text)) is not None:
+        if (refusal := refused_client_field(target, status, text)) is not None:
             return refusal
         return UpstreamError(f"{target} failed with status {status}")
     return UpstreamError(f"{target} failed: {type(exc).__name__}")
@@ -167,14 +174,16 @@ class OpenAIHTTPChatEngine(ChatEngine):
         try:
             data = await response.json(content_type=None)
             choice = (data.get("choices") or [{}])[0]
+            message = choice.get("message") or {}
             usage = data.get("usage") or {}
             return Completion(
-                text=(choice.get("message") or {}).get("content") or "",
+                text=message.get("content") or "",
                 finish_reason=choice.get("finish_reason"),
                 prompt_tokens=int(usage.get("prompt_tokens") or 0),
                 completion_tokens=int(usage.get("completion_tokens") or 0),
                 model=self._model_name(data.get("model")),
                 logprobs=logprobs_from_openai(choice.get("logprobs")),
+                tool_calls=tool_calls_from_openai(message.get("tool_calls")),
             )
         except (TimeoutError, aiohttp.ClientError, ValueError, AttributeError, TypeError) as exc:
             raise _translate(exc, self._tier.served_model_name) from exc
@@ -195,13 +204,15 @@ class OpenAIHTTPChatEngine(ChatEngine):
                     prompt_tokens = int(usage.get("prompt_tokens") or 0)
                     completion_tokens = int(usage.get("completion_tokens") or 0)
                 for choice in event.get("choices") or []:
-                    text = (choice.get("delta") or {}).get("content") or ""
+                    delta = choice.get("delta") or {}
+                    text = delta.get("content") or ""
                     finish_reason = choice.get("finish_reason") or finish_reason
                     logprobs = logprobs_from_openai(choice.get("logprobs"))
-                    if text or logprobs:
+                    calls = tool_calls_from_openai(delta.get("tool_calls"))
+                    if text or logprobs or calls:
                         text_parts += 1
                         tokens = completion_tokens or text_parts
-                        yield EngineDelta(text, None, prompt_tokens, tokens, model, logprobs)
+                        yield EngineDelta(text, None, prompt_tokens, tokens, model, logprobs, calls)
             finished = True
         except (TimeoutError, aiohttp.ClientError, ValueError, AttributeError, TypeError) as exc:
             raise _translate(exc, self._tier.served_model_name) from exc

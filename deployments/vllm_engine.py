@@ -18,6 +18,7 @@ from gateway.errors import (
     EngineOverloadedError,
     InvalidRequestError,
     ServiceUnavailableError,
+    UnsupportedParameterError,
     UpstreamError,
 )
 from gateway.local_models import resolve_model_path
@@ -76,9 +77,7 @@ def _token_logprobs(token_ids: Any, logprobs: Any, top: int) -> tuple[TokenLogpr
         return ()
     tokens: list[TokenLogprob] = []
     for token_id, candidates in zip(token_ids, logprobs, strict=False):
-        ranked = sorted(
-            (c for c in candidates.values() if c.rank is not None and c.rank <= top), key=lambda c: c.rank
-        )
+        ranked = sorted((c for c in candidates.values() if c.rank is not None and c.rank <= top), key=lambda c: c.rank)
         tokens.append(_entry(candidates[token_id], tuple(_entry(alt) for alt in ranked)))
     return tuple(tokens)
 
@@ -170,6 +169,9 @@ class VLLMChatEngine(ChatEngine):
                 f"{self._served_model_name} is at capacity ({self._pending} requests in flight)",
                 retry_after=1,
             )
+        if request.calls_tools or any(m["role"] == "tool" or m.get("tool_calls") for m in request.messages):
+            # The gateway routes these to tiers with tool calling; a direct caller gets a 400.
+            raise UnsupportedParameterError(f"{self._served_model_name} does not support tool calling", param="tools")
         prompt_ids = self._prompt_token_ids(request.messages)
         room = self._max_model_len - len(prompt_ids)
         if room < 1:

@@ -164,12 +164,23 @@ class LiteLLMTierConfig(_Strict):
     #: speak OpenAI's Chat Completions API (``model: openai/<name>``), a pooled HTTP client
     #: posts the request as it is, which saves litellm's ~8 ms of CPU per call.
     transport: Literal["litellm", "openai"] = "litellm"
+    #: Whether the model takes ``tools`` and answers with tool calls; ``null``: yes, unless the
+    #: tier is the local stand-in (whose small model has none). Requests that need tool calling
+    #: are routed only to tiers that have it.
+    supports_tools: bool | None = None
 
     @model_validator(mode="after")
     def _openai_transport_needs_openai_model(self) -> LiteLLMTierConfig:
         if self.transport == "openai" and not self.model.startswith("openai/"):
             raise ValueError("transport 'openai' needs an OpenAI-compatible model string 'openai/<name>'")
+        if self.supports_tools and self.uses_local_stand_in:
+            raise ValueError("supports_tools: the local stand-in serves the small model, which has no tool calling")
         return self
+
+    @property
+    def tool_calling(self) -> bool:
+        """Whether requests that need tool calling may go to this tier."""
+        return self.supports_tools if self.supports_tools is not None else not self.uses_local_stand_in
 
     @property
     def upstream_model(self) -> str:

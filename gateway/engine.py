@@ -23,9 +23,12 @@ __all__ = [
     "EngineDelta",
     "GenerationRequest",
     "TokenLogprob",
+    "ToolCallPart",
     "collect_completion",
     "import_engine_class",
     "logprobs_from_openai",
+    "merge_tool_calls",
+    "tool_calls_from_openai",
 ]
 
 
@@ -34,8 +37,10 @@ class GenerationRequest:
     """A chat generation request in the gateway's own terms."""
 
     request_id: str
-    #: ``[{"role": ..., "content": str}, ...]`` with array contents already joined.
-    messages: list[dict[str, str]]
+    #: ``[{"role": ..., "content": str}, ...]`` with array contents already joined; an
+    #: assistant turn may carry ``tool_calls`` (its content then may be ``None``) and a
+    #: ``tool`` turn carries ``tool_call_id``, both in OpenAI's shape.
+    messages: list[dict[str, Any]]
     max_tokens: int
     temperature: float | None = None
     top_p: float | None = None
@@ -50,6 +55,12 @@ class GenerationRequest:
     #: ``None`` for text, else OpenAI's ``response_format`` (``{"type": "json_object"}`` or
     #: ``{"type": "json_schema", "json_schema": {"name", "schema", ...}}``), already validated.
     response_format: dict[str, Any] | None = None
+    #: OpenAI tool definitions (``[{"type": "function", "function": {...}}]``), already validated;
+    #: only engines of tiers that support tool calling receive them.
+    tools: list[dict[str, Any]] | None = None
+    #: ``"none"``, ``"auto"``, ``"required"`` or ``{"type": "function", "function": {"name": ...}}``.
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
     #: W3C trace context (``traceparent``/``tracestate``) to pass to the model upstream.
     trace_headers: dict[str, str] = field(default_factory=dict)
 
@@ -66,16 +77,30 @@ class GenerationRequest:
                 "frequency_penalty",
                 "user",
                 "response_format",
+                "tool_choice",
+                "parallel_tool_calls",
             )
             if (value := getattr(self, name)) is not None
         }
         if self.stop:
             fields["stop"] = list(self.stop)
+        if self.tools:
+            fields["tools"] = list(self.tools)
         if self.logprobs:
             fields["logprobs"] = True
             if self.top_logprobs:
                 fields["top_logprobs"] = self.top_logprobs
         return fields
+
+    @property
+    def calls_tools(self) -> bool:
+        """Whether the model may answer with tool calls (tools offered and not declined)."""
+        return bool(self.tools) and self.tool_choice != "none"
+
+
+def _field(item: Any, name: str) -> Any:
+    # Upstream objects arrive as dicts (raw JSON) or as SDK objects (litellm, openai).
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
 
 
 #: What OpenAI reports for a log probability of minus infinity (JSON has no infinities).
@@ -104,17 +129,13 @@ class TokenLogprob:
     @classmethod
     def from_openai(cls, data: Any) -> TokenLogprob:
         """From an upstream's ``ChatCompletionTokenLogprob`` (a dict or an SDK object)."""
-
-        def field_of(item: Any, name: str) -> Any:
-            return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
-
-        raw_bytes = field_of(data, "bytes")
-        logprob = field_of(data, "logprob")
+        raw_bytes = _field(data, "bytes")
+        logprob = _field(data, "logprob")
         return cls(
-            token=str(field_of(data, "token") or ""),
+            token=str(_field(data, "token") or ""),
             logprob=float(logprob) if logprob is not None else MIN_LOGPROB,
             bytes=[int(b) for b in raw_bytes] if raw_bytes is not None else None,
-            top_logprobs=tuple(cls.from_openai(alt) for alt in field_of(data, "top_logprobs") or ()),
+            top_logprobs=tuple(cls.from_openai(alt) for alt in _field(data, "top_logprobs") or ()),
         )
 
 
@@ -122,12 +143,76 @@ def logprobs_from_openai(choice_logprobs: Any) -> tuple[TokenLogprob, ...]:
     """The tokens of an upstream choice's ``logprobs`` (``{"content": [...]}``, a dict or an SDK object)."""
     if choice_logprobs is None:
         return ()
-    content = (
-        choice_logprobs.get("content")
-        if isinstance(choice_logprobs, dict)
-        else getattr(choice_logprobs, "content", None)
-    )
+    content = _field(choice_logprobs, "content")
     return tuple(TokenLogprob.from_openai(item) for item in content or ())
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallPart:
+    """A tool call the model made, or, in a stream, a fragment of one.
+
+    Fragments with the same ``index`` belong to one call: the first carries ``id`` and
+    ``name``, and the ``arguments`` strings (JSON text) concatenate, as in OpenAI's stream.
+    """
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+    def to_openai(self) -> dict[str, Any]:
+        """OpenAI's ``tool_calls`` item of a whole call."""
+        return {
+            "id": self.id or f"call_{self.index}",
+            "type": "function",
+            "function": {"name": self.name or "", "arguments": self.arguments},
+        }
+
+    def to_openai_delta(self) -> dict[str, Any]:
+        """OpenAI's ``delta.tool_calls`` item of a fragment (unset fields left out)."""
+        function: dict[str, Any] = {"arguments": self.arguments}
+        if self.name is not None:
+            function["name"] = self.name
+        data: dict[str, Any] = {"index": self.index, "function": function}
+        if self.id is not None:
+            data["id"] = self.id
+            data["type"] = "function"
+        return data
+
+    @classmethod
+    def from_openai(cls, data: Any, position: int) -> ToolCallPart:
+        """From an upstream's ``tool_calls`` item or stream fragment (a dict or an SDK object);
+        ``position`` is the index when the item has none (a non-stream message's list)."""
+        function = _field(data, "function")
+        index = _field(data, "index")
+        call_id = _field(data, "id")
+        name = _field(function, "name") if function is not None else None
+        arguments = _field(function, "arguments") if function is not None else None
+        return cls(
+            index=int(index) if isinstance(index, int) else position,
+            id=str(call_id) if call_id else None,
+            name=str(name) if name else None,
+            arguments=str(arguments or ""),
+        )
+
+
+def tool_calls_from_openai(items: Any) -> tuple[ToolCallPart, ...]:
+    """The parts of an upstream message's or delta's ``tool_calls`` (``None`` gives none)."""
+    return tuple(ToolCallPart.from_openai(item, position) for position, item in enumerate(items or ()))
+
+
+def merge_tool_calls(parts: Any) -> tuple[ToolCallPart, ...]:
+    """Join stream fragments into whole calls, by index (first id and name win)."""
+    calls: dict[int, ToolCallPart] = {}
+    for part in parts:
+        seen = calls.get(part.index)
+        if seen is None:
+            calls[part.index] = part
+        else:
+            calls[part.index] = ToolCallPart(
+                part.index, seen.id or part.id, seen.name or part.name, seen.arguments + part.arguments
+            )
+    return tuple(calls[index] for index in sorted(calls))
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +231,8 @@ class EngineDelta:
     model: str = ""
     #: The log probabilities of this piece's tokens, when the request asked for them.
     logprobs: tuple[TokenLogprob, ...] = ()
+    #: Tool-call fragments in this piece (see :class:`ToolCallPart`).
+    tool_calls: tuple[ToolCallPart, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,21 +246,31 @@ class Completion:
     model: str
     #: Every output token's log probability, when the request asked for them.
     logprobs: tuple[TokenLogprob, ...] = ()
+    #: The whole tool calls the model made (``finish_reason`` is then ``tool_calls``).
+    tool_calls: tuple[ToolCallPart, ...] = ()
 
 
 async def collect_completion(deltas: AsyncIterator[EngineDelta]) -> Completion:
     """Drain a delta stream into one :class:`Completion`."""
     parts: list[str] = []
     logprobs: list[TokenLogprob] = []
+    calls: list[ToolCallPart] = []
     last: EngineDelta | None = None
     async for delta in deltas:
         parts.append(delta.text)
         logprobs.extend(delta.logprobs)
+        calls.extend(delta.tool_calls)
         last = delta
     if last is None:
         return Completion("", "stop", 0, 0, "")
     return Completion(
-        "".join(parts), last.finish_reason, last.prompt_tokens, last.completion_tokens, last.model, tuple(logprobs)
+        "".join(parts),
+        last.finish_reason,
+        last.prompt_tokens,
+        last.completion_tokens,
+        last.model,
+        tuple(logprobs),
+        merge_tool_calls(calls),
     )
 
 

@@ -17,6 +17,7 @@ from gateway.protocol.chat import (
 )
 from gateway.protocol.models import ModelCard, ModelList
 from gateway.protocol.response_format import JsonSchemaSpec, ResponseFormat, check_json_mode_prompt
+from gateway.protocol.tools import ToolCall, ToolCallDelta, ToolDefinition, check_tool_use
 from gateway.protocol.unsupported import UNSUPPORTED_PARAMETERS, reject_unsupported
 
 __all__ = [
@@ -37,7 +38,11 @@ __all__ = [
     "StreamOptions",
     "TextContentPart",
     "TokenLogprobModel",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolDefinition",
     "Usage",
     "check_json_mode_prompt",
+    "check_tool_use",
     "reject_unsupported",
 ]

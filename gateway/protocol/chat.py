@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from gateway.protocol.response_format import ResponseFormat
+from gateway.protocol.tools import MAX_TOOLS, ToolCall, ToolCallDelta, ToolChoice, ToolDefinition
 
 __all__ = [
     "ChatCompletionChoice",
@@ -43,7 +44,7 @@ __all__ = [
 #: OpenAI's upper bound for ``top_logprobs``.
 MAX_TOP_LOGPROBS = 20
 
-Role = Literal["system", "developer", "user", "assistant"]
+Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 
 class _Tolerant(BaseModel):
@@ -59,10 +60,16 @@ class TextContentPart(_Tolerant):
 
 
 class ChatMessage(_Tolerant):
-    """A message in ``messages``: ``content`` is a string or a list of text parts."""
+    """A message in ``messages``: ``content`` is a string or a list of text parts.
+
+    An assistant turn may carry the ``tool_calls`` it made (its ``content`` may then be
+    null); a ``tool`` turn answers one of them by ``tool_call_id``.
+    """
 
     role: Role
     content: str | list[TextContentPart] | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
 
     @field_validator("content", mode="before")
     @classmethod
@@ -80,6 +87,10 @@ class ChatMessage(_Tolerant):
     def _content_required(self) -> ChatMessage:
         if self.content is None and self.role != "assistant":
             raise ValueError(f"content is required for role {self.role!r}")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError(f"only assistant messages carry tool_calls, not role {self.role!r}")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs the tool_call_id it answers")
         return self
 
     def text(self) -> str:
@@ -118,6 +129,10 @@ class ChatCompletionRequest(_Tolerant):
     response_format: ResponseFormat | None = None
     logprobs: bool | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
+    #: Functions the model may call; see :mod:`gateway.protocol.tools`.
+    tools: Annotated[list[ToolDefinition], Field(max_length=MAX_TOOLS)] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
     #: slm-router extension: per-request routing threshold for the virtual router model.
     router_threshold: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
 
@@ -158,6 +173,15 @@ class ChatCompletionRequest(_Tolerant):
         fmt = self.response_format
         return "text" if fmt is None or fmt.type == "text" else "json"
 
+    def calls_tools(self) -> bool:
+        """Whether the answer may be tool calls: tools are offered and ``tool_choice`` is not ``none``."""
+        return bool(self.tools) and self.tool_choice != "none"
+
+    def needs_tool_calling(self) -> bool:
+        """Whether only a tier with tool calling can serve this: it may call tools, or the
+        conversation holds tool calls and their results (which only such a model reads)."""
+        return self.calls_tools() or any(m.role == "tool" or m.tool_calls for m in self.messages)
+
     def wants_usage_in_stream(self) -> bool:
         """Whether a stream should end with a usage chunk."""
         return self.stream_options is not None and self.stream_options.include_usage
@@ -181,10 +205,19 @@ class Usage(BaseModel):
 
 
 class ResponseMessage(BaseModel):
-    """The assistant message of a non-stream choice."""
+    """The assistant message of a non-stream choice: text, or (``content`` null) tool calls."""
 
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCall] | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_calls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # ``content`` stays, null or not, as OpenAI sends it; ``tool_calls`` only when made.
+        data: dict[str, Any] = handler(self)
+        if data.get("tool_calls") is None:
+            data.pop("tool_calls", None)
+        return data
 
 
 class TopLogprobModel(BaseModel):
@@ -239,6 +272,7 @@ class DeltaMessage(BaseModel):
 
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
     @model_serializer(mode="wrap")
     def _drop_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

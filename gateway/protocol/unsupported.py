@@ -1,14 +1,14 @@
 """OpenAI chat parameters this gateway knows but does not implement.
 
 Unknown fields are tolerated, as OpenAI's API tolerates them. A known parameter that would
-change what the client gets back is different: ignoring ``tools`` would return plain text
-to a client that will parse a tool call, and the failure would surface far from its cause
-(and a cached answer to the plain request would be served to it). Such a request is refused
-with 400 ``unsupported_parameter`` naming the parameter. Each parameter's "off" values
-(``tools: []``, ``tool_choice: "none"``, ``logit_bias: {}``, ...) are accepted, since SDKs
-and proxies send them by default, and so are tool definitions that ``tool_choice: "none"``
-declines (the answer is text, as asked; the definitions are dropped). ``response_format`` is
-implemented (:mod:`gateway.protocol.response_format`), and so are ``logprobs`` and ``top_logprobs``.
+change what the client gets back is different: ignoring ``logit_bias`` would return text the
+client did not ask for, and the failure would surface far from its cause (and a cached answer
+to the plain request would be served to it). Such a request is refused with 400
+``unsupported_parameter`` naming the parameter. Each parameter's "off" values
+(``logit_bias: {}``, ``function_call: "none"``, ...) are accepted, since SDKs and proxies send
+them by default, and so are legacy ``functions`` that ``function_call: "none"`` declines.
+Implemented elsewhere: ``tools`` (:mod:`gateway.protocol.tools`), ``response_format``
+(:mod:`gateway.protocol.response_format`), ``logprobs`` and ``top_logprobs``.
 """
 
 from __future__ import annotations
@@ -25,17 +25,15 @@ __all__ = ["UNSUPPORTED_PARAMETERS", "reject_unsupported"]
 #: ``(parameter, its "off" values, why any other value is refused)``, checked in this order.
 UNSUPPORTED_PARAMETERS: tuple[tuple[str, tuple[Any, ...], str], ...] = (
     (
-        "tools",
+        "functions",
         (None, []),
-        "tool calling is not supported: every tier answers with text only; send the request without 'tools'",
+        "the legacy 'functions' parameter is not supported; send the same definitions as 'tools'",
     ),
-    ("functions", (None, []), "function calling ('functions') is not supported: every tier answers with text only"),
     (
-        "tool_choice",
+        "function_call",
         (None, "none", "auto"),
-        "'tool_choice' needs tool calling, which is not supported; omit it or use 'none'",
+        "the legacy 'function_call' parameter is not supported; use 'tool_choice' with 'tools'",
     ),
-    ("function_call", (None, "none", "auto"), "'function_call' needs function calling, which is not supported"),
     (
         "logit_bias",
         (None, {}),
@@ -59,12 +57,12 @@ def reject_unsupported(request: ChatCompletionRequest) -> None:
             raise UnsupportedParameterError(reason, param=name)
 
 
-#: Tool definitions and the choice that can decline them for one request.
-_DECLINED_BY = {"tools": "tool_choice", "functions": "function_call"}
+#: Legacy function definitions and the choice that can decline them for one request.
+_DECLINED_BY = {"functions": "function_call"}
 
 
 def _calls_declined(name: str, extra: Mapping[str, Any]) -> bool:
-    # With tool_choice "none" the client asks for a text answer (agent frameworks send their
-    # tool list on every turn and decline it on some), so the definitions can be dropped.
+    # With function_call "none" the client asks for a text answer (agent frameworks send their
+    # function list on every turn and decline it on some), so the definitions can be dropped.
     choice = _DECLINED_BY.get(name)
     return choice is not None and extra.get(choice) == "none"

@@ -15,6 +15,9 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
 
 from gateway.engine import ChatEngine, EngineDelta, GenerationRequest
 from gateway.errors import (
@@ -24,6 +27,7 @@ from gateway.errors import (
     ModelNotFoundError,
     RateLimitError,
     ServiceUnavailableError,
+    UnsupportedParameterError,
     UpstreamError,
     UpstreamTimeoutError,
 )
@@ -35,12 +39,15 @@ from gateway.protocol import (
     ModelCard,
     ModelList,
     ResponseMessage,
+    ToolCall,
     Usage,
     check_json_mode_prompt,
+    check_tool_use,
     reject_unsupported,
 )
 from gateway.routing.live import RoutingControl
 from gateway.routing.policy import RoutingDecision, ThresholdPolicy, check_threshold
+from gateway.serving.messages import engine_message, routing_turn
 from gateway.serving.observer import RequestObservation
 from gateway.serving.streaming import SseStream, close_quietly
 
@@ -79,6 +86,8 @@ class Tier:
     default_max_tokens: int
     timeout_s: float
     owned_by: str = "slm-router"
+    #: Whether the tier's model takes ``tools`` and answers with tool calls.
+    supports_tools: bool = False
 
 
 @dataclass
@@ -185,8 +194,9 @@ class ChatCompletionService:
             )
         return tier
 
-    def _validate(self, request: ChatCompletionRequest) -> list[dict[str, str]]:
+    def _validate(self, request: ChatCompletionRequest) -> list[dict[str, Any]]:
         reject_unsupported(request)
+        check_tool_use(request.tools, request.tool_choice, request.messages)
         max_tokens = request.requested_max_tokens()
         if max_tokens is not None and max_tokens > self._max_tokens_limit:
             param = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
@@ -195,12 +205,10 @@ class ChatCompletionService:
                 param=param,
                 code="invalid_value",
             )
-        messages = [
-            {"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in request.messages
-        ]
-        if all(m["role"] == "assistant" for m in messages):
+        messages = [engine_message(m) for m in request.messages]
+        if all(m["role"] in ("assistant", "tool") for m in messages):
             raise InvalidRequestError("messages must include a system or user message", param="messages")
-        check_json_mode_prompt(request.response_format, (m["content"] for m in messages))
+        check_json_mode_prompt(request.response_format, (m["content"] or "" for m in messages))
         return messages
 
     def _parse_router_model(self, model: str) -> float:
@@ -239,7 +247,7 @@ class ChatCompletionService:
         )
 
     async def route(
-        self, request: ChatCompletionRequest, messages: list[dict[str, str]], threshold_override: float | None = None
+        self, request: ChatCompletionRequest, messages: list[dict[str, Any]], threshold_override: float | None = None
     ) -> RoutingDecision:
         """Which tier serves ``request``: named models directly, the virtual model by policy."""
         if not self.is_routed(request.model):
@@ -251,10 +259,11 @@ class ChatCompletionService:
         if self._policy is None:
             return RoutingDecision(self._default_tier.name, "default")
         control = self._control
+        turns = [routing_turn(m) for m in messages]
         if control is None:
-            return await self._policy.decide(messages, threshold_override)
+            return await self._policy.decide(turns, threshold_override)
         live = control.thresholds(self._policy.thresholds)
-        decision = await self._policy.decide(messages, threshold_override, live)
+        decision = await self._policy.decide(turns, threshold_override, live)
         budget = control.budget
         if budget is None or decision.score is None or threshold_override is not None:
             return decision
@@ -273,8 +282,37 @@ class ChatCompletionService:
             return dataclasses.replace(decision, reason="budget")
         return decision
 
+    def _for_tools(self, request: ChatCompletionRequest, decision: RoutingDecision) -> RoutingDecision:
+        """Move a request that needs tool calling to a tier that has it (or refuse it)."""
+        if not request.needs_tool_calling() or self._tiers[decision.tier].supports_tools:
+            return decision
+        capable = [name for name, tier in self._tiers.items() if tier.supports_tools]
+        param = "tools" if request.calls_tools() else "messages"
+        what = "calls tools" if request.calls_tools() else "holds tool calls and their results"
+        if not capable:
+            raise UnsupportedParameterError(
+                f"this request {what}, and no model here supports tool calling", param=param
+            )
+        if not self.is_routed(request.model):
+            names = ", ".join(self._tiers[name].served_model_name for name in capable)
+            raise UnsupportedParameterError(
+                f"this request {what}, and {request.model} does not support tool calling; models that do: {names}",
+                param=param,
+            )
+        # The cheapest capable tier at or above the scored one, else the largest below it.
+        order = list(self._tiers)
+        above = [name for name in capable if order.index(name) >= order.index(decision.tier)]
+        return dataclasses.replace(decision, tier=above[0] if above else capable[-1], reason="tools")
+
     def _cheapest_for_budget(self, request: ChatCompletionRequest, decision: RoutingDecision) -> RoutingDecision:
         cheapest = next(iter(self._tiers))
+        if request.needs_tool_calling() and not self._tiers[cheapest].supports_tools:
+            raise RateLimitError(
+                f"this key's budget is spent; only {self._tiers[cheapest].served_model_name} is available, "
+                "and it does not support tool calling",
+                retry_after=3600,
+                code="budget_exhausted",
+            )
         if decision.tier == cheapest:
             return decision
         if not self.is_routed(request.model):
@@ -285,10 +323,14 @@ class ChatCompletionService:
             )
         return dataclasses.replace(decision, tier=cheapest, reason="budget")
 
-    def _failover_target(self, current: str, error: GatewayError, tried: set[str]) -> tuple[str, str] | None:
+    def _failover_target(
+        self, current: str, error: GatewayError, tried: set[str], *, tools: bool = False
+    ) -> tuple[str, str] | None:
         why = failover_reason(error)
         if why is None:
             return None
+        # A request that needs tool calling may only move to tiers that have it.
+        tried = tried | {name for name, tier in self._tiers.items() if tools and not tier.supports_tools}
         order = list(self._tiers)
         index = order.index(current)
         for name in order[index + 1 :]:
@@ -303,8 +345,12 @@ class ChatCompletionService:
 
     @staticmethod
     def _generation_request(
-        request: ChatCompletionRequest, tier: Tier, messages: list[dict[str, str]]
+        request: ChatCompletionRequest, tier: Tier, messages: list[dict[str, Any]]
     ) -> GenerationRequest:
+        # Tools that tool_choice "none" declines are dropped for a tier without tool calling
+        # (the answer is text either way); a tier with it gets them, as the client sent them.
+        tools = [t.model_dump(exclude_none=True) for t in request.tools or ()] if tier.supports_tools else []
+        tool_choice = request.tool_choice if tools else None
         return GenerationRequest(
             request_id=f"chatcmpl-{uuid.uuid4().hex}",
             messages=messages,
@@ -319,6 +365,11 @@ class ChatCompletionService:
             response_format=request.response_format.for_engine() if request.response_format else None,
             logprobs=bool(request.logprobs),
             top_logprobs=request.top_logprobs or 0,
+            tools=tools or None,
+            tool_choice=tool_choice.model_dump(exclude_none=True)
+            if isinstance(tool_choice, BaseModel)
+            else tool_choice,
+            parallel_tool_calls=request.parallel_tool_calls if tools else None,
         )
 
     def _headers(self, tier: Tier, model: str, decision: RoutingDecision) -> dict[str, str]:
@@ -352,11 +403,15 @@ class ChatCompletionService:
         if observation is not None:
             with observation.routing_span():
                 decision = await self.route(request, messages, threshold_override)
-            observation.routed(decision)
         else:
             decision = await self.route(request, messages, threshold_override)
         if over_budget:
             decision = self._cheapest_for_budget(request, decision)
+        decision = self._for_tools(request, decision)
+        if observation is not None:
+            # The decision as served: metrics count a key's budget and tool calling as reasons.
+            observation.routed(decision)
+        tools = request.needs_tool_calling()
         failover = self.is_routed(request.model)
         tried: set[str] = set()
         while True:
@@ -371,7 +426,7 @@ class ChatCompletionService:
                 return await self._complete(tier, generation, decision, observation)
             except GatewayError as error:
                 tried.add(tier.name)
-                target = self._failover_target(tier.name, error, tried) if failover else None
+                target = self._failover_target(tier.name, error, tried, tools=tools) if failover else None
                 if target is None:
                     raise
                 logger.warning("tier %s failed (%s); %s to %s", tier.name, error.message, target[1], target[0])
@@ -404,14 +459,18 @@ class ChatCompletionService:
             )
         if cost is not None:
             headers.update(cost.headers())
+        calls = [ToolCall.model_validate(call.to_openai()) for call in completion.tool_calls]
         response = ChatCompletionResponse(
             id=generation.request_id,
             created=int(time.time()),
             model=model,
             choices=[
                 ChatCompletionChoice(
-                    message=ResponseMessage(content=completion.text),
-                    finish_reason=completion.finish_reason or "stop",
+                    # OpenAI's shape: content is null when the answer is only tool calls.
+                    message=ResponseMessage(
+                        content=completion.text or (None if calls else ""), tool_calls=calls or None
+                    ),
+                    finish_reason=completion.finish_reason or ("tool_calls" if calls else "stop"),
                     logprobs=ChoiceLogprobs.of(t.to_openai() for t in completion.logprobs)
                     if generation.logprobs
                     else None,

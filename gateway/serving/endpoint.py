@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.errors import GatewayError, InvalidRequestError, RateLimitError
-from gateway.protocol import ChatCompletionRequest, ChatCompletionResponse, reject_unsupported
+from gateway.protocol import ChatCompletionRequest, ChatCompletionResponse, check_tool_use, reject_unsupported
 from gateway.protocol.parsing import parse_body
 from gateway.serving.access import AccessControl, Caller
 from gateway.serving.chat import OTHER_MODEL_LABEL, ChatCompletionService, ChatResult, StreamResult
@@ -87,8 +87,9 @@ class ChatEndpoint:
         try:
             caller = await self._access.authenticate(headers.get("authorization"), headers.get(TENANT_HEADER))
             request = parse_body(body, ChatCompletionRequest)
-            # Before the cache: a cached plain-text answer must not reach a request for tools.
+            # Before the cache: a cached answer must not reach a request that is refused uncached.
             reject_unsupported(request)
+            check_tool_use(request.tools, request.tool_choice, request.messages)
             threshold = parse_threshold_header(headers)
             if threshold is None:
                 threshold = self._default_threshold(caller)

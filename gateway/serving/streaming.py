@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from gateway.accounting import RequestCost
 from gateway.engine import EngineDelta
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeoutError
-from gateway.protocol import ChatCompletionChunk, ChoiceLogprobs, ChunkChoice, DeltaMessage, Usage
+from gateway.protocol import ChatCompletionChunk, ChoiceLogprobs, ChunkChoice, DeltaMessage, ToolCallDelta, Usage
 from gateway.serving.observer import RequestObservation
 
 __all__ = ["SseStream", "close_quietly", "sse"]
@@ -55,6 +55,16 @@ class SseStream:
     #: The client asked for ``logprobs``: each content chunk carries its tokens'.
     logprobs: bool = False
 
+    def _has_output(self, piece: EngineDelta) -> bool:
+        return bool(piece.text or piece.tool_calls or (self.logprobs and piece.logprobs))
+
+    def _piece(self, created: int, piece: EngineDelta) -> bytes:
+        # Tool-call fragments pass through as OpenAI streams them; a chunk with only tool
+        # calls has no content field, as OpenAI's have none.
+        calls = [ToolCallDelta.model_validate(part.to_openai_delta()) for part in piece.tool_calls]
+        content = piece.text if piece.text or not calls else None
+        return self._chunk(created, DeltaMessage(content=content, tool_calls=calls or None), piece=piece)
+
     def _chunk(
         self, created: int, delta: DeltaMessage, finish_reason: str | None = None, piece: EngineDelta | None = None
     ) -> bytes:
@@ -74,13 +84,15 @@ class SseStream:
         created = int(time.time())
         last = first
         finish_reason: str | None = None
+        called_tools = False
         settled = False
         try:
             yield self._chunk(created, DeltaMessage(role="assistant", content=""))
             if first is not None:
-                if first.text or (self.logprobs and first.logprobs):
+                if self._has_output(first):
                     self._first_token()
-                    yield self._chunk(created, DeltaMessage(content=first.text), piece=first)
+                    called_tools = bool(first.tool_calls)
+                    yield self._piece(created, first)
                 finish_reason = first.finish_reason
             deadline = asyncio.get_running_loop().time() + self.timeout_s
             while finish_reason is None:
@@ -94,11 +106,12 @@ class SseStream:
                 if delta is None:
                     break
                 last = delta
-                if delta.text or (self.logprobs and delta.logprobs):
+                if self._has_output(delta):
                     self._first_token()
-                    yield self._chunk(created, DeltaMessage(content=delta.text), piece=delta)
+                    called_tools = called_tools or bool(delta.tool_calls)
+                    yield self._piece(created, delta)
                 finish_reason = delta.finish_reason
-            yield self._chunk(created, DeltaMessage(), finish_reason or "stop")
+            yield self._chunk(created, DeltaMessage(), finish_reason or ("tool_calls" if called_tools else "stop"))
             settled = True
             cost = await self._finish(last)
             if self.include_usage:

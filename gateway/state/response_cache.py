@@ -1,7 +1,8 @@
 """Exact-match cache of non-stream chat completions, shared by every replica.
 
 The cache key is the SHA-256 of a *normalised* request: only what changes the output
-counts (model, message roles and texts, sampling parameters, the routing threshold), in one canonical JSON
+counts (model, message roles and texts, tool calls and tools, sampling parameters, the
+routing threshold), in one canonical JSON
 form, so ``"content": "hi"`` and ``[{"type": "text", "text": "hi"}]``, ``1`` and ``1.0``,
 ``stop: "x"`` and ``["x"]`` hit the same entry, while ``user``, ``stream`` and unknown
 fields are ignored. When the gateway starts honouring a new parameter, add it to
@@ -33,7 +34,7 @@ __all__ = ["CACHE_KEY_VERSION", "ResponseCache", "cache_digest", "normalise_requ
 logger = logging.getLogger(__name__)
 
 #: Part of every digest: bumping it invalidates every entry at once.
-CACHE_KEY_VERSION = 4
+CACHE_KEY_VERSION = 5
 
 # ``router_threshold`` picks the tier that answers a routed request; the chat endpoint also
 # puts a header's or the API key's threshold there for the key.
@@ -100,6 +101,37 @@ def _response_format(value: Any) -> Any:
     return dict(value)
 
 
+def _tool_calls(value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise ValueError("tool_calls must be a list")
+    calls = []
+    for call in value:
+        function = call.get("function") if isinstance(call, Mapping) else None
+        if not isinstance(function, Mapping):
+            raise ValueError("a tool call needs a function")
+        calls.append({"id": call.get("id"), "name": function.get("name"), "arguments": function.get("arguments")})
+    return calls
+
+
+def _tool_options(request: Mapping[str, Any]) -> dict[str, Any]:
+    # Without tools, tool_choice "none"/"auto" and parallel_tool_calls change nothing; with
+    # them, leaving either out means OpenAI's default ("auto", parallel calls allowed).
+    tools = request.get("tools")
+    if not tools:
+        return {"tools": None, "tool_choice": None, "parallel_tool_calls": None}
+    if not isinstance(tools, list):
+        raise ValueError("tools must be a list")
+    choice = request.get("tool_choice")
+    parallel = request.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise ValueError("parallel_tool_calls must be a boolean")
+    return {
+        "tools": tools,
+        "tool_choice": "auto" if choice is None else choice,
+        "parallel_tool_calls": True if parallel is None else parallel,
+    }
+
+
 def normalise_request(request: Mapping[str, Any]) -> dict[str, Any]:
     """The output-relevant part of a chat-completion request, in canonical form.
 
@@ -118,8 +150,14 @@ def normalise_request(request: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
             raise ValueError("each message needs a role")
         role = "system" if message["role"] == "developer" else message["role"]
-        messages.append({"role": role, "content": _text(message.get("content"))})
+        normal_message: dict[str, Any] = {"role": role, "content": _text(message.get("content"))}
+        if message.get("tool_calls"):
+            normal_message["tool_calls"] = _tool_calls(message["tool_calls"])
+        if message.get("tool_call_id") is not None:
+            normal_message["tool_call_id"] = str(message["tool_call_id"])
+        messages.append(normal_message)
     normal: dict[str, Any] = {"model": model, "messages": messages}
+    normal.update(_tool_options(request))
     for name in _FLOAT_PARAMS:
         value = request.get(name)
         normal[name] = None if value is None else _number(name, value)

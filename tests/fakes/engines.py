@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
-from gateway.engine import ChatEngine, EngineDelta, GenerationRequest, TokenLogprob
+from gateway.engine import ChatEngine, EngineDelta, GenerationRequest, TokenLogprob, ToolCallPart
 from gateway.errors import GatewayError
 
 __all__ = ["ScriptedEngine"]
@@ -21,8 +22,29 @@ def _logprobs(request: GenerationRequest, piece: str, index: int) -> tuple[Token
     return (TokenLogprob(piece, logprob, list(piece.encode()), tuple(top[: request.top_logprobs])),)
 
 
+def _tool_calls(request: GenerationRequest) -> list[ToolCallPart]:
+    """The calls a tool-calling model makes here, each as two stream fragments: the named tool,
+    else every offered tool (the first alone without parallel calls), with ``{"q": <last user text>}``."""
+    tools = [tool["function"]["name"] for tool in request.tools or ()]
+    choice = request.tool_choice
+    if isinstance(choice, dict):
+        tools = [choice["function"]["name"]]
+    elif request.parallel_tool_calls is False:
+        tools = tools[:1]
+    question = next((m["content"] for m in reversed(request.messages) if m["role"] == "user"), "")
+    arguments = json.dumps({"q": question})
+    parts = []
+    for index, name in enumerate(tools):
+        parts.append(ToolCallPart(index, f"call_{index}_{name}", name, arguments[:6]))
+        parts.append(ToolCallPart(index, arguments=arguments[6:]))
+    return parts
+
+
 class ScriptedEngine(ChatEngine):
-    """Yields ``pieces`` one by one; can fail before or after the first piece, or stall."""
+    """Yields ``pieces`` one by one; can fail before or after the first piece, or stall.
+
+    Offered tools (not declined), it calls them instead (see :func:`_tool_calls`).
+    """
 
     def __init__(
         self,
@@ -52,6 +74,12 @@ class ScriptedEngine(ChatEngine):
         try:
             if self.fail_before is not None:
                 raise self.fail_before
+            if request.calls_tools:
+                calls = _tool_calls(request)
+                for index, part in enumerate(calls, 1):
+                    finish = "tool_calls" if index == len(calls) else None
+                    yield EngineDelta("", finish, self.prompt_tokens, index, self.model, tool_calls=(part,))
+                return
             pieces = self.pieces[: request.max_tokens]
             for index, piece in enumerate(pieces, 1):
                 if self.delay_s:

@@ -1,7 +1,8 @@
 """A real OpenAI-compatible HTTP server on loopback, standing in for a hosted model.
 
 It answers deterministically (``"<prefix><last user message>"``, wrapped in JSON when
-``response_format`` asks for it) with exact usage, and
+``response_format`` asks for it, or tool calls when tools are offered: see :func:`_tool_calls`)
+with exact usage, and
 its behaviour can be changed while it runs: added latency, an error status, or a hang.
 Run it in a thread with :class:`FakeOpenAIUpstream` or as a script for benchmarks.
 """
@@ -85,6 +86,52 @@ def _logprobs(body: dict[str, Any], words: list[str]) -> list[dict[str, Any]] | 
     return content
 
 
+def _tool_calls(body: dict[str, Any], text: str) -> list[dict[str, Any]] | None:
+    """The calls a tool-calling model makes: the named tool, else every offered tool (the first
+    alone with ``parallel_tool_calls: false``), arguments an instance of each tool's schema.
+    None when not offered or declined, or when tool results end the conversation and the
+    choice is not forced (a model then answers them in text)."""
+    tools = body.get("tools") or []
+    choice = body.get("tool_choice")
+    if not tools or choice == "none":
+        return None
+    if body["messages"][-1].get("role") == "tool" and not isinstance(choice, dict) and choice != "required":
+        return None
+    if isinstance(choice, dict):
+        tools = [t for t in tools if t["function"]["name"] == choice["function"]["name"]]
+    elif body.get("parallel_tool_calls") is False:
+        tools = tools[:1]
+    return [
+        {
+            "id": f"call_fake_{i}",
+            "type": "function",
+            "function": {
+                "name": tool["function"]["name"],
+                "arguments": json.dumps(_instance(tool["function"].get("parameters") or {"type": "object"}, text)),
+            },
+        }
+        for i, tool in enumerate(tools)
+    ]
+
+
+def _tool_call_fragments(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``delta.tool_calls`` items as OpenAI streams them: id and name first, then the arguments in two halves."""
+    fragments: list[dict[str, Any]] = []
+    for i, call in enumerate(calls):
+        arguments = call["function"]["arguments"]
+        half = len(arguments) // 2
+        head = {
+            "index": i,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["function"]["name"], "arguments": ""},
+        }
+        fragments.append(head)
+        fragments.append({"index": i, "function": {"arguments": arguments[:half]}})
+        fragments.append({"index": i, "function": {"arguments": arguments[half:]}})
+    return fragments
+
+
 def create_fake_openai_app(behaviour: UpstreamBehaviour) -> FastAPI:
     """The fake's ASGI app."""
     app = FastAPI()
@@ -106,6 +153,10 @@ def create_fake_openai_app(behaviour: UpstreamBehaviour) -> FastAPI:
         last_user = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
         if isinstance(last_user, list):
             last_user = "".join(p.get("text", "") for p in last_user)
+        calls = _tool_calls(body, str(last_user))
+        if body["messages"][-1].get("role") == "tool":
+            results = [m["content"] for m in body["messages"] if m.get("role") == "tool"]
+            last_user = "tool results: " + " | ".join(str(r) for r in results)
         words = _words(_answer_text(body, behaviour.prefix + str(last_user)))
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens") or 1024
         words = words[:max_tokens]
@@ -116,10 +167,17 @@ def create_fake_openai_app(behaviour: UpstreamBehaviour) -> FastAPI:
             "completion_tokens": len(words),
             "total_tokens": prompt_tokens + len(words),
         }
+        if calls is not None:
+            words, finish = [], "tool_calls"
+            arguments_tokens = sum(len(c["function"]["arguments"].split()) for c in calls)
+            usage = {**usage, "completion_tokens": arguments_tokens, "total_tokens": prompt_tokens + arguments_tokens}
         created = int(time.time())
         logprobs = _logprobs(body, words)
         if not body.get("stream"):
-            choice = {"index": 0, "message": {"role": "assistant", "content": "".join(words)}, "finish_reason": finish}
+            message: dict[str, Any] = {"role": "assistant", "content": "".join(words) if calls is None else None}
+            if calls is not None:
+                message["tool_calls"] = calls
+            choice = {"index": 0, "message": message, "finish_reason": finish}
             if logprobs is not None:
                 choice["logprobs"] = {"content": logprobs, "refusal": None}
             return {
@@ -145,6 +203,9 @@ def create_fake_openai_app(behaviour: UpstreamBehaviour) -> FastAPI:
                 if logprobs is not None:
                     choice["logprobs"] = {"content": [logprobs[i]], "refusal": None}
                 yield f"data: {json.dumps({**base, 'choices': [choice]})}\n\n"
+            for fragment in _tool_call_fragments(calls or []):
+                piece = {"index": 0, "delta": {"tool_calls": [fragment]}}
+                yield f"data: {json.dumps({**base, 'choices': [piece]})}\n\n"
             yield f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {}, 'finish_reason': finish}]})}\n\n"
             if (body.get("stream_options") or {}).get("include_usage"):
                 yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n"

@@ -104,14 +104,50 @@ def _content_parts() -> st.SearchStrategy[Any]:
     return st.lists(st.one_of(text_part, odd_part), max_size=4)
 
 
+#: Tool names and call ids drawn from small sets, so that calls, answers and choices sometimes match.
+_TOOL_NAMES = st.sampled_from(["get_weather", "f", "a b", "x" * 65, ""])
+_CALL_IDS = st.sampled_from(["c1", "c2", ""])
+
+
+def _tool_calls() -> st.SearchStrategy[Any]:
+    function = st.fixed_dictionaries(
+        {"name": st.one_of(_TOOL_NAMES, json_values(1)), "arguments": st.one_of(st.just("{}"), json_values(1))}
+    )
+    call = st.fixed_dictionaries(
+        {"id": st.one_of(_CALL_IDS, json_values(1)), "type": st.sampled_from(["function", "code"])},
+        optional={"function": st.one_of(function, json_values(2))},
+    )
+    return st.one_of(st.lists(call, max_size=3), json_values(3))
+
+
+def tool_definitions() -> st.SearchStrategy[Any]:
+    """``tools`` values, mostly well shaped, with hostile names, schemas and fields."""
+    function = st.fixed_dictionaries(
+        {"name": st.one_of(_TOOL_NAMES, json_values(1))},
+        optional={"parameters": _schemas(), "description": _TEXT, "strict": json_values(1)},
+    )
+    tool = st.fixed_dictionaries(
+        {"type": st.sampled_from(["function", "retrieval"])}, optional={"function": st.one_of(function, json_values(2))}
+    )
+    return st.one_of(st.lists(tool, max_size=3), json_values(3))
+
+
+def tool_choices() -> st.SearchStrategy[Any]:
+    """``tool_choice`` values: the strings OpenAI knows, named functions, and junk."""
+    named = st.fixed_dictionaries(
+        {"type": st.sampled_from(["function", "tool"]), "function": st.fixed_dictionaries({"name": _TOOL_NAMES})}
+    )
+    return st.one_of(st.sampled_from(["none", "auto", "required", "any"]), named, json_values(2))
+
+
 def _messages() -> st.SearchStrategy[Any]:
     content = st.one_of(st.text(max_size=60), _content_parts(), st.none(), json_values(3))
     message = st.fixed_dictionaries(
         {"role": st.one_of(st.sampled_from(ROLES), json_values(2)), "content": content},
         optional={
             "name": _sometimes(st.text(max_size=10)),
-            "tool_calls": json_values(3),
-            "tool_call_id": json_values(1),
+            "tool_calls": _tool_calls(),
+            "tool_call_id": st.one_of(_CALL_IDS, json_values(1)),
             "refusal": json_values(1),
         },
     )
@@ -170,7 +206,9 @@ def chat_bodies() -> st.SearchStrategy[dict[str, Any]]:
         "stream": st.one_of(st.booleans(), json_values(1)),
         "stream_options": st.one_of(st.fixed_dictionaries({"include_usage": json_values(1)}), json_values(2)),
         "logprobs": json_values(1),
-        "tools": json_values(3),
+        "tools": tool_definitions(),
+        "tool_choice": tool_choices(),
+        "parallel_tool_calls": json_values(1),
         "response_format": response_formats(),
     }
     body = st.fixed_dictionaries(

@@ -136,9 +136,9 @@ async def test_cache_keys_the_threshold_and_refuses_unsupported_features(
         # The body field wins over the header, in the cache key as in routing.
         body_wins = await ask({**body, "router_threshold": 1}, "0")
         assert (body_wins.headers["x-slm-router-cache"], body_wins.json()["model"]) == ("hit", "small-model")
-        # A cached plain-text answer exists, but a request for tools or a logit bias must not get it.
+        # A cached plain-text answer exists, but a request for legacy functions or a logit bias must not get it.
         for extra, param in (
-            ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+            ({"functions": [{"name": "f"}]}, "functions"),
             ({"logit_bias": {"50256": -100}}, "logit_bias"),
         ):
             refused = await ask({**body, **extra}, "0")

@@ -55,7 +55,20 @@ def test_malformed_json(http: httpx.Client) -> None:
         ({"model": "router", "messages": MESSAGES, "top_p": -1}, "top_p"),
         ({"model": "router", "messages": MESSAGES, "n": 2}, "n"),
         (
-            {"model": "router", "messages": MESSAGES, "tools": [{"type": "function", "function": {"name": "f"}}]},
+            {"model": "router", "messages": MESSAGES, "tools": [{"type": "function", "function": {"name": "f g"}}]},
+            "tools[0].function.name",
+        ),
+        ({"model": "router", "messages": MESSAGES, "tool_choice": "required"}, "tool_choice"),
+        (
+            {"model": "router", "messages": [*MESSAGES, {"role": "tool", "tool_call_id": "c", "content": "x"}]},
+            "messages[1].tool_call_id",
+        ),
+        (
+            {
+                "model": "smollm2-135m-instruct",
+                "messages": MESSAGES,
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+            },
             "tools",
         ),
         ({"model": "router", "messages": MESSAGES, "response_format": {"type": "json_object"}}, "messages"),

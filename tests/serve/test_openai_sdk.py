@@ -133,11 +133,67 @@ def test_sdk_raises_typed_errors(client: openai.OpenAI) -> None:
     assert bad.value.param == "n"
     with pytest.raises(openai.BadRequestError) as no_tools:
         client.chat.completions.create(
-            model="router",
+            model=SMALL,
             messages=[{"role": "user", "content": "What is the weather in Paris?"}],
-            tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+            tools=[WEATHER],
         )
     assert (no_tools.value.param, no_tools.value.code) == ("tools", "unsupported_parameter")
+    assert "fake-large" in str(no_tools.value.message)  # names the model that has tool calling
+
+
+WEATHER: dict[str, object] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def test_tool_calls_round_trip_through_the_sdk(client: openai.OpenAI) -> None:
+    # Only the large tier (litellm -> the fake upstream) calls tools; the small model and the
+    # stand-in cannot, so the router sends the whole exchange there, whatever the score.
+    question = [{"role": "user", "content": "What is the weather in Paris?"}]
+    raw = client.chat.completions.with_raw_response.create(model="router", messages=question, tools=[WEATHER])
+    completion = raw.parse()
+    assert (raw.headers["x-slm-router-tier"], raw.headers["x-slm-router-reason"]) == ("large", "tools")
+    assert float(raw.headers["x-slm-router-score"]) >= 0.0
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    calls = choice.message.tool_calls or []
+    assert [(c.id, c.function.name) for c in calls] == [("call_fake_0", "get_weather")]
+    assert json.loads(calls[0].function.arguments) == {"city": "What is the weather in Paris?"}
+
+    # The same through the stream: the SDK's fragments join to the same call.
+    joined: dict[int, dict[str, str]] = {}
+    finish = None
+    for chunk in client.chat.completions.create(model="router", messages=question, tools=[WEATHER], stream=True):
+        for delta_call in chunk.choices[0].delta.tool_calls or [] if chunk.choices else []:
+            entry = joined.setdefault(delta_call.index, {"id": "", "name": "", "arguments": ""})
+            entry["id"] += delta_call.id or ""
+            entry["name"] += (delta_call.function.name or "") if delta_call.function else ""
+            entry["arguments"] += (delta_call.function.arguments or "") if delta_call.function else ""
+        if chunk.choices and chunk.choices[0].finish_reason:
+            finish = chunk.choices[0].finish_reason
+    assert finish == "tool_calls"
+    assert joined == {0: {"id": "call_fake_0", "name": "get_weather", "arguments": calls[0].function.arguments}}
+
+    # The tool's result goes back; the model answers in text, and the usage is accounted.
+    follow_up = client.chat.completions.with_raw_response.create(
+        model="router",
+        messages=[
+            *question,
+            choice.message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": calls[0].id, "content": "18C and sunny"},
+        ],
+        tools=[WEATHER],
+    )
+    answer = follow_up.parse()
+    assert follow_up.headers["x-slm-router-reason"] == "tools"
+    assert answer.choices[0].message.content == "large says: tool results: 18C and sunny"
+    assert answer.choices[0].message.tool_calls is None
+    assert float(follow_up.headers["x-slm-router-cost-usd"]) > 0
 
 
 class Person(pydantic.BaseModel):

@@ -21,14 +21,9 @@ def request(**fields: Any) -> ChatCompletionRequest:
     ("fields", "param", "fragment"),
     [
         ({"n": 2}, "n", "n > 1"),
-        ({"tools": [TOOL]}, "tools", "tool calling"),
-        ({"tools": [TOOL], "tool_choice": "required"}, "tools", "tool calling"),
-        ({"tools": [TOOL], "tool_choice": "auto"}, "tools", "tool calling"),
-        ({"tools": [TOOL], "function_call": "none"}, "tools", "tool calling"),
-        ({"tool_choice": "required"}, "tool_choice", "tool calling"),
-        ({"tool_choice": {"type": "function", "function": {"name": "f"}}}, "tool_choice", "tool calling"),
-        ({"functions": [{"name": "f", "parameters": {}}]}, "functions", "function calling"),
-        ({"function_call": {"name": "f"}}, "function_call", "function calling"),
+        ({"functions": [{"name": "f", "parameters": {}}]}, "functions", "as 'tools'"),
+        ({"functions": [{"name": "f"}], "tool_choice": "none"}, "functions", "as 'tools'"),
+        ({"function_call": {"name": "f"}}, "function_call", "use 'tool_choice'"),
         ({"logit_bias": {"50256": -100}}, "logit_bias", "token ids"),
         ({"modalities": ["text", "audio"]}, "modalities", "text"),
         ({"audio": {"voice": "alloy", "format": "wav"}}, "audio", "audio"),
@@ -52,8 +47,12 @@ def test_switched_on_parameters_are_refused(fields: dict[str, Any], param: str, 
         {"tools": []},
         {"tools": None, "tool_choice": "none"},
         {"tool_choice": "auto", "parallel_tool_calls": False},
-        # The client declines tool calls for this turn: a text answer is what it asked for.
+        # Implemented (tests/unit/test_tool_calls.py): routed to tiers with tool calling.
+        {"tools": [TOOL]},
+        {"tools": [TOOL], "tool_choice": "required"},
+        {"tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "get_weather"}}},
         {"tools": [TOOL], "tool_choice": "none"},
+        # The client declines legacy function calls for this turn: a text answer is what it asked for.
         {"functions": [{"name": "f", "parameters": {}}], "function_call": "none"},
         {"functions": [], "function_call": "none"},
         # Implemented (tests/unit/test_response_format.py), so never refused here.

@@ -123,8 +123,44 @@ def test_normal_form() -> None:
         "response_format": None,
         "logprobs": False,
         "top_logprobs": 0,
+        "tools": None,
+        "tool_choice": None,
+        "parallel_tool_calls": None,
     }
     assert isinstance(normal["temperature"], float)
+
+
+TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+CALL = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+
+
+def test_tools_key_with_openais_defaults_filled_in() -> None:
+    plain = cache_digest(variant(tools=[TOOL]))
+    assert plain == cache_digest(variant(tools=[TOOL], tool_choice="auto", parallel_tool_calls=True))
+    assert plain != cache_digest(variant(tools=[TOOL], tool_choice="required"))
+    assert plain != cache_digest(variant(tools=[TOOL], parallel_tool_calls=False))
+    assert plain != cache_digest(variant(tools=[{**TOOL, "function": {"name": "g"}}]))
+    assert plain != cache_digest(BASE)
+    # Without tools, tool_choice "none"/"auto" and parallel_tool_calls change nothing.
+    assert cache_digest(BASE) == cache_digest(variant(tools=[], tool_choice="none", parallel_tool_calls=False))
+
+
+def test_tool_turns_key_by_their_calls_and_answers() -> None:
+    def exchange(arguments: str, answer: str, call_id: str = "c1") -> dict[str, Any]:
+        call = {**CALL, "id": call_id, "function": {"name": "f", "arguments": arguments}}
+        return variant(
+            messages=[
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": call_id, "content": answer},
+            ]
+        )
+
+    one = cache_digest(exchange("{}", "ok"))
+    assert one == cache_digest(exchange("{}", "ok"))
+    assert one != cache_digest(exchange('{"a": 1}', "ok"))
+    assert one != cache_digest(exchange("{}", "not ok"))
+    assert one != cache_digest(exchange("{}", "ok", call_id="c2"))
 
 
 @pytest.mark.parametrize(
