@@ -11,17 +11,11 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+from deployments.openai_responses import ChunkReader, completion_from_openai
 from deployments.upstream_refusals import refused_client_field
 from deployments.upstream_retries import call_with_retries
 from gateway.config import LiteLLMTierConfig
-from gateway.engine import (
-    ChatEngine,
-    Completion,
-    EngineDelta,
-    GenerationRequest,
-    logprobs_from_openai,
-    tool_calls_from_openai,
-)
+from gateway.engine import ChatEngine, Completion, EngineDelta, GenerationRequest
 from gateway.errors import (
     GatewayError,
     InvalidRequestError,
@@ -131,45 +125,22 @@ class LiteLLMChatEngine(ChatEngine):
         """One non-stream upstream call."""
         litellm = self._litellm or import_litellm()
         response = await self._call(litellm, self._kwargs(request, stream=False))
-        choice = response.choices[0]
-        usage = getattr(response, "usage", None)
-        return Completion(
-            text=choice.message.content or "",
-            finish_reason=choice.finish_reason,
-            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            model=self._model_name(getattr(response, "model", None)),
-            logprobs=logprobs_from_openai(getattr(choice, "logprobs", None)),
-            tool_calls=tool_calls_from_openai(getattr(choice.message, "tool_calls", None)),
-        )
+        return completion_from_openai(response, self._model_name(getattr(response, "model", None)))
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta]:
         """Stream from the upstream; usage comes from its final chunk."""
         litellm = self._litellm or import_litellm()
         response = await self._call(litellm, self._kwargs(request, stream=True))
-        text_parts = 0
-        prompt_tokens = completion_tokens = 0
-        finish_reason: str | None = None
-        model = self._model_name(None)
+        reader = ChunkReader(self._model_name(None))
         try:
             async for chunk in response:
-                usage = getattr(chunk, "usage", None)
-                if usage is not None:
-                    prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-                    completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-                for choice in chunk.choices or []:
-                    text = getattr(choice.delta, "content", None) or ""
-                    finish_reason = choice.finish_reason or finish_reason
-                    logprobs = logprobs_from_openai(getattr(choice, "logprobs", None))
-                    calls = tool_calls_from_openai(getattr(choice.delta, "tool_calls", None))
-                    if text or logprobs or calls:
-                        text_parts += 1
-                        tokens = completion_tokens or text_parts
-                        yield EngineDelta(text, None, prompt_tokens, tokens, model, logprobs, calls)
+                for delta in reader.feed(chunk):
+                    yield delta
         except Exception as exc:
             raise _translate(litellm, exc, self._tier.served_model_name) from exc
         finally:
             close = getattr(response, "aclose", None)
             if close is not None:
                 await close()
-        yield EngineDelta("", finish_reason or "stop", prompt_tokens, completion_tokens or text_parts, model)
+        for delta in reader.finish():
+            yield delta

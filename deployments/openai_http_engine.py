@@ -17,17 +17,11 @@ from typing import Any
 
 import aiohttp
 
+from deployments.openai_responses import ChunkReader, completion_from_openai
 from deployments.upstream_refusals import refused_client_field
 from deployments.upstream_retries import call_with_retries
 from gateway.config import LiteLLMTierConfig
-from gateway.engine import (
-    ChatEngine,
-    Completion,
-    EngineDelta,
-    GenerationRequest,
-    logprobs_from_openai,
-    tool_calls_from_openai,
-)
+from gateway.engine import ChatEngine, Completion, EngineDelta, GenerationRequest
 from gateway.errors import (
     GatewayError,
     InvalidRequestError,
@@ -173,18 +167,7 @@ class OpenAIHTTPChatEngine(ChatEngine):
         response = await self._post(request, stream=False)
         try:
             data = await response.json(content_type=None)
-            choice = (data.get("choices") or [{}])[0]
-            message = choice.get("message") or {}
-            usage = data.get("usage") or {}
-            return Completion(
-                text=message.get("content") or "",
-                finish_reason=choice.get("finish_reason"),
-                prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                completion_tokens=int(usage.get("completion_tokens") or 0),
-                model=self._model_name(data.get("model")),
-                logprobs=logprobs_from_openai(choice.get("logprobs")),
-                tool_calls=tool_calls_from_openai(message.get("tool_calls")),
-            )
+            return completion_from_openai(data, self._model_name(data.get("model")))
         except (TimeoutError, aiohttp.ClientError, ValueError, AttributeError, TypeError) as exc:
             raise _translate(exc, self._tier.served_model_name) from exc
         finally:
@@ -193,26 +176,12 @@ class OpenAIHTTPChatEngine(ChatEngine):
     async def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta]:
         """Stream server-sent events; usage comes from the final chunk."""
         response = await self._post(request, stream=True)
-        model = self._model_name(None)
-        prompt_tokens = completion_tokens = text_parts = 0
-        finish_reason: str | None = None
+        reader = ChunkReader(self._model_name(None))
         finished = False
         try:
             async for event in _sse_events(response):
-                usage = event.get("usage")
-                if isinstance(usage, dict):
-                    prompt_tokens = int(usage.get("prompt_tokens") or 0)
-                    completion_tokens = int(usage.get("completion_tokens") or 0)
-                for choice in event.get("choices") or []:
-                    delta = choice.get("delta") or {}
-                    text = delta.get("content") or ""
-                    finish_reason = choice.get("finish_reason") or finish_reason
-                    logprobs = logprobs_from_openai(choice.get("logprobs"))
-                    calls = tool_calls_from_openai(delta.get("tool_calls"))
-                    if text or logprobs or calls:
-                        text_parts += 1
-                        tokens = completion_tokens or text_parts
-                        yield EngineDelta(text, None, prompt_tokens, tokens, model, logprobs, calls)
+                for delta in reader.feed(event):
+                    yield delta
             finished = True
         except (TimeoutError, aiohttp.ClientError, ValueError, AttributeError, TypeError) as exc:
             raise _translate(exc, self._tier.served_model_name) from exc
@@ -223,7 +192,8 @@ class OpenAIHTTPChatEngine(ChatEngine):
                 response.close()
             else:
                 response.release()
-        yield EngineDelta("", finish_reason or "stop", prompt_tokens, completion_tokens or text_parts, model)
+        for delta in reader.finish():
+            yield delta
 
 
 async def _sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:

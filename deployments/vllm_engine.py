@@ -141,7 +141,7 @@ class VLLMChatEngine(ChatEngine):
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
-        kwargs: dict[str, Any] = {"max_tokens": max_tokens, "output_kind": RequestOutputKind.DELTA}
+        kwargs: dict[str, Any] = {"max_tokens": max_tokens, "n": request.n, "output_kind": RequestOutputKind.DELTA}
         if request.temperature is not None:
             kwargs["temperature"] = request.temperature
         if request.top_p is not None:
@@ -192,18 +192,20 @@ class VLLMChatEngine(ChatEngine):
                 trace_headers=request.trace_headers or None,
             )
             async for output in generator:
-                piece = output.outputs[0]
-                completion_tokens += len(piece.token_ids)
-                yield EngineDelta(
-                    text=piece.text,
-                    finish_reason=piece.finish_reason,
-                    prompt_tokens=len(prompt_ids),
-                    completion_tokens=completion_tokens,
-                    model=self._served_model_name,
-                    logprobs=_token_logprobs(piece.token_ids, piece.logprobs, request.top_logprobs)
-                    if request.logprobs
-                    else (),
-                )
+                # With n > 1 (parallel sampling) an output holds the choices that moved on.
+                for piece in output.outputs:
+                    completion_tokens += len(piece.token_ids)
+                    yield EngineDelta(
+                        text=piece.text,
+                        finish_reason=piece.finish_reason,
+                        prompt_tokens=len(prompt_ids),
+                        completion_tokens=completion_tokens,
+                        model=self._served_model_name,
+                        logprobs=_token_logprobs(piece.token_ids, piece.logprobs, request.top_logprobs)
+                        if request.logprobs
+                        else (),
+                        index=piece.index,
+                    )
         except (asyncio.CancelledError, GeneratorExit):
             raise
         except Exception as exc:

@@ -227,6 +227,8 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(1_048_576, ge=1024)
     #: Cap on ``max_tokens`` a client may ask for.
     max_tokens_limit: int = Field(4096, ge=1)
+    #: Cap on ``n``, the choices one request may ask for (each may use ``max_tokens``).
+    max_choices: int = Field(8, ge=1, le=128)
 
 
 class RedisConfig(_Strict):

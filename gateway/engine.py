@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ __all__ = [
     "MIN_LOGPROB",
     "ChatEngine",
     "Completion",
+    "CompletionChoice",
     "EngineDelta",
     "GenerationRequest",
     "TokenLogprob",
@@ -42,6 +43,8 @@ class GenerationRequest:
     #: ``tool`` turn carries ``tool_call_id``, both in OpenAI's shape.
     messages: list[dict[str, Any]]
     max_tokens: int
+    #: How many choices to generate (OpenAI's ``n``); each gets up to ``max_tokens``.
+    n: int = 1
     temperature: float | None = None
     top_p: float | None = None
     stop: list[str] = field(default_factory=list)
@@ -84,6 +87,8 @@ class GenerationRequest:
         }
         if self.stop:
             fields["stop"] = list(self.stop)
+        if self.n > 1:
+            fields["n"] = self.n
         if self.tools:
             fields["tools"] = list(self.tools)
         if self.logprobs:
@@ -217,10 +222,11 @@ def merge_tool_calls(parts: Any) -> tuple[ToolCallPart, ...]:
 
 @dataclass(frozen=True, slots=True)
 class EngineDelta:
-    """One streamed piece of a completion.
+    """One streamed piece of a completion, of choice ``index`` (0 unless ``n > 1``).
 
-    ``prompt_tokens`` and ``completion_tokens`` are running totals, so the last delta
-    carries the final usage.
+    ``prompt_tokens`` and ``completion_tokens`` are running totals over all choices (the
+    prompt counted once, as OpenAI counts it), so the last delta carries the final usage.
+    A choice is over with its first delta that has a ``finish_reason``.
     """
 
     text: str
@@ -233,11 +239,28 @@ class EngineDelta:
     logprobs: tuple[TokenLogprob, ...] = ()
     #: Tool-call fragments in this piece (see :class:`ToolCallPart`).
     tool_calls: tuple[ToolCallPart, ...] = ()
+    #: Which choice this piece belongs to.
+    index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionChoice:
+    """One whole choice of a completion."""
+
+    index: int
+    text: str
+    finish_reason: str | None
+    logprobs: tuple[TokenLogprob, ...] = ()
+    tool_calls: tuple[ToolCallPart, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """A whole completion, the result of a non-stream call."""
+    """A whole completion, the result of a non-stream call.
+
+    The fields describe choice 0; with ``n > 1`` the others are in ``extra_choices`` and the
+    token counts cover every choice.
+    """
 
     text: str
     finish_reason: str | None
@@ -248,30 +271,52 @@ class Completion:
     logprobs: tuple[TokenLogprob, ...] = ()
     #: The whole tool calls the model made (``finish_reason`` is then ``tool_calls``).
     tool_calls: tuple[ToolCallPart, ...] = ()
+    #: Choices 1 .. n-1, in index order, when the request asked for more than one.
+    extra_choices: tuple[CompletionChoice, ...] = ()
+
+    def choices(self) -> tuple[CompletionChoice, ...]:
+        """Every choice, in index order."""
+        first = CompletionChoice(0, self.text, self.finish_reason, self.logprobs, self.tool_calls)
+        return (first, *self.extra_choices)
+
+    @classmethod
+    def of_choices(
+        cls, choices: Sequence[CompletionChoice], prompt_tokens: int, completion_tokens: int, model: str
+    ) -> Completion:
+        """From whole choices (at least one), ordered by index."""
+        first, *rest = sorted(choices, key=lambda choice: choice.index)
+        return cls(
+            first.text,
+            first.finish_reason,
+            prompt_tokens,
+            completion_tokens,
+            model,
+            first.logprobs,
+            first.tool_calls,
+            tuple(rest),
+        )
 
 
 async def collect_completion(deltas: AsyncIterator[EngineDelta]) -> Completion:
-    """Drain a delta stream into one :class:`Completion`."""
-    parts: list[str] = []
-    logprobs: list[TokenLogprob] = []
-    calls: list[ToolCallPart] = []
+    """Drain a delta stream into one :class:`Completion`, its pieces joined per choice."""
+    parts: dict[int, list[EngineDelta]] = {}
     last: EngineDelta | None = None
     async for delta in deltas:
-        parts.append(delta.text)
-        logprobs.extend(delta.logprobs)
-        calls.extend(delta.tool_calls)
+        parts.setdefault(delta.index, []).append(delta)
         last = delta
     if last is None:
         return Completion("", "stop", 0, 0, "")
-    return Completion(
-        "".join(parts),
-        last.finish_reason,
-        last.prompt_tokens,
-        last.completion_tokens,
-        last.model,
-        tuple(logprobs),
-        merge_tool_calls(calls),
-    )
+    choices = [
+        CompletionChoice(
+            index,
+            "".join(piece.text for piece in pieces),
+            next((piece.finish_reason for piece in pieces if piece.finish_reason), None),
+            tuple(token for piece in pieces for token in piece.logprobs),
+            merge_tool_calls(call for piece in pieces for call in piece.tool_calls),
+        )
+        for index, pieces in parts.items()
+    ]
+    return Completion.of_choices(choices, last.prompt_tokens, last.completion_tokens, last.model)
 
 
 class ChatEngine(ABC):

@@ -43,6 +43,8 @@ __all__ = [
 
 #: OpenAI's upper bound for ``top_logprobs``.
 MAX_TOP_LOGPROBS = 20
+#: OpenAI's upper bound for ``n`` (a gateway's own cap, ``server.max_choices``, is lower).
+MAX_N = 128
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
@@ -120,7 +122,7 @@ class ChatCompletionRequest(_Tolerant):
     stop: str | Annotated[list[str], Field(max_length=4)] | None = None
     seed: int | None = None
     user: str | None = None
-    n: Annotated[int, Field(ge=1)] | None = None
+    n: Annotated[int, Field(ge=1, le=MAX_N)] | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     presence_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
@@ -172,6 +174,10 @@ class ChatCompletionRequest(_Tolerant):
         """``gen_ai.output.type``: ``json`` for JSON mode and structured outputs, else ``text``."""
         fmt = self.response_format
         return "text" if fmt is None or fmt.type == "text" else "json"
+
+    def choices(self) -> int:
+        """How many choices to generate (``n``, 1 when unset)."""
+        return self.n or 1
 
     def calls_tools(self) -> bool:
         """Whether the answer may be tool calls: tools are offered and ``tool_choice`` is not ``none``."""

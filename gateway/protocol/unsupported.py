@@ -8,7 +8,7 @@ to the plain request would be served to it). Such a request is refused with 400
 (``logit_bias: {}``, ``function_call: "none"``, ...) are accepted, since SDKs and proxies send
 them by default, and so are legacy ``functions`` that ``function_call: "none"`` declines.
 Implemented elsewhere: ``tools`` (:mod:`gateway.protocol.tools`), ``response_format``
-(:mod:`gateway.protocol.response_format`), ``logprobs`` and ``top_logprobs``.
+(:mod:`gateway.protocol.response_format`), ``logprobs``, ``top_logprobs`` and ``n``.
 """
 
 from __future__ import annotations
@@ -45,12 +45,8 @@ UNSUPPORTED_PARAMETERS: tuple[tuple[str, tuple[Any, ...], str], ...] = (
 
 
 def reject_unsupported(request: ChatCompletionRequest) -> None:
-    """Raise :class:`UnsupportedParameterError` if ``request`` asks for something not implemented.
-
-    Covers ``n > 1`` and :data:`UNSUPPORTED_PARAMETERS` (which arrive as tolerated extra fields).
-    """
-    if request.n is not None and request.n > 1:
-        raise UnsupportedParameterError("n > 1 is not supported; send separate requests", param="n")
+    """Raise :class:`UnsupportedParameterError` if ``request`` asks for something not implemented
+    (:data:`UNSUPPORTED_PARAMETERS`, which arrive as tolerated extra fields)."""
     extra = request.model_extra or {}
     for name, off_values, reason in UNSUPPORTED_PARAMETERS:
         if name in extra and extra[name] not in off_values and not _calls_declined(name, extra):

@@ -120,6 +120,7 @@ async def build_replica_services(
         virtual_model_name=config.routing.virtual_model_name,
         default_tier=config.routing.default_tier,
         max_tokens_limit=config.server.max_tokens_limit,
+        max_choices=config.server.max_choices,
     )
     control: RoutingControl | None = None
     if store is not None and account:

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from gateway.engine import ChatEngine, EngineDelta, GenerationRequest
+from gateway.engine import ChatEngine, CompletionChoice, EngineDelta, GenerationRequest
 from gateway.errors import (
     EngineOverloadedError,
     GatewayError,
@@ -136,6 +136,7 @@ class ChatCompletionService:
         default_tier: str,
         max_tokens_limit: int,
         policy: ThresholdPolicy | None = None,
+        max_choices: int = 8,
     ) -> None:
         if not tiers:
             raise ValueError("at least one tier is required")
@@ -147,6 +148,7 @@ class ChatCompletionService:
         self._virtual_model_name = virtual_model_name
         self._default_tier = self._tiers[default_tier]
         self._max_tokens_limit = max_tokens_limit
+        self._max_choices = max_choices
         self._created = int(time.time())
         self._policy = policy
         self._control: RoutingControl | None = None
@@ -203,6 +205,12 @@ class ChatCompletionService:
             raise InvalidRequestError(
                 f"{param} is {max_tokens}; this gateway allows at most {self._max_tokens_limit}",
                 param=param,
+                code="invalid_value",
+            )
+        if request.choices() > self._max_choices:
+            raise InvalidRequestError(
+                f"n is {request.choices()}; this gateway allows at most {self._max_choices}",
+                param="n",
                 code="invalid_value",
             )
         messages = [engine_message(m) for m in request.messages]
@@ -355,6 +363,7 @@ class ChatCompletionService:
             request_id=f"chatcmpl-{uuid.uuid4().hex}",
             messages=messages,
             max_tokens=request.requested_max_tokens() or tier.default_max_tokens,
+            n=request.choices(),
             temperature=request.temperature,
             top_p=request.top_p,
             stop=request.stop_sequences(),
@@ -459,23 +468,11 @@ class ChatCompletionService:
             )
         if cost is not None:
             headers.update(cost.headers())
-        calls = [ToolCall.model_validate(call.to_openai()) for call in completion.tool_calls]
         response = ChatCompletionResponse(
             id=generation.request_id,
             created=int(time.time()),
             model=model,
-            choices=[
-                ChatCompletionChoice(
-                    # OpenAI's shape: content is null when the answer is only tool calls.
-                    message=ResponseMessage(
-                        content=completion.text or (None if calls else ""), tool_calls=calls or None
-                    ),
-                    finish_reason=completion.finish_reason or ("tool_calls" if calls else "stop"),
-                    logprobs=ChoiceLogprobs.of(t.to_openai() for t in completion.logprobs)
-                    if generation.logprobs
-                    else None,
-                )
-            ],
+            choices=[_response_choice(choice, generation.logprobs) for choice in completion.choices()],
             usage=Usage(
                 prompt_tokens=completion.prompt_tokens,
                 completion_tokens=completion.completion_tokens,
@@ -515,5 +512,17 @@ class ChatCompletionService:
             include_usage=request.wants_usage_in_stream(),
             observation=observation,
             logprobs=bool(request.logprobs),
+            choices=request.choices(),
         )
         return StreamResult(frames=stream.frames(first, deltas), headers=self._headers(tier, model, decision))
+
+
+def _response_choice(choice: CompletionChoice, logprobs: bool) -> ChatCompletionChoice:
+    calls = [ToolCall.model_validate(call.to_openai()) for call in choice.tool_calls]
+    return ChatCompletionChoice(
+        index=choice.index,
+        # OpenAI's shape: content is null when the answer is only tool calls.
+        message=ResponseMessage(content=choice.text or (None if calls else ""), tool_calls=calls or None),
+        finish_reason=choice.finish_reason or ("tool_calls" if calls else "stop"),
+        logprobs=ChoiceLogprobs.of(t.to_openai() for t in choice.logprobs) if logprobs else None,
+    )

@@ -54,6 +54,8 @@ class SseStream:
     observation: RequestObservation | None = None
     #: The client asked for ``logprobs``: each content chunk carries its tokens'.
     logprobs: bool = False
+    #: How many choices the engine generates (``n``); chunks carry each one's index.
+    choices: int = 1
 
     def _has_output(self, piece: EngineDelta) -> bool:
         return bool(piece.text or piece.tool_calls or (self.logprobs and piece.logprobs))
@@ -66,36 +68,48 @@ class SseStream:
         return self._chunk(created, DeltaMessage(content=content, tool_calls=calls or None), piece=piece)
 
     def _chunk(
-        self, created: int, delta: DeltaMessage, finish_reason: str | None = None, piece: EngineDelta | None = None
+        self,
+        created: int,
+        delta: DeltaMessage,
+        finish_reason: str | None = None,
+        piece: EngineDelta | None = None,
+        index: int = 0,
     ) -> bytes:
         logprobs = None
         if self.logprobs and piece is not None:
             logprobs = ChoiceLogprobs.of(t.to_openai() for t in piece.logprobs)
-        body = ChatCompletionChunk(
-            id=self.request_id,
-            created=created,
-            model=self.model,
-            choices=[ChunkChoice(delta=delta, finish_reason=finish_reason, logprobs=logprobs)],
+        choice = ChunkChoice(
+            index=piece.index if piece is not None else index,
+            delta=delta,
+            finish_reason=finish_reason,
+            logprobs=logprobs,
         )
+        body = ChatCompletionChunk(id=self.request_id, created=created, model=self.model, choices=[choice])
         return sse(body.model_dump_json())
 
     async def frames(self, first: EngineDelta | None, deltas: AsyncIterator[EngineDelta]) -> AsyncIterator[bytes]:
         """The SSE frames; closing this generator cancels the engine's generation."""
         created = int(time.time())
         last = first
-        finish_reason: str | None = None
-        called_tools = False
+        # Each choice ends with its first finish_reason; the stream, when every choice has.
+        finished: dict[int, str] = {}
+        called_tools: set[int] = set()
         settled = False
         try:
-            yield self._chunk(created, DeltaMessage(role="assistant", content=""))
-            if first is not None:
-                if self._has_output(first):
-                    self._first_token()
-                    called_tools = bool(first.tool_calls)
-                    yield self._piece(created, first)
-                finish_reason = first.finish_reason
+            for index in range(self.choices):
+                yield self._chunk(created, DeltaMessage(role="assistant", content=""), index=index)
+            delta = first
             deadline = asyncio.get_running_loop().time() + self.timeout_s
-            while finish_reason is None:
+            while delta is not None:
+                if self._has_output(delta):
+                    self._first_token()
+                    if delta.tool_calls:
+                        called_tools.add(delta.index)
+                    yield self._piece(created, delta)
+                if delta.finish_reason is not None:
+                    finished.setdefault(delta.index, delta.finish_reason)
+                if len(finished) >= self.choices:
+                    break
                 try:
                     async with asyncio.timeout_at(deadline):
                         delta = await anext(deltas, None)
@@ -103,15 +117,11 @@ class SseStream:
                     raise UpstreamTimeoutError(
                         f"{self.served_model_name} did not finish within {self.timeout_s:g}s"
                     ) from None
-                if delta is None:
-                    break
-                last = delta
-                if self._has_output(delta):
-                    self._first_token()
-                    called_tools = called_tools or bool(delta.tool_calls)
-                    yield self._piece(created, delta)
-                finish_reason = delta.finish_reason
-            yield self._chunk(created, DeltaMessage(), finish_reason or ("tool_calls" if called_tools else "stop"))
+                if delta is not None:
+                    last = delta
+            for index in range(self.choices):
+                reason = finished.get(index) or ("tool_calls" if index in called_tools else "stop")
+                yield self._chunk(created, DeltaMessage(), reason, index=index)
             settled = True
             cost = await self._finish(last)
             if self.include_usage:

@@ -99,9 +99,9 @@ def estimate_tokens(request: Mapping[str, Any], default_max_tokens: int) -> int:
     """A cheap upper-ish estimate of a chat request's tokens, charged before the call.
 
     About 4 characters per prompt token plus a few per message, plus the completion
-    budget (``max_completion_tokens``/``max_tokens``, else ``default_max_tokens``). The
-    real usage is charged afterwards with :meth:`RateLimiter.record_tokens`, so this only
-    needs to be in the right range, not exact.
+    budget (``max_completion_tokens``/``max_tokens``, else ``default_max_tokens``) of each of
+    the ``n`` choices. The real usage is charged afterwards with
+    :meth:`RateLimiter.record_tokens`, so this only needs to be in the right range, not exact.
     """
     chars = 0
     messages = request.get("messages")
@@ -116,7 +116,9 @@ def estimate_tokens(request: Mapping[str, Any], default_max_tokens: int) -> int:
                 chars += sum(len(p.get("text", "")) for p in content if isinstance(p, Mapping))
     completion = request.get("max_completion_tokens") or request.get("max_tokens") or default_max_tokens
     completion = completion if isinstance(completion, int) and not isinstance(completion, bool) else default_max_tokens
-    return math.ceil(chars / 4) + 4 * count + max(0, completion)
+    choices = request.get("n")
+    choices = choices if isinstance(choices, int) and not isinstance(choices, bool) and choices > 1 else 1
+    return math.ceil(chars / 4) + 4 * count + max(0, completion) * choices
 
 
 @dataclass(frozen=True)

@@ -76,11 +76,16 @@ class ScriptedEngine(ChatEngine):
                 raise self.fail_before
             if request.calls_tools:
                 calls = _tool_calls(request)
-                for index, part in enumerate(calls, 1):
-                    finish = "tool_calls" if index == len(calls) else None
-                    yield EngineDelta("", finish, self.prompt_tokens, index, self.model, tool_calls=(part,))
+                for choice in range(request.n):
+                    for index, part in enumerate(calls, 1):
+                        finish = "tool_calls" if index == len(calls) else None
+                        tokens = choice * len(calls) + index
+                        yield EngineDelta(
+                            "", finish, self.prompt_tokens, tokens, self.model, tool_calls=(part,), index=choice
+                        )
                 return
             pieces = self.pieces[: request.max_tokens]
+            generated = 0
             for index, piece in enumerate(pieces, 1):
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
@@ -90,6 +95,10 @@ class ScriptedEngine(ChatEngine):
                 if index == len(pieces):
                     finish = "length" if len(pieces) < len(self.pieces) else "stop"
                 logprobs = _logprobs(request, piece, index)
-                yield EngineDelta(piece, finish, self.prompt_tokens, index, self.model, logprobs)
+                # With n > 1 the choices interleave; choice c's pieces end in "#c" (c > 0).
+                for choice in range(request.n):
+                    text = piece + (f"#{choice}" if choice and index == len(pieces) else "")
+                    generated += 1
+                    yield EngineDelta(text, finish, self.prompt_tokens, generated, self.model, logprobs, index=choice)
         finally:
             self.closed += 1

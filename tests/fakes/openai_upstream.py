@@ -1,9 +1,9 @@
 """A real OpenAI-compatible HTTP server on loopback, standing in for a hosted model.
 
 It answers deterministically (``"<prefix><last user message>"``, wrapped in JSON when
-``response_format`` asks for it, or tool calls when tools are offered: see :func:`_tool_calls`)
-with exact usage, and
-its behaviour can be changed while it runs: added latency, an error status, or a hang.
+``response_format`` asks for it, or tool calls when tools are offered: see :func:`_tool_calls`;
+``n`` choices, choice c > 0 marked "#c") with exact usage, and its behaviour can be changed
+while it runs: added latency, an error status, or a hang.
 Run it in a thread with :class:`FakeOpenAIUpstream` or as a script for benchmarks.
 """
 
@@ -22,7 +22,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-__all__ = ["FakeOpenAIUpstream", "UpstreamBehaviour", "create_fake_openai_app"]
+__all__ = ["FakeOpenAIUpstream", "UpstreamBehaviour", "create_fake_openai_app", "hosted_tier_settings"]
 
 
 @dataclass
@@ -132,6 +132,20 @@ def _tool_call_fragments(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return fragments
 
 
+def hosted_tier_settings(upstream_url: str, **overrides: Any) -> dict[str, Any]:
+    """A hosted tier's config (``fake-large`` through litellm, no retries) pointing at this fake."""
+    return {
+        "kind": "litellm",
+        "served_model_name": "fake-large",
+        "model": "openai/fake-large",
+        "api_base": upstream_url,
+        "api_key_env": "SLM_TEST_UPSTREAM_KEY",
+        "timeout_s": 3,
+        "num_retries": 0,
+        **overrides,
+    }
+
+
 def create_fake_openai_app(behaviour: UpstreamBehaviour) -> FastAPI:
     """The fake's ASGI app."""
     app = FastAPI()
@@ -171,21 +185,32 @@ def create_fake_openai_app(behaviour: UpstreamBehaviour) -> FastAPI:
             words, finish = [], "tool_calls"
             arguments_tokens = sum(len(c["function"]["arguments"].split()) for c in calls)
             usage = {**usage, "completion_tokens": arguments_tokens, "total_tokens": prompt_tokens + arguments_tokens}
+        # n > 1: choice c (> 0) is the same answer with "#c" on its last word; usage counts all.
+        n = int(body.get("n") or 1)
+        choice_words = [[*words[:-1], words[-1] + f"#{c}"] if c and words else list(words) for c in range(n)]
+        completion_tokens = usage["completion_tokens"] * n
+        usage = {**usage, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
         created = int(time.time())
-        logprobs = _logprobs(body, words)
+        logprobs = [_logprobs(body, w) for w in choice_words]
         if not body.get("stream"):
-            message: dict[str, Any] = {"role": "assistant", "content": "".join(words) if calls is None else None}
-            if calls is not None:
-                message["tool_calls"] = calls
-            choice = {"index": 0, "message": message, "finish_reason": finish}
-            if logprobs is not None:
-                choice["logprobs"] = {"content": logprobs, "refusal": None}
+            choices = []
+            for c in range(n):
+                message: dict[str, Any] = {
+                    "role": "assistant",
+                    "content": "".join(choice_words[c]) if calls is None else None,
+                }
+                if calls is not None:
+                    message["tool_calls"] = calls
+                choice = {"index": c, "message": message, "finish_reason": finish}
+                if logprobs[c] is not None:
+                    choice["logprobs"] = {"content": logprobs[c], "refusal": None}
+                choices.append(choice)
             return {
                 "id": "chatcmpl-fake",
                 "object": "chat.completion",
                 "created": created,
                 "model": behaviour.model,
-                "choices": [choice],
+                "choices": choices,
                 "usage": usage,
             }
 
@@ -196,17 +221,23 @@ def create_fake_openai_app(behaviour: UpstreamBehaviour) -> FastAPI:
                 "created": created,
                 "model": behaviour.model,
             }
-            first = {"index": 0, "delta": {"role": "assistant", "content": ""}}
-            yield f"data: {json.dumps({**base, 'choices': [first]})}\n\n"
-            for i, word in enumerate(words):
-                choice: dict[str, Any] = {"index": 0, "delta": {"content": word}}
-                if logprobs is not None:
-                    choice["logprobs"] = {"content": [logprobs[i]], "refusal": None}
-                yield f"data: {json.dumps({**base, 'choices': [choice]})}\n\n"
-            for fragment in _tool_call_fragments(calls or []):
-                piece = {"index": 0, "delta": {"tool_calls": [fragment]}}
-                yield f"data: {json.dumps({**base, 'choices': [piece]})}\n\n"
-            yield f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {}, 'finish_reason': finish}]})}\n\n"
+
+            def frame(choice: dict[str, Any]) -> str:
+                return f"data: {json.dumps({**base, 'choices': [choice]})}\n\n"
+
+            for c in range(n):
+                yield frame({"index": c, "delta": {"role": "assistant", "content": ""}})
+            for i in range(len(words)):
+                for c in range(n):
+                    choice: dict[str, Any] = {"index": c, "delta": {"content": choice_words[c][i]}}
+                    tokens = logprobs[c]
+                    if tokens is not None:
+                        choice["logprobs"] = {"content": [tokens[i]], "refusal": None}
+                    yield frame(choice)
+            for c in range(n):
+                for fragment in _tool_call_fragments(calls or []):
+                    yield frame({"index": c, "delta": {"tool_calls": [fragment]}})
+                yield frame({"index": c, "delta": {}, "finish_reason": finish})
             if (body.get("stream_options") or {}).get("include_usage"):
                 yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n"
             yield "data: [DONE]\n\n"

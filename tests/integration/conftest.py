@@ -12,11 +12,12 @@ import pytest
 
 from deployments.hosted_engine import build_hosted_engine
 from gateway.config import GatewayConfig, LiteLLMTierConfig
+from gateway.engine import ChatEngine
 from gateway.http import GatewayServices, create_http_app
 from gateway.serving import Tier
 from gateway.serving.assembly import ReplicaServices, build_replica_services
 from tests.fakes.engines import ScriptedEngine
-from tests.fakes.openai_upstream import FakeOpenAIUpstream
+from tests.fakes.openai_upstream import FakeOpenAIUpstream, hosted_tier_settings
 
 ADMIN_KEY = "admin-test-credential-0123456789"
 #: Redis timeouts for tests against a live server. The production defaults (0.5 s) fail fast
@@ -34,15 +35,7 @@ def gateway_config(redis_url: str | None, upstream_url: str, **sections: Any) ->
         "routing": {"router_artifact": None},
         "tiers": {
             "small": {"kind": "vllm", "served_model_name": "small-model", "default_max_tokens": 16},
-            "large": {
-                "kind": "litellm",
-                "served_model_name": "fake-large",
-                "model": "openai/fake-large",
-                "api_base": upstream_url,
-                "api_key_env": "SLM_TEST_UPSTREAM_KEY",
-                "timeout_s": 3,
-                "num_retries": 0,
-            },
+            "large": hosted_tier_settings(upstream_url),
         },
         "accounting": {
             # A ledger of its own per config, so tests that count never see each other's requests.
@@ -115,3 +108,26 @@ def make_app(fake_upstream: FakeOpenAIUpstream) -> AppFactory:
 
 
 Call = Callable[..., Awaitable[httpx.Response]]
+
+
+@asynccontextmanager
+async def cached_chat(
+    make_app: AppFactory, redis_url: str, upstream_url: str, body: Mapping[str, Any]
+) -> AsyncIterator[Call]:
+    """``ask(**changes)``: post ``body`` with ``changes`` and the response cache on, to a replica
+    with a cache of its own (a fresh key prefix)."""
+    config = gateway_config(redis_url, upstream_url, state={"prefix": f"c{uuid.uuid4().hex[:8]}"})
+    async with make_app(config) as (client, _):
+
+        async def ask(**changes: object) -> httpx.Response:
+            return await client.post(
+                "/v1/chat/completions", json={**body, **changes}, headers={"x-slm-router-cache": "true"}
+            )
+
+        yield ask
+
+
+def hosted_engine(upstream_url: str, transport: str, **overrides: Any) -> ChatEngine:
+    """A hosted tier's engine (``transport`` ``litellm`` or ``openai``) at a local upstream."""
+    settings = hosted_tier_settings(upstream_url, transport=transport, **overrides)
+    return build_hosted_engine(LiteLLMTierConfig.model_validate(settings))

@@ -9,8 +9,6 @@ import json
 
 import pytest
 
-from deployments.hosted_engine import build_hosted_engine
-from gateway.config import LiteLLMTierConfig
 from gateway.engine import ChatEngine, GenerationRequest
 from gateway.errors import (
     GatewayError,
@@ -20,6 +18,7 @@ from gateway.errors import (
     UpstreamTimeoutError,
 )
 from tests.fakes.openai_upstream import FakeOpenAIUpstream, UpstreamBehaviour
+from tests.integration.conftest import hosted_engine
 
 
 @pytest.fixture(params=["litellm", "openai"])
@@ -28,17 +27,7 @@ def transport(request: pytest.FixtureRequest) -> str:
 
 
 def engine(upstream: FakeOpenAIUpstream, transport: str, **overrides: object) -> ChatEngine:
-    settings: dict[str, object] = {
-        "transport": transport,
-        "served_model_name": "fake-large",
-        "model": "openai/fake-large",
-        "api_base": upstream.base_url,
-        "api_key_env": "SLM_TEST_UPSTREAM_KEY",
-        "timeout_s": 2,
-        "num_retries": 0,
-    }
-    settings.update(overrides)
-    return build_hosted_engine(LiteLLMTierConfig.model_validate(settings))
+    return hosted_engine(upstream.base_url, transport, **{"timeout_s": 2, **overrides})
 
 
 def gen(text: str = "hello world", max_tokens: int = 100) -> GenerationRequest:

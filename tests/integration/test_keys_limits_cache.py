@@ -13,7 +13,7 @@ from gateway.redis_server import EmbeddedRedis
 from gateway.routing import ThresholdPolicy
 from tests.fakes.engines import ScriptedEngine
 from tests.fakes.openai_upstream import FakeOpenAIUpstream, UpstreamBehaviour
-from tests.integration.conftest import ADMIN_KEY, AppFactory, gateway_config
+from tests.integration.conftest import ADMIN_KEY, AppFactory, cached_chat, gateway_config
 from tests.unit.test_routing_policy import LengthScorer
 
 CHAT = "/v1/chat/completions"
@@ -214,13 +214,8 @@ async def test_cache_keys_logprobs_and_returns_them_on_a_hit(
     fake_upstream: FakeOpenAIUpstream,
     upstream_behaviour: UpstreamBehaviour,
 ) -> None:
-    config = gateway_config(redis_server.url, fake_upstream.base_url, state={"prefix": f"l{uuid.uuid4().hex[:8]}"})
     body = {"model": "fake-large", "messages": [{"role": "user", "content": "x y"}]}
-    async with make_app(config) as (client, _):
-
-        async def ask(**changes: object) -> httpx.Response:
-            return await client.post(CHAT, json={**body, **changes}, headers={"x-slm-router-cache": "true"})
-
+    async with cached_chat(make_app, redis_server.url, fake_upstream.base_url, body) as ask:
         plain = await ask()
         assert plain.headers["x-slm-router-cache"] == "miss" and plain.json()["choices"][0]["logprobs"] is None
         # The plain answer has no logprobs to give: a logprobs request misses, then hits with them.

@@ -4,20 +4,17 @@ openai SDK against the in-process app, the ledger and the response cache on a re
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from deployments.hosted_engine import build_hosted_engine
-from gateway.config import LiteLLMTierConfig
 from gateway.engine import ChatEngine, GenerationRequest, ToolCallPart
 from gateway.errors import InvalidRequestError, UpstreamError
 from gateway.redis_server import EmbeddedRedis
 from tests.fakes.openai_upstream import FakeOpenAIUpstream, UpstreamBehaviour
-from tests.integration.conftest import AppFactory, gateway_config
+from tests.integration.conftest import AppFactory, cached_chat, gateway_config, hosted_engine
 
 CHAT = "/v1/chat/completions"
 WEATHER = {
@@ -37,17 +34,7 @@ def transport(request: pytest.FixtureRequest) -> str:
 
 
 def engine(upstream: FakeOpenAIUpstream, transport: str) -> ChatEngine:
-    return build_hosted_engine(
-        LiteLLMTierConfig(
-            transport=transport,
-            served_model_name="fake-large",
-            model="openai/fake-large",
-            api_base=upstream.base_url,
-            api_key_env="SLM_TEST_UPSTREAM_KEY",
-            timeout_s=3,
-            num_retries=0,
-        )
-    )
+    return hosted_engine(upstream.base_url, transport)
 
 
 def gen(messages: list[dict[str, Any]] | None = None, **fields: Any) -> GenerationRequest:
@@ -182,13 +169,8 @@ async def test_the_cache_keys_tools_and_returns_the_calls_on_a_hit(
     fake_upstream: FakeOpenAIUpstream,
     upstream_behaviour: UpstreamBehaviour,
 ) -> None:
-    config = gateway_config(redis_server.url, fake_upstream.base_url, state={"prefix": f"t{uuid.uuid4().hex[:8]}"})
     body = {"model": "fake-large", "messages": [QUESTION]}
-    async with make_app(config) as (client, _):
-
-        async def ask(**changes: object) -> httpx.Response:
-            return await client.post(CHAT, json={**body, **changes}, headers={"x-slm-router-cache": "true"})
-
+    async with cached_chat(make_app, redis_server.url, fake_upstream.base_url, body) as ask:
         plain = await ask()
         assert plain.headers["x-slm-router-cache"] == "miss"
         first = await ask(tools=[WEATHER])

@@ -17,7 +17,7 @@ import router_models
 from deployments.runtime import LocalGateway
 from gateway.config import GatewayConfig, load_config
 from tests.conftest import free_port
-from tests.fakes.openai_upstream import FakeOpenAIUpstream
+from tests.fakes.openai_upstream import FakeOpenAIUpstream, hosted_tier_settings
 
 
 def serve_test_config(upstream_url: str, state_dir: Path) -> GatewayConfig:
@@ -43,15 +43,7 @@ def serve_test_config(upstream_url: str, state_dir: Path) -> GatewayConfig:
             "num_retries": 0,
             "default_max_tokens": 16,
         },
-        "large": {
-            "kind": "litellm",
-            "served_model_name": "fake-large",
-            "model": "openai/fake-large",
-            "api_base": upstream_url,
-            "api_key_env": "SLM_TEST_UPSTREAM_KEY",
-            "timeout_s": 3,
-            "num_retries": 0,
-        },
+        "large": hosted_tier_settings(upstream_url),
     }
     data["accounting"]["prices"] = {
         "small": {"kind": "gpu_hour", "gpu_hour_usd": 2.4, "tokens_per_second": 2000, "utilization": 0.5},

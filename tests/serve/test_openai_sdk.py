@@ -283,3 +283,33 @@ def test_logprobs_from_the_real_engine_match_the_text(client: openai.OpenAI, mod
     streamed = [t for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content or []]
     assert [t.token for t in streamed] == [t.token for t in tokens]
     assert [t.logprob for t in streamed] == pytest.approx([t.logprob for t in tokens], abs=1e-3)
+
+
+@pytest.mark.parametrize("model", [SMALL, "local-large-standin"])
+def test_n_choices_from_the_real_engine(client: openai.OpenAI, model: str) -> None:
+    # vLLM samples the choices in parallel; through the stand-in, litellm passes n along.
+    question = [{"role": "user", "content": "Name a fruit."}]
+    greedy = client.chat.completions.create(model=model, messages=question, n=2, max_tokens=8, temperature=0)  # type: ignore[arg-type]
+    assert [c.index for c in greedy.choices] == [0, 1]
+    assert (greedy.choices[0].message.content or "").strip()
+    # Greedy decoding makes both choices the same text, so the usage covers the two equally.
+    assert greedy.choices[0].message.content == greedy.choices[1].message.content
+    assert greedy.usage is not None and greedy.usage.completion_tokens % 2 == 0
+    assert 2 <= greedy.usage.completion_tokens <= 16
+
+    texts: dict[int, str] = {}
+    finished: dict[int, str] = {}
+    for chunk in client.chat.completions.create(
+        model=model,
+        messages=question,  # type: ignore[arg-type]
+        n=2,
+        max_tokens=8,
+        temperature=0,
+        stream=True,
+    ):
+        for choice in chunk.choices:
+            texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
+            if choice.finish_reason:
+                finished[choice.index] = choice.finish_reason
+    assert texts == {0: greedy.choices[0].message.content, 1: greedy.choices[1].message.content}
+    assert set(finished) == {0, 1}

@@ -10,7 +10,6 @@ from gateway.errors import (
     EngineOverloadedError,
     InvalidRequestError,
     ModelNotFoundError,
-    UnsupportedParameterError,
     UpstreamTimeoutError,
 )
 from gateway.protocol import ChatCompletionRequest
@@ -82,8 +81,9 @@ async def test_developer_role_becomes_system_and_max_tokens_limit() -> None:
     with pytest.raises(InvalidRequestError) as info:
         await service(engine).create(request(max_completion_tokens=101))
     assert info.value.param == "max_completion_tokens"
-    with pytest.raises(UnsupportedParameterError):
-        await service(engine).create(request(n=3))
+    with pytest.raises(InvalidRequestError) as too_many:
+        await service(engine).create(request(n=9))
+    assert (too_many.value.param, too_many.value.message) == ("n", "n is 9; this gateway allows at most 8")
     with pytest.raises(InvalidRequestError, match="system or user"):
         await service(engine).create(request(messages=[{"role": "assistant", "content": "x"}]))
 

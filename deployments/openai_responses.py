@@ -1,0 +1,97 @@
+"""Reading an OpenAI-protocol upstream's answers, shared by both hosted transports.
+
+litellm hands back SDK objects and the direct transport plain JSON dicts; both go through
+the same readers here, so every choice, its text, logprobs, tool calls and finish reason,
+and the usage, are read the same way whichever transport a tier uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.engine import (
+    Completion,
+    CompletionChoice,
+    EngineDelta,
+    logprobs_from_openai,
+    tool_calls_from_openai,
+)
+
+__all__ = ["ChunkReader", "completion_from_openai"]
+
+
+def _field(item: Any, name: str) -> Any:
+    if item is None:
+        return None
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+
+
+def _usage(item: Any) -> tuple[int, int]:
+    usage = _field(item, "usage")
+    return int(_field(usage, "prompt_tokens") or 0), int(_field(usage, "completion_tokens") or 0)
+
+
+def _index(choice: Any, position: int) -> int:
+    index = _field(choice, "index")
+    return index if isinstance(index, int) else position
+
+
+def completion_from_openai(response: Any, model: str) -> Completion:
+    """A ``chat.completion`` (dict or SDK object) as a :class:`Completion`, every choice kept."""
+    choices = []
+    for position, choice in enumerate(_field(response, "choices") or [{}]):
+        message = _field(choice, "message")
+        choices.append(
+            CompletionChoice(
+                index=_index(choice, position),
+                text=_field(message, "content") or "",
+                finish_reason=_field(choice, "finish_reason"),
+                logprobs=logprobs_from_openai(_field(choice, "logprobs")),
+                tool_calls=tool_calls_from_openai(_field(message, "tool_calls")),
+            )
+        )
+    prompt_tokens, completion_tokens = _usage(response)
+    return Completion.of_choices(choices, prompt_tokens, completion_tokens, model)
+
+
+class ChunkReader:
+    """Turns a stream's ``chat.completion.chunk`` objects (dicts or SDK objects) into deltas.
+
+    Usage arrives in the upstream's last chunk (``stream_options.include_usage``); until
+    then ``completion_tokens`` counts the pieces seen. Each choice's finish reason is held
+    back and sent by :meth:`finish`, after the upstream's stream has ended, so the closing
+    deltas carry the final usage.
+    """
+
+    def __init__(self, model: str) -> None:
+        self._model = model
+        self._pieces = 0
+        self._prompt_tokens = 0
+        self._completion_tokens = 0
+        self._finish: dict[int, str | None] = {}
+
+    def feed(self, chunk: Any) -> list[EngineDelta]:
+        """The deltas in one chunk: those with text, logprobs or tool-call fragments."""
+        if _field(chunk, "usage") is not None:
+            self._prompt_tokens, self._completion_tokens = _usage(chunk)
+        deltas = []
+        for position, choice in enumerate(_field(chunk, "choices") or []):
+            index = _index(choice, position)
+            delta = _field(choice, "delta")
+            self._finish[index] = _field(choice, "finish_reason") or self._finish.get(index)
+            text = _field(delta, "content") or ""
+            logprobs = logprobs_from_openai(_field(choice, "logprobs"))
+            calls = tool_calls_from_openai(_field(delta, "tool_calls"))
+            if text or logprobs or calls:
+                self._pieces += 1
+                tokens = self._completion_tokens or self._pieces
+                deltas.append(EngineDelta(text, None, self._prompt_tokens, tokens, self._model, logprobs, calls, index))
+        return deltas
+
+    def finish(self) -> list[EngineDelta]:
+        """One closing delta per choice seen (choice 0 when none was), with the final usage."""
+        tokens = self._completion_tokens or self._pieces
+        return [
+            EngineDelta("", self._finish.get(index) or "stop", self._prompt_tokens, tokens, self._model, index=index)
+            for index in sorted(self._finish) or [0]
+        ]
