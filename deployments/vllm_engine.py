@@ -137,11 +137,11 @@ class VLLMChatEngine(ChatEngine):
             ids = ids["input_ids"]
         return list(ids)
 
-    def _sampling_params(self, request: GenerationRequest, max_tokens: int) -> Any:
+    def _sampling_params(self, request: GenerationRequest, max_tokens: int, n: int) -> Any:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
-        kwargs: dict[str, Any] = {"max_tokens": max_tokens, "n": request.n, "output_kind": RequestOutputKind.DELTA}
+        kwargs: dict[str, Any] = {"max_tokens": max_tokens, "n": n, "output_kind": RequestOutputKind.DELTA}
         if request.temperature is not None:
             kwargs["temperature"] = request.temperature
         if request.top_p is not None:
@@ -181,7 +181,16 @@ class VLLMChatEngine(ChatEngine):
                 param="messages",
                 code="context_length_exceeded",
             )
-        params = self._sampling_params(request, min(request.max_tokens, room))
+        # vLLM refuses n > 1 under greedy decoding, where OpenAI answers with n identical
+        # choices: decode one sequence and send it as every choice (usage counts each copy,
+        # as it counts the tokens of every choice).
+        copies = request.n if request.n > 1 and request.temperature is not None and request.temperature < 1e-5 else 1
+        try:
+            params = self._sampling_params(request, min(request.max_tokens, room), n=request.n // copies)
+        except Exception as exc:
+            if (client_error := _client_error(exc, request)) is not None:
+                raise client_error from exc
+            raise
         completion_tokens = 0
         self._pending += 1
         try:
@@ -194,18 +203,22 @@ class VLLMChatEngine(ChatEngine):
             async for output in generator:
                 # With n > 1 (parallel sampling) an output holds the choices that moved on.
                 for piece in output.outputs:
-                    completion_tokens += len(piece.token_ids)
-                    yield EngineDelta(
-                        text=piece.text,
-                        finish_reason=piece.finish_reason,
-                        prompt_tokens=len(prompt_ids),
-                        completion_tokens=completion_tokens,
-                        model=self._served_model_name,
-                        logprobs=_token_logprobs(piece.token_ids, piece.logprobs, request.top_logprobs)
+                    logprobs = (
+                        _token_logprobs(piece.token_ids, piece.logprobs, request.top_logprobs)
                         if request.logprobs
-                        else (),
-                        index=piece.index,
+                        else ()
                     )
+                    for copy in range(copies):
+                        completion_tokens += len(piece.token_ids)
+                        yield EngineDelta(
+                            text=piece.text,
+                            finish_reason=piece.finish_reason,
+                            prompt_tokens=len(prompt_ids),
+                            completion_tokens=completion_tokens,
+                            model=self._served_model_name,
+                            logprobs=logprobs,
+                            index=piece.index + copy,
+                        )
         except (asyncio.CancelledError, GeneratorExit):
             raise
         except Exception as exc:

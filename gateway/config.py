@@ -170,7 +170,7 @@ class LiteLLMTierConfig(_Strict):
     supports_tools: bool | None = None
 
     @model_validator(mode="after")
-    def _openai_transport_needs_openai_model(self) -> LiteLLMTierConfig:
+    def _check_transport_and_tools(self) -> LiteLLMTierConfig:
         if self.transport == "openai" and not self.model.startswith("openai/"):
             raise ValueError("transport 'openai' needs an OpenAI-compatible model string 'openai/<name>'")
         if self.supports_tools and self.uses_local_stand_in:

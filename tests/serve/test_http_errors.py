@@ -53,7 +53,7 @@ def test_malformed_json(http: httpx.Client) -> None:
         ({"model": "router", "messages": MESSAGES, "max_tokens": 0}, "max_tokens"),
         ({"model": "router", "messages": MESSAGES, "max_tokens": 10**9}, "max_tokens"),
         ({"model": "router", "messages": MESSAGES, "top_p": -1}, "top_p"),
-        ({"model": "router", "messages": MESSAGES, "n": 2}, "n"),
+        ({"model": "router", "messages": MESSAGES, "n": 9}, "n"),
         (
             {"model": "router", "messages": MESSAGES, "tools": [{"type": "function", "function": {"name": "f g"}}]},
             "tools[0].function.name",

@@ -129,7 +129,7 @@ def test_sdk_raises_typed_errors(client: openai.OpenAI) -> None:
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
     assert not_found.value.code == "model_not_found"
     with pytest.raises(openai.BadRequestError) as bad:
-        client.chat.completions.create(model="router", messages=[{"role": "user", "content": "hi"}], n=2)
+        client.chat.completions.create(model="router", messages=[{"role": "user", "content": "hi"}], n=9)
     assert bad.value.param == "n"
     with pytest.raises(openai.BadRequestError) as no_tools:
         client.chat.completions.create(
@@ -289,6 +289,11 @@ def test_logprobs_from_the_real_engine_match_the_text(client: openai.OpenAI, mod
 def test_n_choices_from_the_real_engine(client: openai.OpenAI, model: str) -> None:
     # vLLM samples the choices in parallel; through the stand-in, litellm passes n along.
     question = [{"role": "user", "content": "Name a fruit."}]
+    sampled = client.chat.completions.create(model=model, messages=question, n=3, max_tokens=8, temperature=1.0)  # type: ignore[arg-type]
+    assert [c.index for c in sampled.choices] == [0, 1, 2]
+    assert all((c.message.content or "").strip() and c.finish_reason in {"stop", "length"} for c in sampled.choices)
+    assert sampled.usage is not None and 3 <= sampled.usage.completion_tokens <= 24
+    # vLLM refuses n > 1 when greedy; the engine decodes once and answers with n copies.
     greedy = client.chat.completions.create(model=model, messages=question, n=2, max_tokens=8, temperature=0)  # type: ignore[arg-type]
     assert [c.index for c in greedy.choices] == [0, 1]
     assert (greedy.choices[0].message.content or "").strip()

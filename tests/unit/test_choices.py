@@ -170,3 +170,57 @@ def test_whole_answers_of_several_choices_keep_every_choice(as_objects: bool) ->
         CompletionChoice(1, "second", "length"),
     )
     assert (completion.prompt_tokens, completion.completion_tokens) == (2, 7)
+
+
+class _FakeVLLM:
+    """Stands in for vLLM's ``AsyncLLM``: records the sampling parameters, streams scripted outputs."""
+
+    errored = False
+
+    def __init__(self, outputs: list[list[tuple[int, str, str | None]]]) -> None:
+        self.outputs = outputs
+        self.params: Any = None
+
+    async def generate(self, prompt: Any, params: Any, request_id: str, trace_headers: Any = None) -> Any:
+        self.params = params
+        for step in self.outputs:
+            pieces = [
+                SimpleNamespace(index=index, text=text, token_ids=[1] * len(text), finish_reason=finish, logprobs=None)
+                for index, text, finish in step
+            ]
+            yield SimpleNamespace(outputs=pieces)
+
+
+def _vllm_engine(fake: _FakeVLLM) -> Any:
+    from deployments.vllm_engine import VLLMChatEngine
+
+    engine = VLLMChatEngine(model="unused", served_model_name="small")
+    engine._engine = fake
+    engine._tokenizer = SimpleNamespace(apply_chat_template=lambda *a, **k: [1, 2, 3])
+    return engine
+
+
+async def test_vllm_samples_choices_in_parallel() -> None:
+    fake = _FakeVLLM([[(1, "b", None), (0, "a", None)], [(0, "c", "stop"), (1, "d", "length")]])
+    request = GenerationRequest("r", [{"role": "user", "content": "x"}], max_tokens=5, n=2, temperature=0.8)
+    completion = await collect_completion(_vllm_engine(fake).stream(request))
+    assert fake.params.n == 2
+    assert [(c.index, c.text, c.finish_reason) for c in completion.choices()] == [
+        (0, "ac", "stop"),
+        (1, "bd", "length"),
+    ]
+    assert (completion.prompt_tokens, completion.completion_tokens) == (3, 4)
+
+
+async def test_vllm_greedy_choices_are_one_decode_sent_n_times() -> None:
+    # vLLM refuses n > 1 with temperature 0; OpenAI answers with n identical choices.
+    fake = _FakeVLLM([[(0, "ab", None)], [(0, "c", "stop")]])
+    request = GenerationRequest("r", [{"role": "user", "content": "x"}], max_tokens=5, n=3, temperature=0)
+    completion = await collect_completion(_vllm_engine(fake).stream(request))
+    assert fake.params.n == 1
+    assert [(c.index, c.text, c.finish_reason) for c in completion.choices()] == [
+        (0, "abc", "stop"),
+        (1, "abc", "stop"),
+        (2, "abc", "stop"),
+    ]
+    assert completion.completion_tokens == 9  # the tokens of every choice, as OpenAI counts them
