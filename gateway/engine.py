@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -206,7 +206,7 @@ def tool_calls_from_openai(items: Any) -> tuple[ToolCallPart, ...]:
     return tuple(ToolCallPart.from_openai(item, position) for position, item in enumerate(items or ()))
 
 
-def merge_tool_calls(parts: Any) -> tuple[ToolCallPart, ...]:
+def merge_tool_calls(parts: Iterable[ToolCallPart]) -> tuple[ToolCallPart, ...]:
     """Join stream fragments into whole calls, by index (first id and name win)."""
     calls: dict[int, ToolCallPart] = {}
     for part in parts:
