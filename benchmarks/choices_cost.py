@@ -18,6 +18,7 @@ import platform
 import statistics
 import time
 
+from benchmarks.latency_stats import p50_p95
 from deployments.vllm_engine import VLLMChatEngine
 from gateway.engine import Completion, GenerationRequest
 
@@ -52,7 +53,7 @@ async def _run(prompts: int, choices: int, max_tokens: int) -> None:
         f"{choices} requests at once": concurrent,
         f"{choices} requests in a row": sequential,
     }
-    seconds: dict[str, list[float]] = {label: [] for label in modes}
+    latencies_ms: dict[str, list[float]] = {label: [] for label in modes}
     tokens: dict[str, list[int]] = {label: [] for label in modes}
     answers: dict[str, int] = {label: 0 for label in modes}
     try:
@@ -62,7 +63,7 @@ async def _run(prompts: int, choices: int, max_tokens: int) -> None:
             for label, run in modes.items():
                 started = time.perf_counter()
                 completions = await run(prompt, f"{label}-{index}")
-                seconds[label].append((time.perf_counter() - started) * 1000)
+                latencies_ms[label].append((time.perf_counter() - started) * 1000)
                 tokens[label].append(sum(c.completion_tokens for c in completions))
                 answers[label] += sum(len(c.choices()) for c in completions)
     finally:
@@ -72,11 +73,10 @@ async def _run(prompts: int, choices: int, max_tokens: int) -> None:
     print("| mode | answers | p50 ms per prompt | p95 ms | tokens per prompt | ms per token |")
     print("|---|---|---|---|---|---|")
     for label in modes:
-        ordered = sorted(seconds[label])
-        p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-        per_token = sum(ordered) / max(1, sum(tokens[label]))
+        p50, p95 = p50_p95(latencies_ms[label])
+        per_token = sum(latencies_ms[label]) / max(1, sum(tokens[label]))
         print(
-            f"| {label} | {answers[label]} | {statistics.median(ordered):.0f} | {p95:.0f} | "
+            f"| {label} | {answers[label]} | {p50:.0f} | {p95:.0f} | "
             f"{statistics.mean(tokens[label]):.1f} | {per_token:.1f} |"
         )
 

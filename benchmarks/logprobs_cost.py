@@ -17,6 +17,7 @@ import platform
 import statistics
 import time
 
+from benchmarks.latency_stats import p50_p95
 from deployments.vllm_engine import VLLMChatEngine
 from gateway.engine import GenerationRequest
 
@@ -65,11 +66,10 @@ async def _run(requests: int, max_tokens: int) -> None:
     print("|---|---|---|---|---|---|---|")
     base = sum(latencies["off"]) / max(1, sum(tokens["off"]))
     for label, _, _ in MODES:
-        ordered = sorted(latencies[label])
-        p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-        per_token = sum(ordered) / max(1, sum(tokens[label]))
+        p50, p95 = p50_p95(latencies[label])
+        per_token = sum(latencies[label]) / max(1, sum(tokens[label]))
         print(
-            f"| {label} | {statistics.median(ordered):.0f} | {p95:.0f} | {statistics.mean(tokens[label]):.1f} | "
+            f"| {label} | {p50:.0f} | {p95:.0f} | {statistics.mean(tokens[label]):.1f} | "
             f"{per_token:.1f} | {per_token / base:.2f}x | {aligned[label]}/{requests} |"
         )
 

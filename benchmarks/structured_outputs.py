@@ -22,6 +22,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from benchmarks.latency_stats import p50_p95
 from deployments.vllm_engine import VLLMChatEngine
 from gateway.engine import GenerationRequest
 
@@ -79,11 +80,10 @@ async def _run(requests: int, max_tokens: int) -> None:
                 is_json, is_valid = _verdict(completion.text)
                 parsed += is_json
                 valid += is_valid
-            latencies.sort()
-            p95 = latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))]
+            p50, p95 = p50_p95(latencies)
             per_token = sum(latencies) / max(1, sum(tokens))
             print(
-                f"{mode:20} {statistics.median(latencies):8.0f} {p95:8.0f} {statistics.mean(tokens):7.1f} "
+                f"{mode:20} {p50:8.0f} {p95:8.0f} {statistics.mean(tokens):7.1f} "
                 f"{per_token:9.1f} {cut:>3}/{requests:<2} {parsed:>3}/{requests:<2} {valid:>3}/{requests:<2}"
             )
     finally:
