@@ -14,40 +14,35 @@ from gateway.engine import (
     CompletionChoice,
     EngineDelta,
     logprobs_from_openai,
+    openai_field,
     tool_calls_from_openai,
 )
 
 __all__ = ["ChunkReader", "completion_from_openai"]
 
 
-def _field(item: Any, name: str) -> Any:
-    if item is None:
-        return None
-    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
-
-
 def _usage(item: Any) -> tuple[int, int]:
-    usage = _field(item, "usage")
-    return int(_field(usage, "prompt_tokens") or 0), int(_field(usage, "completion_tokens") or 0)
+    usage = openai_field(item, "usage")
+    return int(openai_field(usage, "prompt_tokens") or 0), int(openai_field(usage, "completion_tokens") or 0)
 
 
 def _index(choice: Any, position: int) -> int:
-    index = _field(choice, "index")
+    index = openai_field(choice, "index")
     return index if isinstance(index, int) else position
 
 
 def completion_from_openai(response: Any, model: str) -> Completion:
     """A ``chat.completion`` (dict or SDK object) as a :class:`Completion`, every choice kept."""
     choices = []
-    for position, choice in enumerate(_field(response, "choices") or [{}]):
-        message = _field(choice, "message")
+    for position, choice in enumerate(openai_field(response, "choices") or [{}]):
+        message = openai_field(choice, "message")
         choices.append(
             CompletionChoice(
                 index=_index(choice, position),
-                text=_field(message, "content") or "",
-                finish_reason=_field(choice, "finish_reason"),
-                logprobs=logprobs_from_openai(_field(choice, "logprobs")),
-                tool_calls=tool_calls_from_openai(_field(message, "tool_calls")),
+                text=openai_field(message, "content") or "",
+                finish_reason=openai_field(choice, "finish_reason"),
+                logprobs=logprobs_from_openai(openai_field(choice, "logprobs")),
+                tool_calls=tool_calls_from_openai(openai_field(message, "tool_calls")),
             )
         )
     prompt_tokens, completion_tokens = _usage(response)
@@ -72,16 +67,16 @@ class ChunkReader:
 
     def feed(self, chunk: Any) -> list[EngineDelta]:
         """The deltas in one chunk: those with text, logprobs or tool-call fragments."""
-        if _field(chunk, "usage") is not None:
+        if openai_field(chunk, "usage") is not None:
             self._prompt_tokens, self._completion_tokens = _usage(chunk)
         deltas = []
-        for position, choice in enumerate(_field(chunk, "choices") or []):
+        for position, choice in enumerate(openai_field(chunk, "choices") or []):
             index = _index(choice, position)
-            delta = _field(choice, "delta")
-            self._finish[index] = _field(choice, "finish_reason") or self._finish.get(index)
-            text = _field(delta, "content") or ""
-            logprobs = logprobs_from_openai(_field(choice, "logprobs"))
-            calls = tool_calls_from_openai(_field(delta, "tool_calls"))
+            delta = openai_field(choice, "delta")
+            self._finish[index] = openai_field(choice, "finish_reason") or self._finish.get(index)
+            text = openai_field(delta, "content") or ""
+            logprobs = logprobs_from_openai(openai_field(choice, "logprobs"))
+            calls = tool_calls_from_openai(openai_field(delta, "tool_calls"))
             if text or logprobs or calls:
                 self._pieces += 1
                 tokens = self._completion_tokens or self._pieces

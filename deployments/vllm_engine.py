@@ -169,7 +169,7 @@ class VLLMChatEngine(ChatEngine):
                 f"{self._served_model_name} is at capacity ({self._pending} requests in flight)",
                 retry_after=1,
             )
-        if request.calls_tools or any(m["role"] == "tool" or m.get("tool_calls") for m in request.messages):
+        if request.needs_tool_calling:
             # The gateway routes these to tiers with tool calling; a direct caller gets a 400.
             raise UnsupportedParameterError(f"{self._served_model_name} does not support tool calling", param="tools")
         prompt_ids = self._prompt_token_ids(request.messages)

@@ -29,6 +29,7 @@ __all__ = [
     "import_engine_class",
     "logprobs_from_openai",
     "merge_tool_calls",
+    "openai_field",
     "tool_calls_from_openai",
 ]
 
@@ -102,9 +103,16 @@ class GenerationRequest:
         """Whether the model may answer with tool calls (tools offered and not declined)."""
         return bool(self.tools) and self.tool_choice != "none"
 
+    @property
+    def needs_tool_calling(self) -> bool:
+        """Whether only a model with tool calling can serve this: it may call tools, or the
+        conversation holds tool calls and their results."""
+        return self.calls_tools or any(m["role"] == "tool" or m.get("tool_calls") for m in self.messages)
 
-def _field(item: Any, name: str) -> Any:
-    # Upstream objects arrive as dicts (raw JSON) or as SDK objects (litellm, openai).
+
+def openai_field(item: Any, name: str) -> Any:
+    """Field ``name`` of an upstream's object, which arrives as a dict (raw JSON) or as an SDK
+    object (litellm, openai); ``None`` when missing, or when ``item`` is ``None``."""
     return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
 
 
@@ -134,13 +142,13 @@ class TokenLogprob:
     @classmethod
     def from_openai(cls, data: Any) -> TokenLogprob:
         """From an upstream's ``ChatCompletionTokenLogprob`` (a dict or an SDK object)."""
-        raw_bytes = _field(data, "bytes")
-        logprob = _field(data, "logprob")
+        raw_bytes = openai_field(data, "bytes")
+        logprob = openai_field(data, "logprob")
         return cls(
-            token=str(_field(data, "token") or ""),
+            token=str(openai_field(data, "token") or ""),
             logprob=float(logprob) if logprob is not None else MIN_LOGPROB,
             bytes=[int(b) for b in raw_bytes] if raw_bytes is not None else None,
-            top_logprobs=tuple(cls.from_openai(alt) for alt in _field(data, "top_logprobs") or ()),
+            top_logprobs=tuple(cls.from_openai(alt) for alt in openai_field(data, "top_logprobs") or ()),
         )
 
 
@@ -148,7 +156,7 @@ def logprobs_from_openai(choice_logprobs: Any) -> tuple[TokenLogprob, ...]:
     """The tokens of an upstream choice's ``logprobs`` (``{"content": [...]}``, a dict or an SDK object)."""
     if choice_logprobs is None:
         return ()
-    content = _field(choice_logprobs, "content")
+    content = openai_field(choice_logprobs, "content")
     return tuple(TokenLogprob.from_openai(item) for item in content or ())
 
 
@@ -188,11 +196,11 @@ class ToolCallPart:
     def from_openai(cls, data: Any, position: int) -> ToolCallPart:
         """From an upstream's ``tool_calls`` item or stream fragment (a dict or an SDK object);
         ``position`` is the index when the item has none (a non-stream message's list)."""
-        function = _field(data, "function")
-        index = _field(data, "index")
-        call_id = _field(data, "id")
-        name = _field(function, "name") if function is not None else None
-        arguments = _field(function, "arguments") if function is not None else None
+        function = openai_field(data, "function")
+        index = openai_field(data, "index")
+        call_id = openai_field(data, "id")
+        name = openai_field(function, "name") if function is not None else None
+        arguments = openai_field(function, "arguments") if function is not None else None
         return cls(
             index=int(index) if isinstance(index, int) else position,
             id=str(call_id) if call_id else None,

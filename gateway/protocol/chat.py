@@ -13,7 +13,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
     ValidationInfo,
@@ -22,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.protocol._base import OmitNone, Tolerant
 from gateway.protocol.response_format import ResponseFormat
 from gateway.protocol.tools import MAX_TOOLS, ToolCall, ToolCallDelta, ToolChoice, ToolDefinition
 
@@ -49,19 +49,14 @@ MAX_N = 128
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 
-class _Tolerant(BaseModel):
-    # OpenAI clients send fields we do not model (e.g. "name", "logprobs"); ignore them.
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
-
-
-class TextContentPart(_Tolerant):
+class TextContentPart(Tolerant):
     """One ``{"type": "text", "text": ...}`` element of an array ``content``."""
 
     type: Literal["text"]
     text: str
 
 
-class ChatMessage(_Tolerant):
+class ChatMessage(Tolerant):
     """A message in ``messages``: ``content`` is a string or a list of text parts.
 
     An assistant turn may carry the ``tool_calls`` it made (its ``content`` may then be
@@ -104,13 +99,13 @@ class ChatMessage(_Tolerant):
         return "".join(part.text for part in self.content)
 
 
-class StreamOptions(_Tolerant):
+class StreamOptions(Tolerant):
     """``stream_options``: only ``include_usage`` has an effect."""
 
     include_usage: bool = False
 
 
-class ChatCompletionRequest(_Tolerant):
+class ChatCompletionRequest(Tolerant):
     """``POST /v1/chat/completions`` body."""
 
     model: str = Field(min_length=1)
@@ -273,17 +268,12 @@ class ChatCompletionResponse(BaseModel):
     system_fingerprint: str | None = None
 
 
-class DeltaMessage(BaseModel):
+class DeltaMessage(OmitNone):
     """The incremental message of a stream chunk (unset fields are left out, as OpenAI does)."""
 
     role: Literal["assistant"] | None = None
     content: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
-
-    @model_serializer(mode="wrap")
-    def _drop_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        return {k: v for k, v in data.items() if v is not None}
 
 
 class ChunkChoice(BaseModel):

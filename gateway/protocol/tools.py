@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import Field
 
 from gateway.errors import InvalidRequestError
+from gateway.protocol._base import OmitNone, Tolerant
 
 __all__ = [
     "MAX_TOOLS",
@@ -35,12 +36,7 @@ MAX_TOOLS = 128
 FUNCTION_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
 
 
-class _Tolerant(BaseModel):
-    # As for the rest of the request: unknown fields pass (and travel upstream as sent).
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
-
-
-class FunctionDefinition(_Tolerant):
+class FunctionDefinition(Tolerant):
     """``tools[i].function``: a name, and optionally a description and a JSON Schema."""
 
     name: Annotated[str, Field(pattern=FUNCTION_NAME_PATTERN)]
@@ -49,20 +45,20 @@ class FunctionDefinition(_Tolerant):
     strict: bool | None = None
 
 
-class ToolDefinition(_Tolerant):
+class ToolDefinition(Tolerant):
     """One entry of ``tools`` (only ``function`` tools exist in Chat Completions)."""
 
     type: Literal["function"]
     function: FunctionDefinition
 
 
-class NamedFunction(_Tolerant):
+class NamedFunction(Tolerant):
     """``tool_choice.function``."""
 
     name: str = Field(min_length=1)
 
 
-class NamedToolChoice(_Tolerant):
+class NamedToolChoice(Tolerant):
     """``tool_choice`` forcing one tool: ``{"type": "function", "function": {"name": ...}}``."""
 
     type: Literal["function"]
@@ -72,14 +68,14 @@ class NamedToolChoice(_Tolerant):
 ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
 
 
-class FunctionCall(_Tolerant):
+class FunctionCall(Tolerant):
     """The function a tool call invokes; ``arguments`` is JSON text, as the model wrote it."""
 
     name: str
     arguments: str
 
 
-class ToolCall(_Tolerant):
+class ToolCall(Tolerant):
     """An assistant message's ``tool_calls`` item (in requests and in responses)."""
 
     id: str = Field(min_length=1)
@@ -87,30 +83,20 @@ class ToolCall(_Tolerant):
     function: FunctionCall
 
 
-class FunctionCallDelta(BaseModel):
+class FunctionCallDelta(OmitNone):
     """The function part of a stream fragment (unset fields left out, as OpenAI does)."""
 
     name: str | None = None
     arguments: str | None = None
 
-    @model_serializer(mode="wrap")
-    def _drop_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        return {k: v for k, v in data.items() if v is not None}
 
-
-class ToolCallDelta(BaseModel):
+class ToolCallDelta(OmitNone):
     """A ``delta.tool_calls`` item: fragments with the same ``index`` make one call."""
 
     index: int
     id: str | None = None
     type: Literal["function"] | None = None
     function: FunctionCallDelta | None = None
-
-    @model_serializer(mode="wrap")
-    def _drop_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        return {k: v for k, v in data.items() if v is not None}
 
 
 class _Message(Protocol):

@@ -10,10 +10,9 @@ from gateway.serving.chat import (
     ChatCompletionService,
     ChatResult,
     StreamResult,
-    Tier,
-    failover_reason,
 )
 from gateway.serving.health import HealthCheck, HealthReport, HealthService
+from gateway.serving.tiers import Tier, failover_reason
 
 __all__ = [
     "HEADER_MODEL",

@@ -20,11 +20,12 @@ from gateway.config import GatewayConfig, LiteLLMTierConfig
 from gateway.routing.live import RoutingControl
 from gateway.serving.access import AccessControl
 from gateway.serving.admin import AdminService
-from gateway.serving.chat import ChatCompletionService, Tier
+from gateway.serving.chat import ChatCompletionService
 from gateway.serving.endpoint import ChatEndpoint
 from gateway.serving.health import HealthCheck, HealthService
 from gateway.serving.key_budgets import KeySpend
 from gateway.serving.observer import RequestObserver
+from gateway.serving.tiers import Tier
 from gateway.state import StateStore
 from gateway.telemetry import CONTENT_TYPE, Telemetry, provider_name, render_metrics
 

@@ -19,16 +19,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from gateway.engine import ChatEngine, CompletionChoice, EngineDelta, GenerationRequest
+from gateway.engine import CompletionChoice, EngineDelta, GenerationRequest
 from gateway.errors import (
-    EngineOverloadedError,
     GatewayError,
     InvalidRequestError,
     ModelNotFoundError,
     RateLimitError,
-    ServiceUnavailableError,
-    UnsupportedParameterError,
-    UpstreamError,
     UpstreamTimeoutError,
 )
 from gateway.protocol import (
@@ -50,6 +46,7 @@ from gateway.routing.policy import RoutingDecision, ThresholdPolicy, check_thres
 from gateway.serving.messages import engine_message, routing_turn
 from gateway.serving.observer import RequestObservation
 from gateway.serving.streaming import SseStream, close_quietly
+from gateway.serving.tiers import Tier, TierLadder
 
 __all__ = [
     "HEADER_MODEL",
@@ -62,8 +59,6 @@ __all__ = [
     "ChatCompletionService",
     "ChatResult",
     "StreamResult",
-    "Tier",
-    "failover_reason",
 ]
 
 logger = logging.getLogger(__name__)
@@ -74,20 +69,6 @@ HEADER_SCORE = "x-slm-router-score"
 HEADER_THRESHOLD = "x-slm-router-threshold"
 HEADER_REASON = "x-slm-router-reason"
 HEADER_ROUTER = "x-slm-router-router"
-
-
-@dataclass(frozen=True)
-class Tier:
-    """A model tier as the serving logic sees it."""
-
-    name: str
-    served_model_name: str
-    engine: ChatEngine
-    default_max_tokens: int
-    timeout_s: float
-    owned_by: str = "slm-router"
-    #: Whether the tier's model takes ``tools`` and answers with tool calls.
-    supports_tools: bool = False
 
 
 @dataclass
@@ -110,21 +91,6 @@ class StreamResult:
 OTHER_MODEL_LABEL = "other"
 
 
-def failover_reason(error: GatewayError) -> str | None:
-    """Why a tier's failure may move the request elsewhere (``None``: the client's fault)."""
-    if isinstance(error, UpstreamTimeoutError):
-        return "timeout"
-    if isinstance(error, EngineOverloadedError):
-        return "overloaded"
-    if isinstance(error, ServiceUnavailableError):
-        return "unavailable"
-    if isinstance(error, UpstreamError):
-        return "error"
-    if isinstance(error, InvalidRequestError) and error.code == "context_length_exceeded":
-        return "context_length"
-    return None
-
-
 class ChatCompletionService:
     """Serves ``/v1/chat/completions`` and ``/v1/models`` over a set of tiers."""
 
@@ -141,6 +107,7 @@ class ChatCompletionService:
         if not tiers:
             raise ValueError("at least one tier is required")
         self._tiers = {tier.name: tier for tier in tiers}
+        self._ladder = TierLadder(tiers)
         self._by_model: dict[str, Tier] = {}
         for tier in tiers:
             self._by_model[tier.name] = tier
@@ -290,67 +257,6 @@ class ChatCompletionService:
             return dataclasses.replace(decision, reason="budget")
         return decision
 
-    def _for_tools(self, request: ChatCompletionRequest, decision: RoutingDecision) -> RoutingDecision:
-        """Move a request that needs tool calling to a tier that has it (or refuse it)."""
-        if not request.needs_tool_calling() or self._tiers[decision.tier].supports_tools:
-            return decision
-        capable = [name for name, tier in self._tiers.items() if tier.supports_tools]
-        param = "tools" if request.calls_tools() else "messages"
-        what = "calls tools" if request.calls_tools() else "holds tool calls and their results"
-        if not capable:
-            raise UnsupportedParameterError(
-                f"this request {what}, and no model here supports tool calling", param=param
-            )
-        if not self.is_routed(request.model):
-            names = ", ".join(self._tiers[name].served_model_name for name in capable)
-            raise UnsupportedParameterError(
-                f"this request {what}, and {request.model} does not support tool calling; models that do: {names}",
-                param=param,
-            )
-        # The cheapest capable tier at or above the scored one, else the largest below it.
-        order = list(self._tiers)
-        above = [name for name in capable if order.index(name) >= order.index(decision.tier)]
-        return dataclasses.replace(decision, tier=above[0] if above else capable[-1], reason="tools")
-
-    def _cheapest_for_budget(self, request: ChatCompletionRequest, decision: RoutingDecision) -> RoutingDecision:
-        cheapest = next(iter(self._tiers))
-        if request.needs_tool_calling() and not self._tiers[cheapest].supports_tools:
-            raise RateLimitError(
-                f"this key's budget is spent; only {self._tiers[cheapest].served_model_name} is available, "
-                "and it does not support tool calling",
-                retry_after=3600,
-                code="budget_exhausted",
-            )
-        if decision.tier == cheapest:
-            return decision
-        if not self.is_routed(request.model):
-            raise RateLimitError(
-                f"this key's budget is spent; only {self._tiers[cheapest].served_model_name} is available",
-                retry_after=3600,
-                code="budget_exhausted",
-            )
-        return dataclasses.replace(decision, tier=cheapest, reason="budget")
-
-    def _failover_target(
-        self, current: str, error: GatewayError, tried: set[str], *, tools: bool = False
-    ) -> tuple[str, str] | None:
-        why = failover_reason(error)
-        if why is None:
-            return None
-        # A request that needs tool calling may only move to tiers that have it.
-        tried = tried | {name for name, tier in self._tiers.items() if tools and not tier.supports_tools}
-        order = list(self._tiers)
-        index = order.index(current)
-        for name in order[index + 1 :]:
-            if name not in tried:
-                return name, f"escalated:{why}"
-        if why == "context_length":
-            return None  # smaller tiers have no more room
-        for name in reversed(order[:index]):
-            if name not in tried:
-                return name, f"fallback:{why}"
-        return None
-
     @staticmethod
     def _generation_request(
         request: ChatCompletionRequest, tier: Tier, messages: list[dict[str, Any]]
@@ -414,14 +320,15 @@ class ChatCompletionService:
                 decision = await self.route(request, messages, threshold_override)
         else:
             decision = await self.route(request, messages, threshold_override)
+        routed = self.is_routed(request.model)
+        tools = request.needs_tool_calling()
         if over_budget:
-            decision = self._cheapest_for_budget(request, decision)
-        decision = self._for_tools(request, decision)
+            decision = self._ladder.cheapest_for_budget(decision, routed=routed, tools=tools)
+        if tools:
+            decision = self._ladder.for_tools(request, decision, routed=routed)
         if observation is not None:
             # The decision as served: metrics count a key's budget and tool calling as reasons.
             observation.routed(decision)
-        tools = request.needs_tool_calling()
-        failover = self.is_routed(request.model)
         tried: set[str] = set()
         while True:
             tier = self._tiers[decision.tier]
@@ -435,7 +342,7 @@ class ChatCompletionService:
                 return await self._complete(tier, generation, decision, observation)
             except GatewayError as error:
                 tried.add(tier.name)
-                target = self._failover_target(tier.name, error, tried, tools=tools) if failover else None
+                target = self._ladder.failover_target(tier.name, error, tried, tools=tools) if routed else None
                 if target is None:
                     raise
                 logger.warning("tier %s failed (%s); %s to %s", tier.name, error.message, target[1], target[0])

@@ -1,0 +1,130 @@
+"""The tiers, cheapest first, and the moves a request may make along them after scoring.
+
+The router's score picks a tier; three things can move a request from it: the request needs
+tool calling and that tier has none, the caller's key has spent its budget, or the tier
+fails (failover). Each move is decided here, so the serving logic only applies it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gateway.engine import ChatEngine
+from gateway.errors import (
+    EngineOverloadedError,
+    GatewayError,
+    InvalidRequestError,
+    RateLimitError,
+    ServiceUnavailableError,
+    UnsupportedParameterError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
+from gateway.protocol import ChatCompletionRequest
+from gateway.routing.policy import RoutingDecision
+
+__all__ = ["Tier", "TierLadder", "failover_reason"]
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A model tier as the serving logic sees it."""
+
+    name: str
+    served_model_name: str
+    engine: ChatEngine
+    default_max_tokens: int
+    timeout_s: float
+    owned_by: str = "slm-router"
+    #: Whether the tier's model takes ``tools`` and answers with tool calls.
+    supports_tools: bool = False
+
+
+def failover_reason(error: GatewayError) -> str | None:
+    """Why a tier's failure may move the request elsewhere (``None``: the client's fault)."""
+    if isinstance(error, UpstreamTimeoutError):
+        return "timeout"
+    if isinstance(error, EngineOverloadedError):
+        return "overloaded"
+    if isinstance(error, ServiceUnavailableError):
+        return "unavailable"
+    if isinstance(error, UpstreamError):
+        return "error"
+    if isinstance(error, InvalidRequestError) and error.code == "context_length_exceeded":
+        return "context_length"
+    return None
+
+
+class TierLadder:
+    """Tiers ordered from cheapest to most expensive, and the moves between them.
+
+    ``routed`` says whether the request named the virtual router model (it may move) or a
+    concrete model (it gets that model or an error); ``tools``, whether it needs tool calling
+    (:meth:`ChatCompletionRequest.needs_tool_calling`), which confines it to tiers that have it.
+    """
+
+    def __init__(self, tiers: Sequence[Tier]) -> None:
+        self._tiers = {tier.name: tier for tier in tiers}
+        self._order = list(self._tiers)
+
+    def for_tools(self, request: ChatCompletionRequest, decision: RoutingDecision, *, routed: bool) -> RoutingDecision:
+        """Move a request that needs tool calling to a tier that has it (or refuse it)."""
+        if self._tiers[decision.tier].supports_tools:
+            return decision
+        capable = [name for name, tier in self._tiers.items() if tier.supports_tools]
+        param = "tools" if request.calls_tools() else "messages"
+        what = "calls tools" if request.calls_tools() else "holds tool calls and their results"
+        if not capable:
+            raise UnsupportedParameterError(
+                f"this request {what}, and no model here supports tool calling", param=param
+            )
+        if not routed:
+            names = ", ".join(self._tiers[name].served_model_name for name in capable)
+            raise UnsupportedParameterError(
+                f"this request {what}, and {request.model} does not support tool calling; models that do: {names}",
+                param=param,
+            )
+        # The cheapest capable tier at or above the scored one, else the largest below it.
+        above = [name for name in capable if self._order.index(name) >= self._order.index(decision.tier)]
+        return dataclasses.replace(decision, tier=above[0] if above else capable[-1], reason="tools")
+
+    def cheapest_for_budget(self, decision: RoutingDecision, *, routed: bool, tools: bool) -> RoutingDecision:
+        """The cheapest tier, for a caller whose key has spent its budget (429 where it cannot serve)."""
+        cheapest = self._tiers[self._order[0]]
+        if tools and not cheapest.supports_tools:
+            raise RateLimitError(
+                f"this key's budget is spent; only {cheapest.served_model_name} is available, "
+                "and it does not support tool calling",
+                retry_after=3600,
+                code="budget_exhausted",
+            )
+        if decision.tier == cheapest.name:
+            return decision
+        if not routed:
+            raise RateLimitError(
+                f"this key's budget is spent; only {cheapest.served_model_name} is available",
+                retry_after=3600,
+                code="budget_exhausted",
+            )
+        return dataclasses.replace(decision, tier=cheapest.name, reason="budget")
+
+    def failover_target(
+        self, current: str, error: GatewayError, tried: set[str], *, tools: bool
+    ) -> tuple[str, str] | None:
+        """Where a failed request goes next, and why: a larger tier first, then a smaller one."""
+        why = failover_reason(error)
+        if why is None:
+            return None
+        excluded = tried | {name for name, tier in self._tiers.items() if tools and not tier.supports_tools}
+        index = self._order.index(current)
+        for name in self._order[index + 1 :]:
+            if name not in excluded:
+                return name, f"escalated:{why}"
+        if why == "context_length":
+            return None  # smaller tiers have no more room
+        for name in reversed(self._order[:index]):
+            if name not in excluded:
+                return name, f"fallback:{why}"
+        return None
