@@ -145,14 +145,8 @@ class GatewayIngress:
 
     @staticmethod
     def _http_services(services: ReplicaServices, *, metrics: bool) -> GatewayServices:
-        return GatewayServices(
-            chat=services.chat,
-            endpoint=services.endpoint,
-            health=services.health,
-            access=services.access,
-            admin=services.admin if metrics else None,
-            metrics=services.render_metrics if metrics else None,
-            open_requests=OpenRequests(_replica_id()) if metrics else None,
+        return GatewayServices.of(
+            services, operator_routes=metrics, open_requests=OpenRequests(_replica_id()) if metrics else None
         )
 
     def __serve_build_asgi_app__(self) -> Any:

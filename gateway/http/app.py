@@ -24,7 +24,9 @@ from gateway.routing.live import RoutingUpdate
 from gateway.serving import ChatCompletionService, ChatResult, HealthService
 from gateway.serving.access import AccessControl
 from gateway.serving.admin import AdminService, CreateKeyRequest
+from gateway.serving.assembly import ReplicaServices
 from gateway.serving.endpoint import ChatEndpoint
+from gateway.serving.responses_endpoint import ResponsesEndpoint, ResponsesResult
 
 __all__ = ["GatewayServices", "create_http_app", "read_limited_body"]
 
@@ -46,6 +48,24 @@ class GatewayServices:
     metrics: Callable[[], Awaitable[tuple[bytes, str]]] | None = None
     #: Counts open ``/v1/`` requests and adds the gauge to ``/metrics`` (``None``: not counted).
     open_requests: OpenRequests | None = None
+    #: Serves ``/v1/responses`` (``None`` hides the routes).
+    responses: ResponsesEndpoint | None = None
+
+    @classmethod
+    def of(
+        cls, replica: ReplicaServices, *, operator_routes: bool = True, open_requests: OpenRequests | None = None
+    ) -> GatewayServices:
+        """The HTTP view of a replica's services; ``operator_routes=False`` hides admin and metrics."""
+        return cls(
+            chat=replica.chat,
+            endpoint=replica.endpoint,
+            health=replica.health,
+            access=replica.access,
+            admin=replica.admin if operator_routes else None,
+            metrics=replica.render_metrics if operator_routes else None,
+            open_requests=open_requests,
+            responses=replica.responses,
+        )
 
 
 async def read_limited_body(request: Request, limit: int) -> bytes:
@@ -117,6 +137,9 @@ def create_http_app(services: GatewayServices, *, max_body_bytes: int, title: st
             result.frames, media_type="text/event-stream", headers={**_SSE_HEADERS, **result.headers}
         )
 
+    if services.responses is not None:
+        _add_responses_routes(app, services.responses, max_body_bytes)
+
     @app.get("/v1/models")
     async def list_models(request: Request) -> dict[str, Any]:
         await services.access.authenticate(request.headers.get("authorization"))
@@ -153,6 +176,26 @@ def create_http_app(services: GatewayServices, *, max_body_bytes: int, title: st
     if services.admin is not None:
         _add_admin_routes(app, services.admin, services.access, max_body_bytes)
     return app
+
+
+def _add_responses_routes(app: FastAPI, responses: ResponsesEndpoint, max_body_bytes: int) -> None:
+    @app.post("/v1/responses")
+    async def create_response(request: Request) -> Response:
+        body = await read_limited_body(request, max_body_bytes)
+        result = await responses.create(body, request.headers)
+        if isinstance(result, ResponsesResult):
+            return JSONResponse(result.body, headers=result.headers)
+        return StreamingResponse(
+            result.events, media_type="text/event-stream", headers={**_SSE_HEADERS, **result.headers}
+        )
+
+    @app.get("/v1/responses/{response_id}")
+    async def get_response(request: Request, response_id: str) -> dict[str, Any]:
+        return await responses.retrieve(response_id, request.headers)
+
+    @app.delete("/v1/responses/{response_id}")
+    async def delete_response(request: Request, response_id: str) -> dict[str, Any]:
+        return await responses.delete(response_id, request.headers)
 
 
 def _add_admin_routes(app: FastAPI, admin: AdminService, access: AccessControl, max_body_bytes: int) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
-__all__ = ["OmitNone", "Tolerant"]
+__all__ = ["OmitNone", "Tolerant", "refuse_other_types"]
 
 
 class Tolerant(BaseModel):
@@ -23,3 +24,17 @@ class OmitNone(BaseModel):
     def _drop_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
         return {k: v for k, v in data.items() if v is not None}
+
+
+def refuse_other_types(value: Any, allowed: Collection[str], what: str, only: str) -> Any:
+    """A before-validator's body: refuse, by name, a list element whose ``type`` is not ``allowed``.
+
+    Without it, such an element (an image part, a built-in tool) fails every branch of a
+    union and the client reads "Input should be a valid string", which hides the reason.
+    """
+    if isinstance(value, list):
+        for element in value:
+            kind = element.get("type") if isinstance(element, dict) else None
+            if isinstance(kind, str) and kind not in allowed:
+                raise ValueError(f"{what} of type {kind!r} are not supported; only {only} are")
+    return value

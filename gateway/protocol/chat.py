@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.protocol._base import OmitNone, Tolerant
+from gateway.protocol._base import OmitNone, Tolerant, refuse_other_types
 from gateway.protocol.response_format import ResponseFormat
 from gateway.protocol.tools import MAX_TOOLS, ToolCall, ToolCallDelta, ToolChoice, ToolDefinition
 
@@ -71,14 +71,7 @@ class ChatMessage(Tolerant):
     @field_validator("content", mode="before")
     @classmethod
     def _text_parts_only(cls, value: Any) -> Any:
-        # Without this, an image part fails every branch of the union and the client reads
-        # "Input should be a valid string", which hides the real reason.
-        if isinstance(value, list):
-            for part in value:
-                kind = part.get("type") if isinstance(part, dict) else None
-                if isinstance(kind, str) and kind != "text":
-                    raise ValueError(f"content parts of type {kind!r} are not supported; only 'text' parts are")
-        return value
+        return refuse_other_types(value, ("text",), "content parts", "'text' parts")
 
     @model_validator(mode="after")
     def _content_required(self) -> ChatMessage:

@@ -54,7 +54,8 @@ def _reject_constant(name: str) -> Any:
 # Union-branch names pydantic puts in error locations ("str", "list[TextContentPart]", ...).
 # Matched whole or by bracket, so that fields such as "strict" or "stream" keep their name.
 _UNION_SCALARS = frozenset({"str", "int", "float", "bool", "none"})
-_UNION_PREFIXES = ("function-", "list[", "dict[", "literal[", "constrained-")
+# "item:" tags tell the Responses API's input items apart (gateway.protocol.responses).
+_UNION_PREFIXES = ("function-", "list[", "dict[", "literal[", "constrained-", "item:")
 
 
 def _error_param(loc: tuple[int | str, ...]) -> str | None:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from gateway.errors import InvalidRequestError
 
-__all__ = ["JsonSchemaSpec", "ResponseFormat", "check_json_mode_prompt"]
+__all__ = ["JsonSchemaSpec", "ResponseFormat", "check_json_mode_prompt", "json_schema_problem"]
 
 
 class _Format(BaseModel):
@@ -28,7 +28,8 @@ class _Format(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, serialize_by_alias=True)
 
 
-def _schema_problem(schema: dict[str, Any]) -> str | None:
+def json_schema_problem(schema: dict[str, Any]) -> str | None:
+    """Why ``schema`` is not a valid JSON Schema, or ``None`` when it is."""
     # jsonschema checks the schema against its own metaschema (the draft named by "$schema",
     # else 2020-12), regexes included; it resolves no remote references.
     try:
@@ -52,7 +53,7 @@ class JsonSchemaSpec(_Format):
     @field_validator("schema_")
     @classmethod
     def _valid_json_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and (problem := _schema_problem(value)) is not None:
+        if value is not None and (problem := json_schema_problem(value)) is not None:
             raise ValueError(f"not a valid JSON Schema: {problem}")
         return value
 

@@ -25,6 +25,7 @@ from gateway.serving.endpoint import ChatEndpoint
 from gateway.serving.health import HealthCheck, HealthService
 from gateway.serving.key_budgets import KeySpend
 from gateway.serving.observer import RequestObserver
+from gateway.serving.responses_endpoint import ResponsesEndpoint
 from gateway.serving.tiers import Tier
 from gateway.state import StateStore
 from gateway.telemetry import CONTENT_TYPE, Telemetry, provider_name, render_metrics
@@ -40,6 +41,7 @@ class ReplicaServices:
 
     chat: ChatCompletionService
     endpoint: ChatEndpoint
+    responses: ResponsesEndpoint
     health: HealthService
     access: AccessControl
     admin: AdminService
@@ -146,6 +148,7 @@ async def build_replica_services(
     return ReplicaServices(
         chat=chat,
         endpoint=endpoint,
+        responses=ResponsesEndpoint(endpoint, access, store.responses if store is not None else None),
         health=health,
         access=access,
         admin=AdminService(store, ledger, chat),

@@ -45,7 +45,7 @@ from gateway.routing.live import RoutingControl
 from gateway.routing.policy import RoutingDecision, ThresholdPolicy, check_threshold
 from gateway.serving.messages import engine_message, routing_turn
 from gateway.serving.observer import RequestObservation
-from gateway.serving.streaming import SseStream, close_quietly
+from gateway.serving.streaming import SseStream, StreamItem, close_quietly, encode_frames
 from gateway.serving.tiers import Tier, TierLadder
 
 __all__ = [
@@ -81,10 +81,17 @@ class ChatResult:
 
 @dataclass
 class StreamResult:
-    """A started stream: SSE frames to write and the response headers."""
+    """A started stream: its chunks (read once) and the response headers."""
 
-    frames: AsyncIterator[bytes]
+    chunks: AsyncIterator[StreamItem]
     headers: dict[str, str] = field(default_factory=dict)
+    #: The chunks' ``id`` (``chatcmpl-...``).
+    request_id: str = ""
+
+    @property
+    def frames(self) -> AsyncIterator[bytes]:
+        """The chunks as the chat API's SSE frames (closing them cancels generation)."""
+        return encode_frames(self.chunks)
 
 
 #: The telemetry label of a requested model that no tier serves (or of an unreadable request).
@@ -421,7 +428,11 @@ class ChatCompletionService:
             logprobs=bool(request.logprobs),
             choices=request.choices(),
         )
-        return StreamResult(frames=stream.frames(first, deltas), headers=self._headers(tier, model, decision))
+        return StreamResult(
+            chunks=stream.chunks(first, deltas),
+            headers=self._headers(tier, model, decision),
+            request_id=generation.request_id,
+        )
 
 
 def _response_choice(choice: CompletionChoice, logprobs: bool) -> ChatCompletionChoice:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from gateway.errors import GatewayError, InvalidRequestError, RateLimitError
@@ -26,6 +26,7 @@ __all__ = [
     "TENANT_HEADER",
     "THRESHOLD_HEADER",
     "ChatEndpoint",
+    "RequestReader",
     "parse_threshold_header",
 ]
 
@@ -37,6 +38,11 @@ CACHE_HEADER = "x-slm-router-cache"
 TENANT_HEADER = "x-slm-router-tenant"
 #: Upper bound of generated tokens assumed by the rate limiter before a response exists.
 _ESTIMATE_MAX_TOKENS = 256
+
+
+#: Reads a body as the chat request to serve, for the authenticated caller (the Responses
+#: API's reader loads the caller's stored conversation). The default parses chat JSON.
+RequestReader = Callable[[bytes, Caller], Awaitable[ChatCompletionRequest]]
 
 
 def parse_threshold_header(headers: Mapping[str, str]) -> float | None:
@@ -80,13 +86,22 @@ class ChatEndpoint:
             return False
         return self._cache.enabled or opt in ("true", "1", "yes")
 
-    async def handle(self, body: bytes, headers: Mapping[str, str]) -> ChatResult | StreamResult:
-        """Serve one request; every failure is a :class:`GatewayError`."""
+    async def handle(
+        self, body: bytes, headers: Mapping[str, str], *, read: RequestReader | None = None
+    ) -> ChatResult | StreamResult:
+        """Serve one request; every failure is a :class:`GatewayError`.
+
+        ``read`` turns the body into the chat request (default: chat-completions JSON);
+        other APIs served by the same pipeline pass their own.
+        """
         caller: Caller | None = None
         request: ChatCompletionRequest | None = None
         try:
             caller = await self._access.authenticate(headers.get("authorization"), headers.get(TENANT_HEADER))
-            request = parse_body(body, ChatCompletionRequest)
+            if read is None:
+                request = parse_body(body, ChatCompletionRequest)
+            else:
+                request = await read(body, caller)
             # Before the cache: a cached answer must not reach a request that is refused uncached.
             reject_unsupported(request)
             check_tool_use(request.tools, request.tool_choice, request.messages)

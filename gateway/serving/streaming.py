@@ -1,5 +1,9 @@
 """Server-sent events for a streamed chat completion, and their bookkeeping.
 
+:meth:`SseStream.chunks` yields the stream as ``chat.completion.chunk`` objects (and, after a
+failure that follows the first chunk, the error); :func:`encode_frames` writes them as the
+chat API's SSE frames. Other APIs over the same pipeline (``/v1/responses``) read the chunks.
+
 Usage is final only when the engine's stream ends, so the request is priced and
 recorded here: at the end of a normal stream (the optional usage chunk then carries
 the cost), after a mid-stream failure, or, when the client disconnects and the task is
@@ -21,14 +25,34 @@ from gateway.errors import GatewayError, UpstreamError, UpstreamTimeoutError
 from gateway.protocol import ChatCompletionChunk, ChoiceLogprobs, ChunkChoice, DeltaMessage, ToolCallDelta, Usage
 from gateway.serving.observer import RequestObservation
 
-__all__ = ["SseStream", "close_quietly", "sse"]
+__all__ = ["SseStream", "StreamItem", "close_quietly", "encode_frames", "sse"]
 
 logger = logging.getLogger(__name__)
+
+
+#: What a chat stream yields: a chunk, or the error that ended it after the first chunk.
+StreamItem = ChatCompletionChunk | GatewayError
 
 
 def sse(payload: str) -> bytes:
     """One SSE ``data:`` frame."""
     return f"data: {payload}\n\n".encode()
+
+
+async def encode_frames(items: AsyncIterator[StreamItem]) -> AsyncIterator[bytes]:
+    """The chat API's SSE frames for ``items``, ending in ``[DONE]``; closing this closes ``items``."""
+    try:
+        async for item in items:
+            if isinstance(item, GatewayError):
+                # Headers are gone; OpenAI's SDK raises on an in-stream error object.
+                yield sse(json.dumps(item.to_openai()))
+            else:
+                yield sse(item.model_dump_json())
+    finally:
+        aclose = getattr(items, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    yield sse("[DONE]")
 
 
 async def close_quietly(iterator: AsyncIterator[EngineDelta]) -> None:
@@ -60,7 +84,7 @@ class SseStream:
     def _has_output(self, piece: EngineDelta) -> bool:
         return bool(piece.text or piece.tool_calls or (self.logprobs and piece.logprobs))
 
-    def _piece(self, created: int, piece: EngineDelta) -> bytes:
+    def _piece(self, created: int, piece: EngineDelta) -> ChatCompletionChunk:
         # Tool-call fragments pass through as OpenAI streams them; a chunk with only tool
         # calls has no content field, as OpenAI's have none.
         calls = [ToolCallDelta.model_validate(part.to_openai_delta()) for part in piece.tool_calls]
@@ -74,7 +98,7 @@ class SseStream:
         finish_reason: str | None = None,
         piece: EngineDelta | None = None,
         index: int = 0,
-    ) -> bytes:
+    ) -> ChatCompletionChunk:
         logprobs = None
         if self.logprobs and piece is not None:
             logprobs = ChoiceLogprobs.of(t.to_openai() for t in piece.logprobs)
@@ -84,11 +108,14 @@ class SseStream:
             finish_reason=finish_reason,
             logprobs=logprobs,
         )
-        body = ChatCompletionChunk(id=self.request_id, created=created, model=self.model, choices=[choice])
-        return sse(body.model_dump_json())
+        return ChatCompletionChunk(id=self.request_id, created=created, model=self.model, choices=[choice])
 
-    async def frames(self, first: EngineDelta | None, deltas: AsyncIterator[EngineDelta]) -> AsyncIterator[bytes]:
-        """The SSE frames; closing this generator cancels the engine's generation."""
+    async def chunks(self, first: EngineDelta | None, deltas: AsyncIterator[EngineDelta]) -> AsyncIterator[StreamItem]:
+        """The stream's chunks; closing this generator cancels the engine's generation.
+
+        A failure after the first chunk ends the stream with the error as its last item
+        (the request is settled first); the chunks never raise a :class:`GatewayError`.
+        """
         created = int(time.time())
         last = first
         # Each choice ends with its first finish_reason; the stream, when every choice has.
@@ -132,23 +159,21 @@ class SseStream:
                     total_tokens=prompt + completion,
                     slm_router=cost.as_dict() if cost is not None else None,
                 )
-                body = ChatCompletionChunk(
+                yield ChatCompletionChunk(
                     id=self.request_id, created=created, model=self.model, choices=[], usage=usage
                 )
-                yield sse(body.model_dump_json())
         except GatewayError as exc:
-            # Headers are gone; OpenAI's SDK raises on an in-stream error object.
             logger.warning("stream %s failed after start: %s", self.request_id, exc.message)
             if not settled:
                 settled = True
                 await self._finish(last)
-            yield sse(json.dumps(exc.to_openai()))
+            yield exc
         except Exception:
             logger.exception("stream %s failed after start", self.request_id)
             if not settled:
                 settled = True
                 await self._finish(last)
-            yield sse(json.dumps(UpstreamError(f"{self.served_model_name} failed mid-stream").to_openai()))
+            yield UpstreamError(f"{self.served_model_name} failed mid-stream")
         finally:
             if not settled and self.observation is not None:
                 # The client went away (task cancelled or generator closed): record what
@@ -162,7 +187,6 @@ class SseStream:
                     stream=True,
                 )
             await close_quietly(deltas)
-        yield sse("[DONE]")
 
     def _first_token(self) -> None:
         if self.observation is not None:

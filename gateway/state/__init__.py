@@ -1,5 +1,6 @@
 """Shared state of all gateway replicas, kept in Redis: API keys, rate limits, response
-cache and a usage ledger that survives Redis outages. See ``docs/redis.md``.
+cache, stored Responses API responses and a usage ledger that survives Redis outages.
+See ``docs/redis.md``.
 """
 
 from gateway.state.api_keys import (
@@ -11,7 +12,7 @@ from gateway.state.api_keys import (
     read_secret_env,
     verify_admin,
 )
-from gateway.state.config import AuthConfig, CacheConfig, RateLimitConfig, StateConfig
+from gateway.state.config import AuthConfig, CacheConfig, RateLimitConfig, ResponseStoreConfig, StateConfig
 from gateway.state.errors import StateUnavailableError
 from gateway.state.health import RedisHealth
 from gateway.state.keys import KeySpace
@@ -19,6 +20,7 @@ from gateway.state.ledger import BufferedWriter, LedgerOp
 from gateway.state.rate_limit import RateDecision, RateLimiter, estimate_tokens
 from gateway.state.response_cache import ResponseCache, cache_digest, normalise_request
 from gateway.state.store import StateStore, build_client, redact_url
+from gateway.state.stored_responses import ResponseStore, StoredResponse
 
 __all__ = [
     "ApiKeyRecord",
@@ -33,9 +35,12 @@ __all__ = [
     "RateLimiter",
     "RedisHealth",
     "ResponseCache",
+    "ResponseStore",
+    "ResponseStoreConfig",
     "StateConfig",
     "StateStore",
     "StateUnavailableError",
+    "StoredResponse",
     "build_client",
     "cache_digest",
     "estimate_tokens",

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.state.keys import DEFAULT_PREFIX
 
-__all__ = ["AuthConfig", "CacheConfig", "RateLimitConfig", "StateConfig"]
+__all__ = ["AuthConfig", "CacheConfig", "RateLimitConfig", "ResponseStoreConfig", "StateConfig"]
 
 
 class _Strict(BaseModel):
@@ -67,6 +67,15 @@ class CacheConfig(_Strict):
     max_entry_bytes: int = Field(262_144, ge=256)
 
 
+class ResponseStoreConfig(_Strict):
+    """Responses kept for ``GET /v1/responses/{id}`` and ``previous_response_id``."""
+
+    #: How long a response is kept (OpenAI keeps them 30 days).
+    ttl_s: float = Field(30 * 24 * 3600.0, gt=0)
+    #: A response whose record (object plus conversation) is larger is not kept.
+    max_record_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+
+
 class StateConfig(_Strict):
     """Shared state of all gateway replicas, kept in Redis."""
 
@@ -82,6 +91,7 @@ class StateConfig(_Strict):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     rate_limits: RateLimitConfig = Field(default_factory=RateLimitConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    responses: ResponseStoreConfig = Field(default_factory=ResponseStoreConfig)
 
     @field_validator("prefix")
     @classmethod

@@ -109,3 +109,9 @@ class KeySpace:
     def cache_index(self) -> str:
         """Sorted set digest -> insertion time (µs) used to evict oldest: ``<p>:{cache}:idx``."""
         return f"{self._prefix}:{{cache}}:idx"
+
+    # --- stored responses -------------------------------------------------------------
+
+    def stored_response(self, tenant_tag: str, response_id: str) -> str:
+        """One kept Responses API response (JSON, with a TTL): ``<p>:resp:<tenant tag>:<id>``."""
+        return f"{self._prefix}:resp:{_check_id('tenant tag', tenant_tag)}:{_check_id('response id', response_id)}"

@@ -28,6 +28,7 @@ from gateway.state.keys import KeySpace
 from gateway.state.ledger import BufferedWriter
 from gateway.state.rate_limit import RateLimiter
 from gateway.state.response_cache import ResponseCache
+from gateway.state.stored_responses import ResponseStore
 
 __all__ = ["StateStore", "build_client", "redact_url"]
 
@@ -99,6 +100,7 @@ class StateStore:
             default_tpm=self.config.rate_limits.default_tpm,
         )
         self.cache = ResponseCache(client, self.keys, self.health, self.config.cache)
+        self.responses = ResponseStore(client, self.keys, self.health, self.config.responses)
         self.ledger = BufferedWriter(client, self.health, max_entries=self.config.ledger_buffer_max_entries)
 
     @classmethod

@@ -1,6 +1,6 @@
 """Hypothesis strategies for hostile HTTP requests to the gateway.
 
-Three families, mixed by :func:`fuzz_requests`:
+Three families, mixed with the Responses API's by :func:`tests.fuzz.mix.fuzz_requests`:
 
 * *structured but wrong* chat bodies: a valid request with fields mutated to wrong types,
   out-of-range or non-finite numbers, missing or extra fields, odd roles and content parts;
@@ -20,14 +20,20 @@ from hypothesis import strategies as st
 
 __all__ = [
     "CHAT",
+    "MODELS",
+    "ROLES",
     "FuzzRequest",
     "admin_requests",
     "chat_bodies",
+    "chat_requests",
     "dump_json",
-    "fuzz_requests",
     "json_values",
     "mutated_chat_bodies",
     "raw_chat_requests",
+    "request_headers",
+    "response_formats",
+    "schemas",
+    "valid_chat_bodies",
 ]
 
 CHAT = "/v1/chat/completions"
@@ -124,7 +130,7 @@ def tool_definitions() -> st.SearchStrategy[Any]:
     """``tools`` values, mostly well shaped, with hostile names, schemas and fields."""
     function = st.fixed_dictionaries(
         {"name": st.one_of(_TOOL_NAMES, json_values(1))},
-        optional={"parameters": _schemas(), "description": _TEXT, "strict": json_values(1)},
+        optional={"parameters": schemas(), "description": _TEXT, "strict": json_values(1)},
     )
     tool = st.fixed_dictionaries(
         {"type": st.sampled_from(["function", "retrieval"])}, optional={"function": st.one_of(function, json_values(2))}
@@ -158,7 +164,8 @@ def _messages() -> st.SearchStrategy[Any]:
     return st.one_of(st.lists(mangled, max_size=5), json_values(3))
 
 
-def _schemas() -> st.SearchStrategy[Any]:
+def schemas() -> st.SearchStrategy[Any]:
+    """JSON Schemas with right and wrong keyword values."""
     # JSON Schema keywords with right and wrong values: the gateway's checker and the engines
     # must turn every one of them into a 200 or a 400.
     keyword = st.sampled_from(
@@ -176,7 +183,7 @@ def response_formats() -> st.SearchStrategy[Any]:
     """``response_format`` values, mostly well shaped, with hostile names, schemas and fields."""
     spec = st.fixed_dictionaries(
         {"name": st.one_of(st.sampled_from(["answer", "a b", "x" * 65]), st.text(max_size=8))},
-        optional={"schema": _schemas(), "strict": json_values(1), "description": _TEXT, "schemas": json_values(2)},
+        optional={"schema": schemas(), "strict": json_values(1), "description": _TEXT, "schemas": json_values(2)},
     )
     return st.one_of(
         st.fixed_dictionaries(
@@ -284,7 +291,8 @@ def mutated_chat_bodies() -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
-def _chat_headers() -> st.SearchStrategy[dict[str, str]]:
+def request_headers() -> st.SearchStrategy[dict[str, str]]:
+    """The gateway's request headers (content type, threshold, cache, tenant, trace, auth), often wrong."""
     return st.fixed_dictionaries(
         {"content-type": st.sampled_from([*CONTENT_TYPES[:2], *CONTENT_TYPES])},
         optional={
@@ -304,11 +312,12 @@ def dump_json(value: Any) -> bytes:
     return json.dumps(value, allow_nan=True).encode()
 
 
-def _chat_request(body: st.SearchStrategy[Any], kind: str) -> st.SearchStrategy[FuzzRequest]:
+def chat_requests(body: st.SearchStrategy[Any], kind: str) -> st.SearchStrategy[FuzzRequest]:
+    """``POST /v1/chat/completions`` with ``body``, hostile headers, to either app."""
     return st.builds(
         lambda b, h, t: FuzzRequest("POST", CHAT, kind, dump_json(b), h, t),
         body,
-        _chat_headers(),
+        request_headers(),
         st.sampled_from(["open", "open", "keyed"]),
     )
 
@@ -417,16 +426,4 @@ def admin_requests() -> st.SearchStrategy[FuzzRequest]:
             st.just({}),
             st.just("none"),
         ),
-    )
-
-
-def fuzz_requests(max_body_bytes: int) -> st.SearchStrategy[FuzzRequest]:
-    """The whole mix: mostly structured chat bodies, then raw bytes, admin, and a valid control group."""
-    return st.one_of(
-        _chat_request(chat_bodies(), "structured"),
-        _chat_request(mutated_chat_bodies(), "mutated"),
-        _chat_request(mutated_chat_bodies(), "mutated"),
-        raw_chat_requests(max_body_bytes),
-        admin_requests(),
-        _chat_request(valid_chat_bodies(), "valid"),
     )

@@ -30,8 +30,9 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from gateway.redis_server import EmbeddedRedis
 from tests.fakes.openai_upstream import FakeOpenAIUpstream, UpstreamBehaviour
-from tests.fuzz.bodies import FuzzRequest, fuzz_requests
+from tests.fuzz.bodies import FuzzRequest
 from tests.fuzz.harness import FuzzTarget, Outcome
+from tests.fuzz.mix import fuzz_requests
 from tests.fuzz.nasty import nasty_requests
 from tests.fuzz.oracle import violations
 

@@ -86,14 +86,7 @@ class FuzzTarget:
             ThresholdPolicy(list(config.tiers), scorer, routing.boundaries(), routing.default_tier)
         )
         app = create_http_app(
-            GatewayServices(
-                chat=services.chat,
-                endpoint=services.endpoint,
-                health=services.health,
-                access=services.access,
-                admin=services.admin,
-                metrics=services.render_metrics,
-            ),
+            GatewayServices.of(services),
             max_body_bytes=config.server.max_body_bytes,
         )
         client = httpx.AsyncClient(

@@ -4,7 +4,10 @@
 * a non-2xx body is exactly OpenAI's envelope
   ``{"error": {"message": str, "type": str, "param": str | null, "code": str | int | null}}``;
 * a 2xx chat answer is a valid ``chat.completion`` (or, streamed, ``chat.completion.chunk``
-  frames ending in ``data: [DONE]``); other 2xx answers are JSON objects.
+  frames ending in ``data: [DONE]``);
+* a 2xx ``/v1/responses`` answer is a ``response`` object with consistent usage (or, streamed,
+  typed events numbered from 0, from ``response.created`` to a final response event);
+* other 2xx answers are JSON objects.
 
 :func:`violations` returns what is wrong (empty when the response is fine), so the CI test
 can assert on it and the long-run script can count it.
@@ -87,6 +90,45 @@ def _stream_problems(body: bytes) -> list[str]:
     return problems
 
 
+_FINAL_EVENTS = {"response.completed", "response.incomplete", "response.failed"}
+
+
+def _response_object_problems(data: Any) -> list[str]:
+    if not isinstance(data, dict) or data.get("object") != "response":
+        return [f"2xx body is not a response object: {str(data)[:120]}"]
+    problems = []
+    if not isinstance(data.get("output"), list) or not data["output"]:
+        problems.append("response without output")
+    usage = data.get("usage")
+    consistent = isinstance(usage, dict) and usage.get("total_tokens") == usage.get("input_tokens", 0) + usage.get(
+        "output_tokens", 0
+    )
+    if data.get("status") != "failed" and not consistent:
+        problems.append(f"inconsistent response usage {usage}")
+    return problems
+
+
+def _response_stream_problems(body: bytes) -> list[str]:
+    frames = [frame for frame in body.decode("utf-8", "replace").split("\n\n") if frame.strip()]
+    events = []
+    for frame in frames:
+        lines = frame.split("\n")
+        if len(lines) != 2 or not lines[0].startswith("event: ") or not lines[1].startswith("data: "):
+            return [f"response stream frame is not 'event:' + 'data:': {frame[:120]!r}"]
+        try:
+            data = json.loads(lines[1][len("data: ") :])
+        except ValueError:
+            return [f"response stream data is not JSON: {lines[1][:80]!r}"]
+        if not isinstance(data, dict) or data.get("type") != lines[0][len("event: ") :]:
+            return [f"response stream event type does not match its data: {frame[:120]!r}"]
+        events.append(data)
+    if not events or events[0]["type"] != "response.created" or events[-1]["type"] not in _FINAL_EVENTS:
+        return [f"response stream runs {[e['type'] for e in events[:1]]}...{[e['type'] for e in events[-1:]]}"]
+    if [e.get("sequence_number") for e in events] != list(range(len(events))):
+        return ["response stream sequence numbers are not 0, 1, 2, ..."]
+    return _response_object_problems(events[-1].get("response"))
+
+
 def violations(path: str, status: int, headers: dict[str, str], body: bytes) -> list[str]:
     """Everything wrong with one response to ``path`` (empty when it keeps the contract)."""
     if status >= 500:
@@ -101,6 +143,13 @@ def violations(path: str, status: int, headers: dict[str, str], body: bytes) -> 
         if content_type.startswith("text/event-stream"):
             return _stream_problems(body)
         return _completion_problems(body)
+    if path == "/v1/responses":
+        if content_type.startswith("text/event-stream"):
+            return _response_stream_problems(body)
+        try:
+            return _response_object_problems(json.loads(body))
+        except ValueError:
+            return [f"2xx body is not JSON: {body[:80]!r}"]
     try:
         data = json.loads(body)
     except ValueError:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from deployments.hosted_engine import build_hosted_engine
@@ -70,6 +71,13 @@ async def make_tiers(
 AppFactory = Callable[..., Any]
 
 
+def sdk(client: httpx.AsyncClient, **headers: str) -> openai.AsyncOpenAI:
+    """The official openai SDK over an in-process app's client, with extra default headers."""
+    return openai.AsyncOpenAI(
+        base_url="http://gateway/v1", api_key="unused", http_client=client, max_retries=0, default_headers=headers
+    )
+
+
 @pytest.fixture()
 def make_app(fake_upstream: FakeOpenAIUpstream) -> AppFactory:
     """``async with make_app(config, ...) as (client, services)``: one in-process replica."""
@@ -87,14 +95,7 @@ def make_app(fake_upstream: FakeOpenAIUpstream) -> AppFactory:
         env = {"SLM_ROUTER_ADMIN_KEY": ADMIN_KEY, **(environ or {})}
         services = await build_replica_services(config, tiers, environ=env, **kwargs)
         app = create_http_app(
-            GatewayServices(
-                chat=services.chat,
-                endpoint=services.endpoint,
-                health=services.health,
-                access=services.access,
-                admin=services.admin,
-                metrics=services.render_metrics,
-            ),
+            GatewayServices.of(services),
             max_body_bytes=config.server.max_body_bytes,
         )
         transport = httpx.ASGITransport(app=app)

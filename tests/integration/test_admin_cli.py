@@ -37,7 +37,7 @@ def gateway_url(redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream) 
             tiers = await make_tiers(config, scripted_large=True)
             services = await build_replica_services(config, tiers, environ={"SLM_ROUTER_ADMIN_KEY": ADMIN_KEY})
             app = create_http_app(
-                GatewayServices(services.chat, services.endpoint, services.health, services.access, services.admin),
+                GatewayServices.of(services),
                 max_body_bytes=65536,
             )
             server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

@@ -18,8 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from gateway.config import ServerConfig
 from gateway.redis_server import EmbeddedRedis
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
-from tests.fuzz.bodies import FuzzRequest, fuzz_requests, raw_chat_requests
+from tests.fuzz.bodies import FuzzRequest, raw_chat_requests
 from tests.fuzz.harness import FuzzTarget, Outcome
+from tests.fuzz.mix import fuzz_requests
 from tests.fuzz.nasty import nasty_requests
 from tests.fuzz.oracle import envelope_problems, violations
 

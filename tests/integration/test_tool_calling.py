@@ -6,15 +6,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
-import openai
 import pytest
 
 from gateway.engine import ChatEngine, GenerationRequest, ToolCallPart
 from gateway.errors import InvalidRequestError, UpstreamError
 from gateway.redis_server import EmbeddedRedis
 from tests.fakes.openai_upstream import FakeOpenAIUpstream, UpstreamBehaviour
-from tests.integration.conftest import AppFactory, cached_chat, gateway_config, hosted_engine
+from tests.integration.conftest import AppFactory, cached_chat, gateway_config, hosted_engine, sdk
 
 CHAT = "/v1/chat/completions"
 WEATHER = {
@@ -108,11 +106,6 @@ async def test_an_upstream_refusing_the_tools_is_the_clients_400(
     upstream_behaviour.fail_message = "something the gateway sent was wrong"
     with pytest.raises(UpstreamError):
         await eng.complete(gen(tools=[WEATHER]))
-
-
-def sdk(client: httpx.AsyncClient) -> openai.AsyncOpenAI:
-    """The official SDK over the in-process app."""
-    return openai.AsyncOpenAI(base_url="http://gateway/v1", api_key="unused", http_client=client, max_retries=0)
 
 
 async def test_the_openai_sdk_runs_a_tool_loop_and_every_call_is_accounted(

@@ -318,3 +318,30 @@ def test_n_choices_from_the_real_engine(client: openai.OpenAI, model: str) -> No
                 finished[choice.index] = choice.finish_reason
     assert texts == {0: greedy.choices[0].message.content, 1: greedy.choices[1].message.content}
     assert set(finished) == {0, 1}
+
+
+def test_responses_api_over_the_real_engine_stream_and_stored(client: openai.OpenAI) -> None:
+    # /v1/responses through Ray Serve: the same pipeline and real engine as chat completions.
+    args = {"model": SMALL, "input": "What is the capital of France?", "instructions": "Answer in one sentence."}
+    raw = client.responses.with_raw_response.create(**args, max_output_tokens=24, temperature=0)
+    response = raw.parse()
+    assert raw.headers["x-slm-router-tier"] == "small"
+    assert "Paris" in response.output_text
+    assert response.usage is not None and 1 <= response.usage.output_tokens <= 24
+    chat = client.chat.completions.create(
+        model=SMALL,
+        messages=[{"role": "system", "content": args["instructions"]}, {"role": "user", "content": args["input"]}],
+        max_tokens=24,
+        temperature=0,
+    )
+    assert response.output_text == chat.choices[0].message.content
+    with client.responses.stream(**args, max_output_tokens=24, temperature=0) as stream:
+        kinds = [event.type for event in stream]
+        streamed = stream.get_final_response()
+    assert kinds[0] == "response.created" and kinds[-1] in {"response.completed", "response.incomplete"}
+    assert streamed.output_text == response.output_text
+    assert client.responses.retrieve(streamed.id).output_text == streamed.output_text
+    follow_up = client.responses.create(
+        model=SMALL, input="And of Italy?", previous_response_id=response.id, max_output_tokens=16, temperature=0
+    )
+    assert follow_up.previous_response_id == response.id and follow_up.output_text.strip()

@@ -1,0 +1,298 @@
+"""OpenAI Responses API (``/v1/responses``) wire models: the request, its input items, the
+response object and its output items.
+
+The subset that maps onto chat completions is modelled: text in and out, function tools
+and their calls, ``text.format`` (JSON mode and JSON Schema), ``instructions``,
+``previous_response_id`` and ``store``. Parameters that would change the answer but have
+no equivalent here (built-in tools, images and files, reasoning effort, background mode)
+are refused by name, as the chat endpoint refuses its own (:data:`UNSUPPORTED_RESPONSES_PARAMETERS`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+
+from gateway.errors import UnsupportedParameterError
+from gateway.protocol._base import Tolerant, refuse_other_types
+from gateway.protocol.response_format import JsonSchemaSpec, ResponseFormat, json_schema_problem
+from gateway.protocol.tools import FUNCTION_NAME_PATTERN, MAX_TOOLS
+
+__all__ = [
+    "UNSUPPORTED_RESPONSES_PARAMETERS",
+    "FunctionCallItem",
+    "FunctionCallOutputItem",
+    "FunctionTool",
+    "InputItem",
+    "InputMessage",
+    "NamedFunctionChoice",
+    "ResponseUsage",
+    "ResponsesRequest",
+    "TextConfig",
+    "TextFormat",
+    "reject_unsupported_responses",
+]
+
+#: Content part types that carry text (what a message item may hold here).
+_TEXT_PARTS = frozenset({"input_text", "output_text", "text", "refusal"})
+#: Input item types this gateway reads; any other is refused by name.
+_ITEM_TYPES = frozenset({"message", "function_call", "function_call_output"})
+
+
+class ContentPart(Tolerant):
+    """A text part of a message item: ``input_text`` (user side) or ``output_text`` (assistant)."""
+
+    type: Literal["input_text", "output_text", "text", "refusal"]
+    text: str | None = None
+    #: The text of a ``refusal`` part.
+    refusal: str | None = None
+
+    def as_text(self) -> str:
+        """The part's text."""
+        return (self.refusal if self.type == "refusal" else self.text) or ""
+
+
+def _refuse_non_text_parts(value: Any) -> Any:
+    return refuse_other_types(value, _TEXT_PARTS, "content parts", "text parts")
+
+
+class InputMessage(Tolerant):
+    """A message item: ``{"role", "content"}``, with or without ``"type": "message"``."""
+
+    type: Literal["message"] = "message"
+    role: Literal["user", "assistant", "system", "developer"]
+    content: str | list[ContentPart]
+
+    _parts = field_validator("content", mode="before")(_refuse_non_text_parts)
+
+    def text(self) -> str:
+        """The message's text, with parts joined."""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.as_text() for part in self.content)
+
+
+class FunctionCallItem(Tolerant):
+    """A ``function_call`` item: a call the model made, sent back with its output."""
+
+    type: Literal["function_call"]
+    call_id: str = Field(min_length=1)
+    name: Annotated[str, Field(pattern=FUNCTION_NAME_PATTERN)]
+    arguments: str
+
+
+class FunctionCallOutputItem(Tolerant):
+    """A ``function_call_output`` item: the result of the call with the same ``call_id``."""
+
+    type: Literal["function_call_output"]
+    call_id: str = Field(min_length=1)
+    output: str | list[ContentPart]
+
+    _parts = field_validator("output", mode="before")(_refuse_non_text_parts)
+
+    def text(self) -> str:
+        """The output as text."""
+        if isinstance(self.output, str):
+            return self.output
+        return "".join(part.as_text() for part in self.output)
+
+
+def _item_type(item: Any) -> str | None:
+    if isinstance(item, BaseModel):
+        item = {"type": getattr(item, "type", None)}
+    if not isinstance(item, dict):
+        return None
+    kind = item.get("type")
+    if kind is None and "role" in item:
+        return "message"
+    return kind if isinstance(kind, str) else None
+
+
+def _item_tag(item: Any) -> str | None:
+    # The "item:" tags appear in error locations; the parser leaves them out of ``param``.
+    kind = _item_type(item)
+    return None if kind is None else f"item:{kind}"
+
+
+#: An ``input`` item, told apart by ``type`` (a message may leave it out).
+InputItem = Annotated[
+    Annotated[InputMessage, Tag("item:message")]
+    | Annotated[FunctionCallItem, Tag("item:function_call")]
+    | Annotated[FunctionCallOutputItem, Tag("item:function_call_output")],
+    Discriminator(
+        _item_tag,
+        custom_error_type="invalid_item",
+        custom_error_message="each input item needs a 'type' ('role' alone makes a message)",
+    ),
+]
+
+
+class FunctionTool(Tolerant):
+    """A ``tools`` entry: Responses' flat function definition."""
+
+    type: Literal["function"]
+    name: Annotated[str, Field(pattern=FUNCTION_NAME_PATTERN)]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class NamedFunctionChoice(Tolerant):
+    """``tool_choice`` forcing one function: ``{"type": "function", "name": ...}``."""
+
+    type: Literal["function"]
+    name: str = Field(min_length=1)
+
+
+class TextFormat(BaseModel):
+    """``text.format``: ``text``, ``json_object``, or ``json_schema`` with the name and schema inline."""
+
+    # Unknown fields are refused, as in ``response_format``: a misspelt "schema" would
+    # otherwise leave the answer silently unconstrained.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, serialize_by_alias=True)
+
+    type: Literal["text", "json_object", "json_schema"]
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+    @model_validator(mode="after")
+    def _schema_goes_with_its_type(self) -> TextFormat:
+        if self.type != "json_schema":
+            if self.name is not None or self.schema_ is not None:
+                raise ValueError(f"'name' and 'schema' are only allowed when type is 'json_schema', not {self.type!r}")
+            return self
+        if self.name is None or self.schema_ is None:
+            raise ValueError("'name' and 'schema' are required when type is 'json_schema'")
+        if (problem := json_schema_problem(self.schema_)) is not None:
+            raise ValueError(f"'schema' is not a valid JSON Schema: {problem}")
+        return self
+
+    def response_format(self) -> ResponseFormat:
+        """The same format as chat completions' ``response_format``."""
+        if self.type != "json_schema":
+            return ResponseFormat(type=self.type)
+        spec = JsonSchemaSpec.model_validate(
+            {"name": self.name, "description": self.description, "schema": self.schema_, "strict": self.strict}
+        )
+        return ResponseFormat(type="json_schema", json_schema=spec)
+
+
+class TextConfig(Tolerant):
+    """``text``: the output's format (``verbosity`` other than the default is refused)."""
+
+    format: TextFormat | None = None
+    verbosity: str | None = None
+
+
+class ResponsesRequest(Tolerant):
+    """``POST /v1/responses`` body."""
+
+    model: str = Field(min_length=1)
+    #: A string is one user message.
+    input: Annotated[list[InputItem], Field(min_length=1)]
+    instructions: str | None = None
+    previous_response_id: str | None = Field(default=None, min_length=1, max_length=128)
+    store: bool | None = None
+    stream: bool | None = False
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    max_output_tokens: Annotated[int, Field(ge=1)] | None = None
+    tools: Annotated[list[FunctionTool], Field(max_length=MAX_TOOLS)] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedFunctionChoice | None = None
+    parallel_tool_calls: bool | None = None
+    text: TextConfig | None = None
+    metadata: Annotated[dict[str, Annotated[str, Field(max_length=512)]], Field(max_length=16)] | None = None
+    user: str | None = None
+    #: slm-router extension: per-request routing threshold for the virtual router model.
+    router_threshold: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _known_items(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [{"type": "message", "role": "user", "content": value}]
+        if isinstance(value, list):
+            for position, item in enumerate(value):
+                kind = _item_type(item)
+                if kind is not None and kind not in _ITEM_TYPES:
+                    raise ValueError(
+                        f"input[{position}]: items of type {kind!r} are not supported; send messages, "
+                        "function_call and function_call_output items"
+                    )
+        return value
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _function_tools_only(cls, value: Any) -> Any:
+        return refuse_other_types(value, ("function",), "tools", "'function' tools")
+
+    @field_validator("tool_choice", mode="before")
+    @classmethod
+    def _function_choice_only(cls, value: Any) -> Any:
+        if isinstance(value, dict) and value.get("type") not in (None, "function"):
+            raise ValueError(f"tool_choice of type {value.get('type')!r} is not supported")
+        return value
+
+    @field_validator("temperature", "top_p", "router_threshold")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    def stores(self) -> bool:
+        """Whether the response is kept for ``GET`` and ``previous_response_id`` (OpenAI's default: yes)."""
+        return self.store is not False
+
+    def format(self) -> TextFormat | None:
+        """``text.format`` (``None`` for plain text)."""
+        fmt = self.text.format if self.text is not None else None
+        return None if fmt is None or fmt.type == "text" else fmt
+
+
+#: ``(parameter, its "off" values, why any other value is refused)``, checked in this order.
+UNSUPPORTED_RESPONSES_PARAMETERS: tuple[tuple[str, tuple[Any, ...], str], ...] = (
+    ("background", (None, False), "background responses are not supported; stream instead"),
+    (
+        "reasoning",
+        (None, {}, {"effort": None}, {"effort": None, "summary": None}),
+        "reasoning options are not supported by these models",
+    ),
+    ("include", (None, []), "'include' is not supported: no output carries optional data here"),
+    (
+        "truncation",
+        (None, "disabled"),
+        "truncation 'auto' is not supported; a request over the context fails instead",
+    ),
+    ("top_logprobs", (None, 0), "top_logprobs is not supported on /v1/responses; use /v1/chat/completions"),
+    ("max_tool_calls", (None,), "max_tool_calls is not supported"),
+    ("prompt", (None,), "reusable prompts are not supported; send the text in 'input'"),
+    ("conversation", (None,), "conversations are not supported; chain responses with 'previous_response_id'"),
+)
+
+
+def reject_unsupported_responses(request: ResponsesRequest) -> None:
+    """Raise :class:`UnsupportedParameterError` for a parameter that would change the answer but
+    is not implemented (they arrive as tolerated extra fields)."""
+    extra = request.model_extra or {}
+    for name, off_values, reason in UNSUPPORTED_RESPONSES_PARAMETERS:
+        if name in extra and extra[name] not in off_values:
+            raise UnsupportedParameterError(reason, param=name)
+    if request.text is not None and request.text.verbosity not in (None, "medium"):
+        raise UnsupportedParameterError("text.verbosity is not supported", param="text.verbosity")
+
+
+class ResponseUsage(BaseModel):
+    """A response's token counts, plus slm-router's cost figures when accounting is on."""
+
+    input_tokens: int
+    input_tokens_details: dict[str, int] = Field(default_factory=lambda: {"cached_tokens": 0})
+    output_tokens: int
+    output_tokens_details: dict[str, int] = Field(default_factory=lambda: {"reasoning_tokens": 0})
+    total_tokens: int
+    #: ``{"cost_usd", "baseline_usd", "savings_usd"}`` (slm-router extension).
+    slm_router: dict[str, float] | None = None

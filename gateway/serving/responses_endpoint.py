@@ -1,0 +1,168 @@
+"""Everything ``/v1/responses`` does, free of any HTTP framework.
+
+A Responses API request is served by the chat-completion pipeline
+(:class:`~gateway.serving.endpoint.ChatEndpoint`): authentication, rate limits, the cache,
+routing, failover, cost accounting and telemetry are the same code, so a response costs
+and routes exactly as the equivalent chat completion. This module translates on the way
+in (:mod:`gateway.serving.responses_input`) and out
+(:mod:`gateway.serving.responses_output`), and keeps responses in Redis for
+``GET``/``DELETE /v1/responses/{id}`` and ``previous_response_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.errors import GatewayError, InvalidRequestError, NotFoundError
+from gateway.protocol import ChatCompletionRequest
+from gateway.protocol.parsing import parse_body
+from gateway.protocol.responses import ResponsesRequest, reject_unsupported_responses
+from gateway.serving.access import AccessControl, Caller
+from gateway.serving.chat import HEADER_MODEL, ChatResult
+from gateway.serving.endpoint import TENANT_HEADER, ChatEndpoint
+from gateway.serving.responses_input import ChatForm, chat_form
+from gateway.serving.responses_output import ResponseEventStream, ResponseShell, assistant_turn, response_id
+from gateway.state import ResponseStore, StoredResponse
+
+__all__ = ["ResponsesEndpoint", "ResponsesResult", "ResponsesStream"]
+
+#: Chat parameter names in errors from the shared pipeline, and what a Responses client sent.
+_PARAM_NAMES = (
+    ("max_completion_tokens", "max_output_tokens"),
+    ("response_format", "text.format"),
+    ("messages", "input"),
+)
+
+
+@dataclass
+class ResponsesResult:
+    """A finished response object and its headers."""
+
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ResponsesStream:
+    """A started response stream: SSE events and the headers."""
+
+    events: AsyncIterator[bytes]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Served:
+    """What the request reader learnt, for writing the answer."""
+
+    request: ResponsesRequest
+    form: ChatForm
+    caller: Caller
+
+
+def _in_responses_terms(error: GatewayError) -> GatewayError:
+    # Errors from the shared pipeline name chat fields; rename those the client sent otherwise.
+    param = error.param or ""
+    for chat_name, name in _PARAM_NAMES:
+        if param == chat_name or param.startswith((f"{chat_name}[", f"{chat_name}.")):
+            message = error.message.replace(chat_name, name)
+            renamed = type(error)(message, param=name, code=error.code, retry_after=error.retry_after)
+            return renamed
+    return error
+
+
+class ResponsesEndpoint:
+    """The Responses API's logic over the chat pipeline and the response store."""
+
+    def __init__(self, chat: ChatEndpoint, access: AccessControl, store: ResponseStore | None = None) -> None:
+        self._chat = chat
+        self._access = access
+        self._store = store
+
+    async def create(self, body: bytes, headers: Mapping[str, str]) -> ResponsesResult | ResponsesStream:
+        """``POST /v1/responses``; every failure is a :class:`GatewayError`."""
+        served: list[_Served] = []
+
+        async def read(raw: bytes, caller: Caller) -> ChatCompletionRequest:
+            request = parse_body(raw, ResponsesRequest)
+            reject_unsupported_responses(request)
+            history = await self._history(caller.tenant, request.previous_response_id)
+            form = chat_form(request, history)
+            served.append(_Served(request, form, caller))
+            return form.request
+
+        try:
+            result = await self._chat.handle(body, headers, read=read)
+        except GatewayError as error:
+            raise _in_responses_terms(error) from None
+        context = served[0]
+        stores = context.request.stores() and self._store is not None
+        if isinstance(result, ChatResult):
+            shell = ResponseShell(
+                id=response_id(result.response.id),
+                model=result.response.model,
+                request=context.request,
+                store=stores,
+            )
+            response, items = shell.from_chat(result.response)
+            if stores:
+                response["store"] = await self._keep(context, response, items)
+            return ResponsesResult(body=response, headers=result.headers)
+        shell = ResponseShell(
+            id=response_id(result.request_id),
+            model=result.headers.get(HEADER_MODEL, context.request.model),
+            request=context.request,
+            store=stores,
+        )
+
+        async def finished(response: dict[str, Any], items: list[dict[str, Any]]) -> bool:
+            return await self._keep(context, response, items) if stores else False
+
+        stream = ResponseEventStream(shell, on_finished=finished)
+        return ResponsesStream(events=stream.events(result.chunks), headers=result.headers)
+
+    async def retrieve(self, response_id: str, headers: Mapping[str, str]) -> dict[str, Any]:
+        """``GET /v1/responses/{id}``: a stored response of the caller's tenant."""
+        caller = await self._authenticate(headers)
+        record = await self._store.get(caller.tenant, response_id) if self._store is not None else None
+        if record is None:
+            raise _not_found(response_id)
+        return record.response
+
+    async def delete(self, response_id: str, headers: Mapping[str, str]) -> dict[str, Any]:
+        """``DELETE /v1/responses/{id}``: forget a stored response of the caller's tenant."""
+        caller = await self._authenticate(headers)
+        deleted = await self._store.delete(caller.tenant, response_id) if self._store is not None else False
+        if not deleted:
+            raise _not_found(response_id)
+        return {"id": response_id, "object": "response.deleted", "deleted": True}
+
+    async def _authenticate(self, headers: Mapping[str, str]) -> Caller:
+        return await self._access.authenticate(headers.get("authorization"), headers.get(TENANT_HEADER))
+
+    async def _history(self, tenant: str, previous_id: str | None) -> list[dict[str, Any]]:
+        if previous_id is None:
+            return []
+        if self._store is None:
+            raise InvalidRequestError(
+                "previous_response_id needs stored responses, and this gateway runs without Redis",
+                param="previous_response_id",
+            )
+        record = await self._store.get(tenant, previous_id)
+        if record is None:
+            raise InvalidRequestError(
+                f"Previous response with id '{previous_id}' not found.",
+                param="previous_response_id",
+                code="previous_response_not_found",
+            )
+        return record.conversation
+
+    async def _keep(self, context: _Served, response: dict[str, Any], items: list[dict[str, Any]]) -> bool:
+        assert self._store is not None
+        conversation = [*context.form.conversation, assistant_turn(items)]
+        return await self._store.put(context.caller.tenant, StoredResponse(response, conversation))
+
+
+def _not_found(response_id: str) -> NotFoundError:
+    return NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")

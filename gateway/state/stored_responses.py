@@ -1,0 +1,122 @@
+"""Responses kept for ``GET /v1/responses/{id}`` and ``previous_response_id``, shared by every replica.
+
+One JSON record per response, with a TTL: the response object as the client got it, and
+the conversation that led to it (chat messages, the answer included) that a later
+request chaining on it continues. Records are scoped by tenant, so one tenant can neither
+read nor chain on another's responses; the tenant is hashed into the key, since tenant
+names come from headers and need not be key-safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+from redis.asyncio import Redis
+
+from gateway.state.config import ResponseStoreConfig
+from gateway.state.errors import REDIS_FAILURES, StateUnavailableError, describe_error
+from gateway.state.health import RedisHealth
+from gateway.state.keys import KeySpace
+
+__all__ = ["ResponseStore", "StoredResponse"]
+
+logger = logging.getLogger(__name__)
+
+
+class StoredResponse:
+    """A kept response: the object returned to the client and its conversation."""
+
+    __slots__ = ("conversation", "response")
+
+    def __init__(self, response: dict[str, Any], conversation: list[dict[str, Any]]) -> None:
+        self.response = response
+        self.conversation = conversation
+
+
+def _tenant_tag(tenant: str) -> str:
+    return hashlib.sha256(tenant.encode()).hexdigest()[:32]
+
+
+class ResponseStore:
+    """Keeps response records in Redis (``<p>:resp:<tenant hash>:<response id>``)."""
+
+    def __init__(self, client: Redis, keys: KeySpace, health: RedisHealth, config: ResponseStoreConfig) -> None:
+        self._client = client
+        self._keys = keys
+        self._health = health
+        self._config = config
+
+    def _key(self, tenant: str, response_id: str) -> str:
+        return self._keys.stored_response(_tenant_tag(tenant), response_id)
+
+    async def put(self, tenant: str, record: StoredResponse) -> bool:
+        """Keep ``record``; False when it was not kept (too large, or Redis is down)."""
+        value = json.dumps(
+            {"response": record.response, "conversation": record.conversation},
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode()
+        if len(value) > self._config.max_record_bytes:
+            logger.warning(
+                "response %s not stored: %d bytes, over the limit of %d",
+                record.response.get("id"),
+                len(value),
+                self._config.max_record_bytes,
+            )
+            return False
+        if not self._health.allow_attempt():
+            return False
+        try:
+            await self._client.set(self._key(tenant, record.response["id"]), value, px=int(self._config.ttl_s * 1000))
+        except REDIS_FAILURES as exc:
+            self._health.record_failure(exc)
+            logger.warning("response %s not stored: %s", record.response.get("id"), describe_error(exc))
+            return False
+        self._health.record_success()
+        return True
+
+    async def get(self, tenant: str, response_id: str) -> StoredResponse | None:
+        """The record of ``response_id`` for ``tenant``, or None when there is none.
+
+        Raises :class:`StateUnavailableError` when Redis cannot be reached: "not found"
+        would be a lie the client might act on.
+        """
+        try:
+            key = self._key(tenant, response_id)
+        except ValueError:
+            return None  # not an id this gateway hands out
+        if not self._health.allow_attempt():
+            raise StateUnavailableError("stored responses cannot be read right now", retry_after=1)
+        try:
+            raw = await self._client.get(key)
+        except REDIS_FAILURES as exc:
+            self._health.record_failure(exc)
+            raise StateUnavailableError("stored responses cannot be read right now", retry_after=1) from None
+        self._health.record_success()
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw)
+            return StoredResponse(response=dict(data["response"]), conversation=list(data["conversation"]))
+        except (ValueError, KeyError, TypeError):
+            logger.warning("dropping a corrupt stored response %s", response_id)
+            return None
+
+    async def delete(self, tenant: str, response_id: str) -> bool:
+        """Forget ``response_id``; False when there was nothing to forget."""
+        try:
+            key = self._key(tenant, response_id)
+        except ValueError:
+            return False
+        if not self._health.allow_attempt():
+            raise StateUnavailableError("stored responses cannot be changed right now", retry_after=1)
+        try:
+            removed = await self._client.delete(key)
+        except REDIS_FAILURES as exc:
+            self._health.record_failure(exc)
+            raise StateUnavailableError("stored responses cannot be changed right now", retry_after=1) from None
+        self._health.record_success()
+        return bool(removed)
