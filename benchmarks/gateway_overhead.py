@@ -12,6 +12,11 @@ p50/p99, and the latency each adds over ``direct`` at the same concurrency. Usag
 
     .venv/bin/python -m benchmarks.gateway_overhead                 # full run (~10 min on 2 cores)
     .venv/bin/python -m benchmarks.gateway_overhead --duration 5 --systems direct,ours-openai
+    .venv/bin/python -m benchmarks.gateway_overhead --api responses --systems ours-openai-ha
+
+``--api responses`` sends the same request to our ``/v1/responses`` (stored in Redis, as by
+default) instead of ``/v1/chat/completions``, ``--api responses-unstored`` with ``store: false``;
+only our gateway systems take them.
 """
 
 from __future__ import annotations
@@ -41,6 +46,18 @@ BODY: dict[str, Any] = {
     "model": MODEL,
     "messages": [{"role": "user", "content": "Say hello to the benchmark, briefly."}],
     "max_tokens": 16,
+}
+#: The same request as a Responses API body.
+RESPONSES_BODY: dict[str, Any] = {
+    "model": MODEL,
+    "input": "Say hello to the benchmark, briefly.",
+    "max_output_tokens": 16,
+}
+#: Path and body per ``--api``.
+APIS: dict[str, tuple[str, dict[str, Any]]] = {
+    "chat": ("/v1/chat/completions", BODY),
+    "responses": ("/v1/responses", RESPONSES_BODY),
+    "responses-unstored": ("/v1/responses", {**RESPONSES_BODY, "store": False}),
 }
 
 
@@ -118,12 +135,12 @@ def _max_table(rows: list[dict[str, Any]]) -> str:
 
 
 async def _measure(
-    name: str, url: str, headers: dict[str, str], levels: list[int], duration: float
+    name: str, url: str, body: dict[str, Any], headers: dict[str, str], levels: list[int], duration: float
 ) -> list[dict[str, Any]]:
     rows = []
     for concurrency in levels:
         result: LoadResult = await run_load(
-            url, BODY, concurrency=concurrency, duration_s=duration, warmup_s=2.0, headers=headers
+            url, body, concurrency=concurrency, duration_s=duration, warmup_s=2.0, headers=headers
         )
         row = {"system": name, **result.summary()}
         rows.append(row)
@@ -141,8 +158,12 @@ def main() -> None:
         "--systems",
         default="direct,ours-litellm,ours-openai,ours-openai-ha,ours-openai-ha-2r,litellm-proxy-1w,litellm-proxy-2w",
     )
+    parser.add_argument("--api", choices=sorted(APIS), default="chat", help="the endpoint our gateway is driven at")
     parser.add_argument("--json", type=Path, default=None, help="write every row here")
     args = parser.parse_args()
+    path, body = APIS[args.api]
+    if args.api != "chat" and any(not name.startswith("ours") for name in args.systems.split(",")):
+        parser.error(f"--api {args.api} drives our gateway only: pick ours-* systems")
     try:
         import uvloop
 
@@ -164,11 +185,13 @@ def main() -> None:
             else:
                 system.start()
                 startup[name] = round(system.started_s, 1)
-                url = f"{system.base_url}/v1/chat/completions"
+                url = f"{system.base_url}{path}"
                 if name.startswith("litellm-proxy"):
                     headers = {"Authorization": "Bearer sk-bench-master-key"}
             try:
-                rows += asyncio.run(_measure(name, url, headers, levels, args.duration))
+                rows += asyncio.run(
+                    _measure(name, url, body if system is not None else BODY, headers, levels, args.duration)
+                )
             finally:
                 if system is not None:
                     system.stop()
@@ -186,7 +209,10 @@ def main() -> None:
         if base is not None:
             row["added_p50_ms"] = row["p50_ms"] - base["p50_ms"]
             row["added_p99_ms"] = row["p99_ms"] - base["p99_ms"]
-    print(f"\nMachine: {_machine()}; upstream latency {args.latency_ms:.0f} ms; {args.duration:.0f} s per level")
+    print(
+        f"\nMachine: {_machine()}; upstream latency {args.latency_ms:.0f} ms; {args.duration:.0f} s per level; "
+        f"API {path}"
+    )
     print(_table(rows))
     print()
     print(_max_table(rows))
