@@ -13,14 +13,24 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from gateway.errors import UnsupportedParameterError
 from gateway.protocol._base import Tolerant, refuse_other_types
+from gateway.protocol.chat import MAX_TOP_LOGPROBS
 from gateway.protocol.response_format import JsonSchemaSpec, ResponseFormat, json_schema_problem
 from gateway.protocol.tools import FUNCTION_NAME_PATTERN, MAX_TOOLS
 
 __all__ = [
+    "LOGPROBS_INCLUDE",
     "UNSUPPORTED_RESPONSES_PARAMETERS",
     "FunctionCallItem",
     "FunctionCallOutputItem",
@@ -35,6 +45,23 @@ __all__ = [
     "reject_unsupported_responses",
 ]
 
+#: The ``include`` value that adds data here: output text with its tokens' logprobs.
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
+#: OpenAI's other ``include`` values. They ask for data of items this gateway never produces
+#: (reasoning, built-in tool calls, images), so they change nothing and are accepted: agent
+#: SDKs send ``reasoning.encrypted_content`` on every request.
+_KNOWN_INCLUDES = frozenset(
+    {
+        LOGPROBS_INCLUDE,
+        "reasoning.encrypted_content",
+        "file_search_call.results",
+        "web_search_call.results",
+        "web_search_call.action.sources",
+        "message.input_image.image_url",
+        "computer_call_output.output.image_url",
+        "code_interpreter_call.outputs",
+    }
+)
 #: Content part types that carry text (what a message item may hold here).
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text", "refusal"})
 #: Input item types this gateway reads; any other is refused by name.
@@ -206,6 +233,9 @@ class ResponsesRequest(Tolerant):
     parallel_tool_calls: bool | None = None
     text: TextConfig | None = None
     metadata: Annotated[dict[str, Annotated[str, Field(max_length=512)]], Field(max_length=16)] | None = None
+    #: Optional output data; only ``message.output_text.logprobs`` exists here.
+    include: list[str] | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
     user: str | None = None
     #: slm-router extension: per-request routing threshold for the virtual router model.
     router_threshold: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
@@ -244,6 +274,18 @@ class ResponsesRequest(Tolerant):
             raise ValueError("must be a finite number")
         return value
 
+    @field_validator("include")
+    @classmethod
+    def _known_includes(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or ():
+            if name not in _KNOWN_INCLUDES:
+                raise ValueError(f"include {name!r} is not a known value")
+        return value
+
+    def wants_logprobs(self) -> bool:
+        """Whether output text carries its tokens' logprobs (asked by ``include`` or ``top_logprobs``)."""
+        return LOGPROBS_INCLUDE in (self.include or ()) or bool(self.top_logprobs)
+
     def stores(self) -> bool:
         """Whether the response is kept for ``GET`` and ``previous_response_id`` (OpenAI's default: yes)."""
         return self.store is not False
@@ -262,13 +304,11 @@ UNSUPPORTED_RESPONSES_PARAMETERS: tuple[tuple[str, tuple[Any, ...], str], ...] =
         (None, {}, {"effort": None}, {"effort": None, "summary": None}),
         "reasoning options are not supported by these models",
     ),
-    ("include", (None, []), "'include' is not supported: no output carries optional data here"),
     (
         "truncation",
         (None, "disabled"),
         "truncation 'auto' is not supported; a request over the context fails instead",
     ),
-    ("top_logprobs", (None, 0), "top_logprobs is not supported on /v1/responses; use /v1/chat/completions"),
     ("max_tool_calls", (None,), "max_tool_calls is not supported"),
     ("prompt", (None,), "reusable prompts are not supported; send the text in 'input'"),
     ("conversation", (None,), "conversations are not supported; chain responses with 'previous_response_id'"),

@@ -138,6 +138,9 @@ def chat_form(request: ResponsesRequest, history: Sequence[dict[str, Any]] = ())
     }
     if request.stream:
         body["stream_options"] = {"include_usage": True}
+    if request.wants_logprobs():
+        body["logprobs"] = True
+        body["top_logprobs"] = request.top_logprobs
     if request.tools:
         body["tools"] = [
             {"type": "function", "function": tool.model_dump(exclude={"type"}, exclude_none=True)}

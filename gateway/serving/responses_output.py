@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import GatewayError
-from gateway.protocol import ChatCompletionResponse, Usage
+from gateway.protocol import ChatCompletionResponse, ChoiceLogprobs, Usage
 from gateway.protocol.responses import ResponsesRequest, ResponseUsage
 from gateway.serving.streaming import StreamItem
 
@@ -36,20 +36,27 @@ def _item_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
 
-def _message_item(text: str, status: str, item_id: str | None = None) -> dict[str, Any]:
+def _message_item(text: str, status: str, logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {
         "type": "message",
-        "id": item_id or _item_id("msg"),
+        "id": _item_id("msg"),
         "status": status,
         "role": "assistant",
-        "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+        "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs or []}],
     }
 
 
-def _call_item(call_id: str, name: str, arguments: str, status: str, item_id: str | None = None) -> dict[str, Any]:
+def _logprobs(logprobs: ChoiceLogprobs | None) -> list[dict[str, Any]]:
+    # Chat's token entries have the Responses API's shape already: token, logprob, bytes, top_logprobs.
+    if logprobs is None or not logprobs.content:
+        return []
+    return [token.model_dump(mode="json") for token in logprobs.content]
+
+
+def _call_item(call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
     return {
         "type": "function_call",
-        "id": item_id or _item_id("fc"),
+        "id": _item_id("fc"),
         "call_id": call_id,
         "name": name,
         "arguments": arguments,
@@ -64,7 +71,7 @@ def output_items(response: ChatCompletionResponse) -> tuple[list[dict[str, Any]]
     calls = choice.message.tool_calls or []
     items: list[dict[str, Any]] = []
     if choice.message.content or not calls:
-        items.append(_message_item(choice.message.content or "", status))
+        items.append(_message_item(choice.message.content or "", status, _logprobs(choice.logprobs)))
     items += [_call_item(c.id, c.function.name, c.function.arguments, status) for c in calls]
     return items, choice.finish_reason
 
@@ -141,6 +148,7 @@ class ResponseShell:
             "tool_choice": "auto" if choice is None else choice if isinstance(choice, str) else choice.model_dump(),
             "tools": [tool.model_dump(mode="json") for tool in request.tools or ()],
             "top_p": 1.0 if request.top_p is None else request.top_p,
+            "top_logprobs": request.top_logprobs,
             "truncation": "disabled",
             "usage": _usage(usage),
             "user": request.user,
@@ -215,8 +223,9 @@ class ResponseEventStream:
             for choice in chunk.choices:
                 if choice.index != 0:
                     continue
-                if choice.delta.content:
-                    for frame in self._text_delta(choice.delta.content):
+                tokens = _logprobs(choice.logprobs)
+                if choice.delta.content or tokens:
+                    for frame in self._text_delta(choice.delta.content or "", tokens):
                         yield frame
                 for part in choice.delta.tool_calls or ():
                     for frame in self._call_delta(part.index, part.id, part.function):
@@ -234,7 +243,7 @@ class ResponseEventStream:
             final["store"] = shell.store
         yield self._emit(f"response.{status}", response=final)
 
-    def _text_delta(self, text: str) -> list[bytes]:
+    def _text_delta(self, text: str, logprobs: list[dict[str, Any]] | None = None) -> list[bytes]:
         frames: list[bytes] = []
         if self._text is None:
             item = _message_item("", "in_progress")
@@ -254,7 +263,9 @@ class ResponseEventStream:
                 )
             )
         open_item = self._text
-        open_item.item["content"][0]["text"] += text
+        part = open_item.item["content"][0]
+        part["text"] += text
+        part["logprobs"] += logprobs or []
         if text:
             frames.append(
                 self._emit(
@@ -263,7 +274,7 @@ class ResponseEventStream:
                     output_index=open_item.output_index,
                     content_index=0,
                     delta=text,
-                    logprobs=[],
+                    logprobs=logprobs or [],
                 )
             )
         return frames
@@ -304,8 +315,9 @@ class ResponseEventStream:
             where = {"item_id": item["id"], "output_index": open_item.output_index}
             if item["type"] == "message":
                 part = item["content"][0]
+                text, logprobs = part["text"], part["logprobs"]
                 frames.append(
-                    self._emit("response.output_text.done", **where, content_index=0, text=part["text"], logprobs=[])
+                    self._emit("response.output_text.done", **where, content_index=0, text=text, logprobs=logprobs)
                 )
                 frames.append(self._emit("response.content_part.done", **where, content_index=0, part=part))
             else:

@@ -110,7 +110,11 @@ def responses_bodies() -> st.SearchStrategy[dict[str, Any]]:
         "metadata": st.one_of(st.dictionaries(st.text(max_size=8), json_values(1), max_size=20), json_values(2)),
         "reasoning": st.one_of(st.just({"effort": "high"}), json_values(2)),
         "background": json_values(1),
-        "include": json_values(2),
+        "include": st.one_of(
+            st.lists(st.sampled_from(["message.output_text.logprobs", "reasoning.encrypted_content", "x"]), max_size=2),
+            json_values(2),
+        ),
+        "top_logprobs": number,
         "truncation": st.one_of(st.sampled_from(["auto", "disabled"]), json_values(1)),
         "router_threshold": number,
     }

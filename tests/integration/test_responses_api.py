@@ -266,6 +266,8 @@ BAD_BODIES: list[tuple[dict[str, Any], str, str | None]] = [
     ({"input": "x", "reasoning": {"effort": "high"}}, "reasoning", "unsupported_parameter"),
     ({"input": "x", "background": True}, "background", "unsupported_parameter"),
     ({"input": "x", "truncation": "auto"}, "truncation", "unsupported_parameter"),
+    ({"input": "x", "include": ["message.output_text.logprobz"]}, "include", "invalid_value"),
+    ({"input": "x", "top_logprobs": 21}, "top_logprobs", "invalid_value"),
     ({"input": "x", "tool_choice": {"type": "function", "name": "nope"}, "tools": [WEATHER]}, "tool_choice", None),
     (
         {"input": "x", "text": {"format": {"type": "json_schema", "name": "a", "schema": {"type": 3}}}},
@@ -347,3 +349,28 @@ async def test_without_redis_responses_are_answered_but_not_kept(
         with pytest.raises(openai.InternalServerError) as unavailable:
             await api.responses.create(model="fake-large", input="again", previous_response_id=response.id)
         assert unavailable.value.status_code == 503 and unavailable.value.code == "state_unavailable"
+
+
+async def test_logprobs_come_with_the_output_text_stream_and_not(
+    app: App, upstream_behaviour: UpstreamBehaviour
+) -> None:
+    client, _ = app
+    api = sdk(client)
+    args: dict[str, Any] = {"model": "fake-large", "input": "two words", "top_logprobs": 2}
+    response = await api.responses.create(**args, include=["message.output_text.logprobs"])
+    assert (upstream_behaviour.requests[-1]["logprobs"], upstream_behaviour.requests[-1]["top_logprobs"]) == (True, 2)
+    part = response.output[0].content[0]  # type: ignore[union-attr]
+    tokens = part.logprobs or []  # type: ignore[union-attr]
+    # The fake upstream's words, logprob -(i+1)/10 each.
+    expected = [("large", -0.1), (" says:", -0.2), (" two", -0.3), (" words", -0.4)]
+    assert [(t.token, t.logprob) for t in tokens] == expected
+    assert [a.token for a in tokens[0].top_logprobs] == ["large", "alt1"]
+    async with api.responses.stream(**args) as stream:  # top_logprobs alone asks for them too
+        deltas = [e.logprobs for e in [event async for event in stream] if e.type == "response.output_text.delta"]
+        final = await stream.get_final_response()
+    assert [t.token for delta in deltas for t in delta] == [t.token for t in tokens]
+    streamed = final.output[0].content[0].logprobs or []  # type: ignore[union-attr]
+    assert [(t.token, t.logprob) for t in streamed] == [(t.token, t.logprob) for t in tokens]
+    # Without either, none are asked for.
+    await api.responses.create(model="fake-large", input="two words")
+    assert "logprobs" not in upstream_behaviour.requests[-1]

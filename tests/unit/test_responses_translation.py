@@ -171,21 +171,20 @@ def test_non_stream_output_items_and_status() -> None:
 
 
 def chunk(
-    content: str | None = None, finish: str | None = None, calls: list[dict[str, Any]] | None = None
+    content: str | None = None,
+    finish: str | None = None,
+    calls: list[dict[str, Any]] | None = None,
+    tokens: list[str] | None = None,
 ) -> ChatCompletionChunk:
     delta: dict[str, Any] = {}
     if content is not None:
         delta["content"] = content
     if calls is not None:
         delta["tool_calls"] = calls
-    return ChatCompletionChunk.model_validate(
-        {
-            "id": "chatcmpl-abc",
-            "created": 1,
-            "model": "m",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
-    )
+    choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
+    if tokens is not None:
+        choice["logprobs"] = {"content": [{"token": t, "logprob": -1.0, "bytes": list(t.encode())} for t in tokens]}
+    return ChatCompletionChunk.model_validate({"id": "chatcmpl-abc", "created": 1, "model": "m", "choices": [choice]})
 
 
 async def run(items: list[StreamItem], stored: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -284,3 +283,29 @@ def test_gateway_errors_keep_their_class_when_renamed() -> None:
     error: GatewayError = InvalidRequestError("response_format is bad", param="response_format", code="x")
     renamed = _in_responses_terms(error)
     assert (type(renamed), renamed.code, renamed.message) == (InvalidRequestError, "x", "text.format is bad")
+
+
+async def test_stream_logprobs_ride_on_the_deltas_and_the_done_event() -> None:
+    events, _ = await run(
+        [
+            chunk(content="Hi", tokens=["Hi"]),
+            chunk(content=" there", tokens=[" there"]),
+            chunk(content="", tokens=["<eot>"]),
+        ]
+    )
+    deltas = [e for e in events if e["type"] == "response.output_text.delta"]
+    assert [[t["token"] for t in e["logprobs"]] for e in deltas] == [["Hi"], [" there"]]
+    done = next(e for e in events if e["type"] == "response.output_text.done")
+    # A token without text (vLLM lists the end of turn) has no delta, but is in the whole list.
+    assert [t["token"] for t in done["logprobs"]] == ["Hi", " there", "<eot>"]
+    assert events[-1]["response"]["output"][0]["content"][0]["logprobs"] == done["logprobs"]
+
+
+def test_logprobs_are_asked_by_include_or_top_logprobs() -> None:
+    assert not chat_form(req()).request.logprobs
+    included = chat_form(req(include=["message.output_text.logprobs"])).request
+    assert (included.logprobs, included.top_logprobs) == (True, None)
+    top = chat_form(req(top_logprobs=3)).request
+    assert (top.logprobs, top.top_logprobs) == (True, 3)
+    # OpenAI's include values for items this gateway never makes change nothing.
+    assert not chat_form(req(include=["reasoning.encrypted_content"])).request.logprobs
