@@ -10,6 +10,7 @@ becomes items with :func:`output_items`; a stream is rewritten event by event by
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,6 +23,8 @@ from gateway.protocol.responses import ResponsesRequest, ResponseUsage
 from gateway.serving.streaming import StreamItem
 
 __all__ = ["ResponseEventStream", "ResponseShell", "assistant_turn", "output_items", "response_id"]
+
+logger = logging.getLogger(__name__)
 
 #: Finish reasons that leave a response ``incomplete``, and the reason OpenAI gives.
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -197,10 +200,12 @@ class ResponseEventStream:
 
     async def events(self, chunks: AsyncIterator[StreamItem]) -> AsyncIterator[bytes]:
         """The SSE events; closing this generator closes ``chunks`` (and so the generation)."""
+        events = self._events(chunks)
         try:
-            async for frame in self._events(chunks):
+            async for frame in events:
                 yield frame
         finally:
+            await events.aclose()
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
@@ -239,7 +244,12 @@ class ResponseEventStream:
             yield frame
         final = shell.build(self._items, status=status, finish_reason=finish_reason, usage=usage)
         if self._on_finished is not None:
-            shell.store = await self._on_finished(final, self._items)
+            try:
+                shell.store = await self._on_finished(final, self._items)
+            except Exception:
+                # The answer is whole and paid for: it is sent, only not kept.
+                logger.exception("response %s could not be stored", shell.id)
+                shell.store = False
             final["store"] = shell.store
         yield self._emit(f"response.{status}", response=final)
 

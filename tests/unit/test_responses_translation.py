@@ -309,3 +309,17 @@ def test_logprobs_are_asked_by_include_or_top_logprobs() -> None:
     assert (top.logprobs, top.top_logprobs) == (True, 3)
     # OpenAI's include values for items this gateway never makes change nothing.
     assert not chat_form(req(include=["reasoning.encrypted_content"])).request.logprobs
+
+
+async def test_a_store_that_breaks_still_sends_the_whole_response() -> None:
+    async def broken(response: dict[str, Any], items: list[dict[str, Any]]) -> bool:
+        raise RuntimeError("store exploded")
+
+    async def chunks() -> AsyncIterator[StreamItem]:
+        yield chunk(content="done", finish="stop")
+
+    stream = ResponseEventStream(ResponseShell(id="resp_abc", model="m", request=req(), store=True), broken)
+    frames = [frame.decode() async for frame in stream.events(chunks())]
+    final = json.loads(frames[-1].split("\n")[1].removeprefix("data: "))
+    assert final["type"] == "response.completed"
+    assert (final["response"]["store"], final["response"]["output"][0]["content"][0]["text"]) == (False, "done")
