@@ -13,7 +13,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,7 +210,7 @@ class ResponseEventStream:
             if aclose is not None:
                 await aclose()
 
-    async def _events(self, chunks: AsyncIterator[StreamItem]) -> AsyncIterator[bytes]:
+    async def _events(self, chunks: AsyncIterator[StreamItem]) -> AsyncGenerator[bytes]:
         shell = self._shell
         yield self._emit("response.created", response=shell.build([], status="in_progress"))
         yield self._emit("response.in_progress", response=shell.build([], status="in_progress"))
