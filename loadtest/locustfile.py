@@ -1,4 +1,5 @@
-"""Locust chat traffic against slm-router: real easy and hard prompts, streams and non-streams.
+"""Locust chat traffic against slm-router: real easy and hard prompts, streams and non-streams,
+through ``/v1/chat/completions`` or (``--api responses``) ``/v1/responses``.
 
 Prompts come from the labelled RouteLLM folder (``$SLM_ROUTER_DATA``, default
 ``../shared/data/routellm``), mixed with a configurable share of hard ones; see
@@ -53,8 +54,15 @@ from loadtest.summary import (  # noqa: E402
 )
 
 CHAT_PATH = "/v1/chat/completions"
+RESPONSES_PATH = "/v1/responses"
 CHAT = "chat"
 CHAT_STREAM = "chat-stream"
+RESPONSES = "responses"
+RESPONSES_STREAM = "responses-stream"
+#: Per ``--api``: the path, and the entry names of non-stream and stream requests.
+APIS = {"chat": (CHAT_PATH, CHAT, CHAT_STREAM), "responses": (RESPONSES_PATH, RESPONSES, RESPONSES_STREAM)}
+#: Events that end a Responses API stream with a whole response.
+_RESPONSE_DONE = ("response.completed", "response.incomplete")
 TTFT = "TTFT"
 #: Report key of the load generator's counters in a worker's report to the master.
 REPORT_KEY = "slm_router"
@@ -71,6 +79,13 @@ def _add_arguments(parser: LocustArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-tokens", env_var="SLM_ROUTER_LOADTEST_MAX_TOKENS", type=int, default=32, help="max_tokens per request"
+    )
+    parser.add_argument(
+        "--api",
+        env_var="SLM_ROUTER_LOADTEST_API",
+        choices=sorted(APIS),
+        default="chat",
+        help="send every request to /v1/chat/completions (chat) or /v1/responses (responses)",
     )
     parser.add_argument(
         "--hard-share",
@@ -113,6 +128,7 @@ class Settings:
 
     model: str = "router"
     max_tokens: int = 32
+    api: str = "chat"
     hard_share: float = 0.3
     seed: int = 0
     data: str = ""
@@ -128,6 +144,7 @@ class Settings:
             return cls(
                 model=os.environ.get("SLM_ROUTER_LOADTEST_MODEL", "router"),
                 max_tokens=int(_env_float("SLM_ROUTER_LOADTEST_MAX_TOKENS", 32)),
+                api=os.environ.get("SLM_ROUTER_LOADTEST_API", "chat"),
                 hard_share=_env_float("SLM_ROUTER_LOADTEST_HARD_SHARE", 0.3),
                 seed=int(_env_float("SLM_ROUTER_LOADTEST_SEED", 0)),
                 data=os.environ.get("SLM_ROUTER_DATA", ""),
@@ -135,6 +152,7 @@ class Settings:
         return cls(
             model=options.chat_model,
             max_tokens=options.max_tokens,
+            api=options.api,
             hard_share=options.hard_share,
             seed=options.prompt_seed,
             data=options.data,
@@ -209,22 +227,66 @@ class RunState:
             )
         settings = self.settings.public()
         settings["prompt_origin"] = self.prompts.origin if self.prompts else None
-        return build_report(self.tally, latencies, settings=settings)
+        entries = (CHAT, CHAT_STREAM, RESPONSES, RESPONSES_STREAM)
+        return build_report(self.tally, latencies, settings=settings, chat_entries=entries)
 
 
 STATE = RunState()
 
 
 def _body(prompt: LabelledPrompt, stream: bool) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "model": STATE.settings.model,
+    settings = STATE.settings
+    if settings.api == "responses":
+        # A Responses stream always ends with the whole response, usage included.
+        body = {"model": settings.model, "input": prompt.text, "max_output_tokens": settings.max_tokens}
+        return {**body, "stream": True} if stream else body
+    body = {
+        "model": settings.model,
         "messages": [{"role": "user", "content": prompt.text}],
-        "max_tokens": STATE.settings.max_tokens,
+        "max_tokens": settings.max_tokens,
     }
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
     return body
+
+
+@dataclass
+class _StreamRead:
+    """What a stream's events told so far: time to first text, usage, a problem, the end."""
+
+    started: float
+    ttft_ms: float | None = None
+    usage: dict[str, Any] | None = None
+    problem: str | None = None
+    done: bool = False
+
+    def _first_text(self) -> None:
+        if self.ttft_ms is None:
+            self.ttft_ms = (time.perf_counter() - self.started) * 1000
+
+    def chat_event(self, event: dict[str, Any]) -> None:
+        """A ``chat.completion.chunk`` (or an in-stream error)."""
+        if "error" in event:
+            self.problem = f"error event: {str(event['error'].get('message', ''))[:120]}"
+        for choice in event.get("choices") or ():
+            if (choice.get("delta") or {}).get("content"):
+                self._first_text()
+        if event.get("usage"):
+            self.usage = event["usage"]
+
+    def responses_event(self, event: dict[str, Any]) -> None:
+        """A Responses API event; the stream ends with ``response.completed`` or ``.incomplete``."""
+        kind = event.get("type")
+        if kind == "response.output_text.delta" and event.get("delta"):
+            self._first_text()
+        elif kind in _RESPONSE_DONE:
+            self.done = True
+            self.usage = (event.get("response") or {}).get("usage")
+        elif kind == "error":
+            self.problem = f"error event: {str(event.get('message', ''))[:120]}"
+        elif kind == "response.failed" and self.problem is None:
+            self.problem = "response.failed"
 
 
 def _headers(stream: bool) -> dict[str, str]:
@@ -283,15 +345,18 @@ class _ChatUser(FastHttpUser):
 
 
 class ChatUser(_ChatUser):
-    """Non-stream chat completions; latency also recorded per tier (``chat`` / ``tier:<name>``)."""
+    """Non-stream requests; latency also recorded per tier (``chat`` / ``tier:<name>``, or
+    ``responses`` / ``tier:<name>`` with ``--api responses``)."""
 
     weight = int(_env_float("SLM_ROUTER_LOADTEST_CHAT_WEIGHT", 1))
 
     @task
     def chat(self) -> None:
         prompt = STATE.next_prompt()
+        path, name, _ = APIS[STATE.settings.api]
+        answer_key = "output" if path == RESPONSES_PATH else "choices"
         with self.client.post(
-            CHAT_PATH, json=_body(prompt, False), headers=_headers(False), name=CHAT, catch_response=True
+            path, json=_body(prompt, False), headers=_headers(False), name=name, catch_response=True
         ) as response:
             text = response.text
             if response.status_code != 200:
@@ -302,76 +367,74 @@ class ChatUser(_ChatUser):
             except ValueError:
                 response.failure("invalid JSON body")
                 return
-            if not data.get("choices") or "usage" not in data:
-                response.failure("missing choices or usage")
+            if not data.get(answer_key) or "usage" not in data:
+                response.failure(f"missing {answer_key} or usage")
                 return
             elapsed = float(response.request_meta["response_time"])
         tier = response.headers.get(HEADER_TIER) or NO_TIER
-        self._fire(CHAT, f"tier:{tier}", elapsed)
+        self._fire(name, f"tier:{tier}", elapsed)
         STATE.tally.record_headers(response.headers, prompt.label)
 
 
 class StreamingChatUser(_ChatUser):
-    """Streamed chat completions: full-stream latency per tier (``chat-stream``) and TTFT."""
+    """Streamed requests: full-stream latency per tier (``chat-stream`` or ``responses-stream``) and TTFT."""
 
     weight = int(_env_float("SLM_ROUTER_LOADTEST_STREAM_WEIGHT", 1))
 
     @task
     def chat_stream(self) -> None:
         prompt = STATE.next_prompt()
+        path, _, name = APIS[STATE.settings.api]
         started = time.perf_counter()
         with self.client.post(
-            CHAT_PATH,
+            path,
             json=_body(prompt, True),
             headers=_headers(True),
-            name=CHAT_STREAM,
+            name=name,
             stream=True,
             catch_response=True,
         ) as response:
             if response.status_code != 200:
                 response.failure(_error_text(response, response.text))
                 return
-            ttft_ms: float | None = None
-            usage: dict[str, Any] | None = None
-            problem: str | None = None
-            done, read = False, 0
+            read_state = _StreamRead(started)
+            feed = read_state.responses_event if path == RESPONSES_PATH else read_state.chat_event
+            read = 0
             for line, total in _sse_lines(response):
                 read = total
                 if not line.startswith("data:"):
-                    continue
+                    continue  # Responses streams also send "event:" lines; their data repeats the type
                 payload = line[5:].strip()
                 if payload == "[DONE]":
-                    done = True
+                    read_state.done = True
                     continue
                 try:
                     # Decimal keeps the usage's USD figures exactly as the gateway wrote them.
                     event = json.loads(payload, parse_float=Decimal)
                 except ValueError:
-                    problem = "invalid JSON event"
+                    read_state.problem = "invalid JSON event"
                     continue
-                if "error" in event:
-                    problem = f"error event: {str(event['error'].get('message', ''))[:120]}"
-                for choice in event.get("choices") or ():
-                    if ttft_ms is None and (choice.get("delta") or {}).get("content"):
-                        ttft_ms = (time.perf_counter() - started) * 1000
-                if event.get("usage"):
-                    usage = event["usage"]
+                feed(event)
             # Locust timed only the headers of a stream; report the whole stream instead.
             elapsed = (time.perf_counter() - started) * 1000
             response.request_meta["response_time"] = elapsed
             response.request_meta["response_length"] = read
-            if problem is None and not done:
-                problem = "stream did not end with [DONE]"
-            if problem is None and usage is None:
+            problem = read_state.problem
+            if problem is None and not read_state.done:
+                problem = (
+                    "stream did not end with [DONE]" if path == CHAT_PATH else "stream did not end with a response"
+                )
+            if problem is None and read_state.usage is None:
                 problem = "no usage chunk"
             if problem is not None:
                 response.failure(problem)
                 return
+        usage = read_state.usage
         assert usage is not None
         tier = response.headers.get(HEADER_TIER) or NO_TIER
-        if ttft_ms is not None:
-            self._fire(TTFT, CHAT_STREAM, ttft_ms)
-        self._fire(CHAT_STREAM, f"tier:{tier}", elapsed)
+        if read_state.ttft_ms is not None:
+            self._fire(TTFT, name, read_state.ttft_ms)
+        self._fire(name, f"tier:{tier}", elapsed)
         cost = usage.get("slm_router") or {}
         STATE.tally.record(
             tier=tier,

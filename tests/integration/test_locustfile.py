@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 
 from gateway.redis_server import EmbeddedRedis
@@ -98,8 +99,9 @@ def stats_rows(path: Path) -> dict[tuple[str, str], dict[str, str]]:
         return {(row["Type"], row["Name"]): row for row in csv.DictReader(fh)}
 
 
+@pytest.mark.parametrize("api", ["chat", "responses"])
 async def test_headless_run_reports_tiers_ttft_share_and_savings(
-    make_app: AppFactory, redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream, tmp_path: Path
+    make_app: AppFactory, redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream, tmp_path: Path, api: str
 ) -> None:
     config = gateway_config(redis_server.url, fake_upstream.base_url)
     # A small delay per piece makes time to first token and stream latency measurable.
@@ -110,29 +112,32 @@ async def test_headless_run_reports_tiers_ttft_share_and_savings(
         async with make_app(config, small=small, scripted_large=True) as (client, services):
             services.chat.set_policy(ThresholdPolicy(["small", "large"], scorer, None, "small"))
             async with served(client) as host:
-                status, output = await run_locust(host, out, SLM_ROUTER_LOADTEST_HARD_SHARE="0.5")
+                status, output = await run_locust(
+                    host, out, SLM_ROUTER_LOADTEST_HARD_SHARE="0.5", SLM_ROUTER_LOADTEST_API=api
+                )
             ledger = await ledger_totals(services)
     finally:
         scorer.close()
     assert status == 0, output
     assert "slm-router load-test summary" in output
-    check_reports(out, ledger)
+    check_reports(out, ledger, api)
 
 
-def check_reports(out: Path, ledger: tuple[int, Decimal, Decimal]) -> None:
-    """The CSV, HTML and summary files of a clean run against both tiers."""
+def check_reports(out: Path, ledger: tuple[int, Decimal, Decimal], api: str = "chat") -> None:
+    """The CSV, HTML and summary files of a clean run against both tiers, through ``api``."""
+    plain, stream = (api, f"{api}-stream")
     for suffix in ("_stats.csv", "_stats_history.csv", "_failures.csv", ".html", "_slm_router.json"):
         assert Path(f"{out}{suffix}").is_file(), suffix
 
     rows = stats_rows(Path(f"{out}_stats.csv"))
     for key in (
-        ("POST", "chat"),
-        ("POST", "chat-stream"),
-        ("TTFT", "chat-stream"),
-        ("chat", "tier:small"),
-        ("chat", "tier:large"),
-        ("chat-stream", "tier:small"),
-        ("chat-stream", "tier:large"),
+        ("POST", plain),
+        ("POST", stream),
+        ("TTFT", stream),
+        (plain, "tier:small"),
+        (plain, "tier:large"),
+        (stream, "tier:small"),
+        (stream, "tier:large"),
     ):
         assert key in rows, (key, sorted(rows))
         assert int(rows[key]["Request Count"]) > 0, key
@@ -140,20 +145,23 @@ def check_reports(out: Path, ledger: tuple[int, Decimal, Decimal]) -> None:
     html = Path(f"{out}.html").read_text(encoding="utf-8")
     assert "tier:large" in html and "TTFT" in html
     # The first token of a stream arrives before its last one.
-    ttft, whole = rows[("TTFT", "chat-stream")], rows[("POST", "chat-stream")]
+    ttft, whole = rows[("TTFT", stream)], rows[("POST", stream)]
     assert float(ttft["Average Response Time"]) < float(whole["Average Response Time"])
     assert int(ttft["Request Count"]) == int(whole["Request Count"])
 
     summary: dict[str, Any] = json.loads(Path(f"{out}_slm_router.json").read_text(encoding="utf-8"))
-    sent = int(rows[("POST", "chat")]["Request Count"]) + int(whole["Request Count"])
+    sent = int(rows[("POST", plain)]["Request Count"]) + int(whole["Request Count"])
+    # Only the chosen API was called.
+    other = "responses" if api == "chat" else "chat"
+    assert ("POST", other) not in rows and ("POST", f"{other}-stream") not in rows
     assert summary["failures"] == 0 and summary["requests"] == summary["successful"] == sent
     assert summary["settings"]["prompt_origin"] == "routellm"
-    assert summary["settings"]["hard_share"] == 0.5
+    assert summary["settings"]["hard_share"] == 0.5 and summary["settings"]["api"] == api
     by_tier = summary["by_tier"]
     assert by_tier["small"] + by_tier["large"] == sent
     assert 0 < summary["large_share"] < 1
     assert summary["large_share"] == by_tier["large"] / sent
-    per_tier_rows = [rows[(kind, f"tier:{tier}")] for kind in ("chat", "chat-stream") for tier in by_tier]
+    per_tier_rows = [rows[(kind, f"tier:{tier}")] for kind in (plain, stream) for tier in by_tier]
     assert sum(int(row["Request Count"]) for row in per_tier_rows) == sent
     quality = summary["routing_quality"]
     assert quality["easy"]["requests"] + quality["hard"]["requests"] == sent
