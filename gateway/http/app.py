@@ -193,6 +193,10 @@ def _add_responses_routes(app: FastAPI, responses: ResponsesEndpoint, max_body_b
     async def get_response(request: Request, response_id: str) -> dict[str, Any]:
         return await responses.retrieve(response_id, request.headers)
 
+    @app.get("/v1/responses/{response_id}/input_items")
+    async def list_input_items(request: Request, response_id: str) -> dict[str, Any]:
+        return await responses.input_items(response_id, request.headers, request.query_params)
+
     @app.delete("/v1/responses/{response_id}")
     async def delete_response(request: Request, response_id: str) -> dict[str, Any]:
         return await responses.delete(response_id, request.headers)

@@ -23,7 +23,14 @@ from gateway.serving.access import AccessControl, Caller
 from gateway.serving.chat import HEADER_MODEL, ChatResult
 from gateway.serving.endpoint import TENANT_HEADER, ChatEndpoint
 from gateway.serving.responses_input import ChatForm, chat_form
-from gateway.serving.responses_output import ResponseEventStream, ResponseShell, assistant_turn, response_id
+from gateway.serving.responses_output import (
+    ResponseEventStream,
+    ResponseShell,
+    assistant_turn,
+    input_item_list,
+    listed_input_items,
+    response_id,
+)
 from gateway.state import ResponseStore, StoredResponse
 
 __all__ = ["ResponsesEndpoint", "ResponsesResult", "ResponsesStream"]
@@ -130,6 +137,22 @@ class ResponsesEndpoint:
             raise _not_found(response_id)
         return record.response
 
+    async def input_items(
+        self, response_id: str, headers: Mapping[str, str], query: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """``GET /v1/responses/{id}/input_items``: the items the response's own request sent
+        (not those of the responses it continues), as a cursor list: ``limit`` (1-100, 20),
+        ``order`` (``desc``, the default, or ``asc``) and ``after`` (an item id)."""
+        caller = await self._authenticate(headers)
+        limit = _limit(query.get("limit"))
+        order = query.get("order") or "desc"
+        if order not in ("asc", "desc"):
+            raise InvalidRequestError("order must be 'asc' or 'desc'", param="order", code="invalid_value")
+        record = await self._store.get(caller.tenant, response_id) if self._store is not None else None
+        if record is None:
+            raise _not_found(response_id)
+        return input_item_list(record.input_items, limit=limit, order=order, after=query.get("after") or None)
+
     async def delete(self, response_id: str, headers: Mapping[str, str]) -> dict[str, Any]:
         """``DELETE /v1/responses/{id}``: forget a stored response of the caller's tenant."""
         caller = await self._authenticate(headers)
@@ -161,7 +184,20 @@ class ResponsesEndpoint:
     async def _keep(self, context: _Served, response: dict[str, Any], items: list[dict[str, Any]]) -> bool:
         assert self._store is not None
         conversation = [*context.form.conversation, assistant_turn(items)]
-        return await self._store.put(context.caller.tenant, StoredResponse(response, conversation))
+        listed = listed_input_items(context.request.input)
+        return await self._store.put(context.caller.tenant, StoredResponse(response, conversation, listed))
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return 20
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 100:
+        raise InvalidRequestError("limit must be an integer from 1 to 100", param="limit", code="invalid_value")
+    return limit
 
 
 def _not_found(response_id: str) -> NotFoundError:

@@ -13,16 +13,30 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import GatewayError
 from gateway.protocol import ChatCompletionResponse, ChoiceLogprobs, Usage
-from gateway.protocol.responses import ResponsesRequest, ResponseUsage
+from gateway.protocol.responses import (
+    FunctionCallItem,
+    InputItem,
+    InputMessage,
+    ResponsesRequest,
+    ResponseUsage,
+)
 from gateway.serving.streaming import StreamItem
 
-__all__ = ["ResponseEventStream", "ResponseShell", "assistant_turn", "output_items", "response_id"]
+__all__ = [
+    "ResponseEventStream",
+    "ResponseShell",
+    "assistant_turn",
+    "input_item_list",
+    "listed_input_items",
+    "output_items",
+    "response_id",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +91,55 @@ def output_items(response: ChatCompletionResponse) -> tuple[list[dict[str, Any]]
         items.append(_message_item(choice.message.content or "", status, _logprobs(choice.logprobs)))
     items += [_call_item(c.id, c.function.name, c.function.arguments, status) for c in calls]
     return items, choice.finish_reason
+
+
+def listed_input_items(items: Sequence[InputItem]) -> list[dict[str, Any]]:
+    """A request's input items as ``GET /v1/responses/{id}/input_items`` lists them: each with an
+    id, a status, and message text as ``input_text`` (``output_text`` for the assistant) parts."""
+    listed: list[dict[str, Any]] = []
+    for item in items:
+        if isinstance(item, InputMessage):
+            kind = "output_text" if item.role == "assistant" else "input_text"
+            listed.append(
+                {
+                    "id": _item_id("msg"),
+                    "type": "message",
+                    "role": item.role,
+                    "status": "completed",
+                    "content": [{"type": kind, "text": item.text()}],
+                }
+            )
+        elif isinstance(item, FunctionCallItem):
+            listed.append(_call_item(item.call_id, item.name, item.arguments, "completed"))
+        else:
+            listed.append(
+                {
+                    "id": _item_id("fco"),
+                    "type": "function_call_output",
+                    "call_id": item.call_id,
+                    "output": item.text(),
+                    "status": "completed",
+                }
+            )
+    return listed
+
+
+def input_item_list(
+    items: Sequence[dict[str, Any]], *, limit: int = 20, order: str = "desc", after: str | None = None
+) -> dict[str, Any]:
+    """One page of listed input items, as OpenAI's cursor list (newest first by default)."""
+    ordered = list(items) if order == "asc" else list(reversed(items))
+    if after is not None:
+        ids = [item["id"] for item in ordered]
+        ordered = ordered[ids.index(after) + 1 :] if after in ids else []
+    page = ordered[:limit]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(ordered) > len(page),
+    }
 
 
 def assistant_turn(items: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,10 +1,10 @@
 """Responses kept for ``GET /v1/responses/{id}`` and ``previous_response_id``, shared by every replica.
 
-One JSON record per response, with a TTL: the response object as the client got it, and
-the conversation that led to it (chat messages, the answer included) that a later
-request chaining on it continues. Records are scoped by tenant, so one tenant can neither
-read nor chain on another's responses; the tenant is hashed into the key, since tenant
-names come from headers and need not be key-safe.
+One JSON record per response, with a TTL: the response object as the client got it, the
+conversation that led to it (chat messages, the answer included) that a later request
+chaining on it continues, and the input items its own request sent. Records are scoped by
+tenant, so one tenant can neither read nor chain on another's responses; the tenant is
+hashed into the key, since tenant names come from headers and need not be key-safe.
 """
 
 from __future__ import annotations
@@ -27,13 +27,20 @@ logger = logging.getLogger(__name__)
 
 
 class StoredResponse:
-    """A kept response: the object returned to the client and its conversation."""
+    """A kept response: the object returned to the client, its conversation, and the input
+    items its request sent (as listed by ``GET /v1/responses/{id}/input_items``)."""
 
-    __slots__ = ("conversation", "response")
+    __slots__ = ("conversation", "input_items", "response")
 
-    def __init__(self, response: dict[str, Any], conversation: list[dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        response: dict[str, Any],
+        conversation: list[dict[str, Any]],
+        input_items: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.response = response
         self.conversation = conversation
+        self.input_items = input_items or []
 
 
 def _tenant_tag(tenant: str) -> str:
@@ -55,7 +62,7 @@ class ResponseStore:
     async def put(self, tenant: str, record: StoredResponse) -> bool:
         """Keep ``record``; False when it was not kept (too large, or Redis is down)."""
         value = json.dumps(
-            {"response": record.response, "conversation": record.conversation},
+            {"response": record.response, "conversation": record.conversation, "input_items": record.input_items},
             separators=(",", ":"),
             ensure_ascii=False,
         ).encode()
@@ -100,7 +107,11 @@ class ResponseStore:
             return None
         try:
             data = json.loads(raw)
-            return StoredResponse(response=dict(data["response"]), conversation=list(data["conversation"]))
+            return StoredResponse(
+                response=dict(data["response"]),
+                conversation=list(data["conversation"]),
+                input_items=list(data.get("input_items") or []),
+            )
         except (ValueError, KeyError, TypeError):
             logger.warning("dropping a corrupt stored response %s", response_id)
             return None

@@ -1,8 +1,8 @@
 """Hypothesis strategies for hostile ``/v1/responses`` requests.
 
 Structured but wrong bodies (hostile input items, tools, formats and refused parameters),
-a valid control group (some streamed, some chained on made-up or real-looking ids), and
-``GET``/``DELETE /v1/responses/{id}`` with odd ids.
+a valid control group (some streamed), and ``GET``/``DELETE /v1/responses/{id}`` and
+``GET /v1/responses/{id}/input_items`` with odd ids and queries.
 """
 
 from __future__ import annotations
@@ -159,6 +159,21 @@ def responses_requests() -> st.SearchStrategy[FuzzRequest]:
             lambda method, rid, target: FuzzRequest(method, f"{RESPONSES}/{rid}", "responses-id", None, target=target),
             st.sampled_from(["GET", "DELETE"]),
             _RESPONSE_IDS,
+            targets,
+        ),
+        st.builds(
+            lambda rid, params, target: FuzzRequest(
+                "GET", f"{RESPONSES}/{rid}/input_items", "responses-id", None, params=params, target=target
+            ),
+            _RESPONSE_IDS,
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "limit": st.sampled_from(["0", "1", "100", "101", "-1", "x", ""]),
+                    "order": st.sampled_from(["asc", "desc", "up", ""]),
+                    "after": _RESPONSE_IDS,
+                },
+            ),
             targets,
         ),
     )

@@ -374,3 +374,45 @@ async def test_logprobs_come_with_the_output_text_stream_and_not(
     # Without either, none are asked for.
     await api.responses.create(model="fake-large", input="two words")
     assert "logprobs" not in upstream_behaviour.requests[-1]
+
+
+async def test_input_items_list_what_the_request_sent(app: App) -> None:
+    client, _ = app
+    api = sdk(client)
+    first = await api.responses.create(model="fake-large", input="Oslo", tools=[WEATHER])  # type: ignore[list-item]
+    call = first.output[0]
+    assert call.type == "function_call"
+    items: list[Any] = [
+        {"type": "function_call_output", "call_id": call.call_id, "output": "18C"},
+        {
+            "role": "user",
+            "content": [{"type": "input_text", "text": "and "}, {"type": "input_text", "text": "Bergen?"}],
+        },
+    ]
+    second = await api.responses.create(
+        model="fake-large",
+        input=items,
+        previous_response_id=first.id,
+        tools=[WEATHER],  # type: ignore[list-item]
+    )
+    # The SDK's cursor page, newest first by default; only this request's items, not the first's.
+    listed = [item async for item in api.responses.input_items.list(second.id)]
+    assert [item.type for item in listed] == ["message", "function_call_output"]
+    assert listed[0].content[0].text == "and Bergen?"  # type: ignore[union-attr]
+    assert (listed[1].call_id, listed[1].output) == (call.call_id, "18C")  # type: ignore[union-attr]
+    first_items = [item async for item in api.responses.input_items.list(first.id, order="asc")]
+    assert [(i.type, i.role, i.content[0].text) for i in first_items] == [("message", "user", "Oslo")]  # type: ignore[union-attr]
+    # Pages: one item at a time, oldest first, following the cursor.
+    page = (await client.get(f"{RESPONSES}/{second.id}/input_items", params={"limit": 1, "order": "asc"})).json()
+    assert (page["object"], len(page["data"]), page["has_more"]) == ("list", 1, True)
+    assert page["first_id"] == page["last_id"] == page["data"][0]["id"]
+    rest = await client.get(
+        f"{RESPONSES}/{second.id}/input_items", params={"limit": 1, "order": "asc", "after": page["last_id"]}
+    )
+    assert rest.json()["has_more"] is False and rest.json()["data"][0]["type"] == "message"
+    for params, param in (({"limit": 0}, "limit"), ({"limit": "x"}, "limit"), ({"order": "up"}, "order")):
+        bad = await client.get(f"{RESPONSES}/{second.id}/input_items", params=params)
+        assert (bad.status_code, bad.json()["error"]["param"]) == (400, param)
+    missing = await client.get(f"{RESPONSES}/resp_none/input_items")
+    other = await client.get(f"{RESPONSES}/{second.id}/input_items", headers={"x-slm-router-tenant": "bob"})
+    assert missing.status_code == other.status_code == 404

@@ -13,7 +13,14 @@ from gateway.protocol import ChatCompletionChunk, ChatCompletionResponse
 from gateway.protocol.responses import ResponsesRequest
 from gateway.serving.responses_endpoint import _in_responses_terms
 from gateway.serving.responses_input import chat_form, pending_calls
-from gateway.serving.responses_output import ResponseEventStream, ResponseShell, assistant_turn, output_items
+from gateway.serving.responses_output import (
+    ResponseEventStream,
+    ResponseShell,
+    assistant_turn,
+    input_item_list,
+    listed_input_items,
+    output_items,
+)
 from gateway.serving.streaming import StreamItem
 
 
@@ -323,3 +330,35 @@ async def test_a_store_that_breaks_still_sends_the_whole_response() -> None:
     final = json.loads(frames[-1].split("\n")[1].removeprefix("data: "))
     assert final["type"] == "response.completed"
     assert (final["response"]["store"], final["response"]["output"][0]["content"][0]["text"]) == (False, "done")
+
+
+def test_input_items_are_listed_with_ids_and_paged_by_cursor() -> None:
+    request = req(
+        input=[
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "let me see"},
+            call("c1", "f", '{"a": 1}'),
+            output("c1", "done"),
+        ]
+    )
+    listed = listed_input_items(request.input)
+    assert [(i["type"], i["id"].split("_")[0]) for i in listed] == [
+        ("message", "msg"),
+        ("message", "msg"),
+        ("function_call", "fc"),
+        ("function_call_output", "fco"),
+    ]
+    assert [i["content"][0]["type"] for i in listed[:2]] == ["input_text", "output_text"]
+    assert (listed[2]["call_id"], listed[2]["arguments"], listed[3]["output"]) == ("c1", '{"a": 1}', "done")
+    newest = input_item_list(listed, limit=3)
+    assert [i["id"] for i in newest["data"]] == [i["id"] for i in reversed(listed)][:3] and newest["has_more"]
+    rest = input_item_list(listed, limit=3, after=newest["last_id"])
+    assert rest["data"] == [listed[0]] and not rest["has_more"]
+    assert input_item_list(listed, after="msg_unknown")["data"] == []
+    assert input_item_list([], order="asc") == {
+        "object": "list",
+        "data": [],
+        "first_id": None,
+        "last_id": None,
+        "has_more": False,
+    }

@@ -10,7 +10,8 @@ from tests.integration.state.conftest import StoreFactory, dead_redis_url
 
 
 def record(response_id: str = "resp_1", text: str = "hi") -> StoredResponse:
-    return StoredResponse({"id": response_id, "object": "response"}, [{"role": "user", "content": text}])
+    items = [{"id": "msg_1", "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}]
+    return StoredResponse({"id": response_id, "object": "response"}, [{"role": "user", "content": text}], items)
 
 
 async def test_a_record_round_trips_with_its_ttl_and_is_per_tenant(make_store: StoreFactory) -> None:
@@ -22,6 +23,7 @@ async def test_a_record_round_trips_with_its_ttl_and_is_per_tenant(make_store: S
         {"id": "resp_1", "object": "response"},
         [{"role": "user", "content": "hi"}],
     )
+    assert kept.input_items == record().input_items
     keys = [key async for key in store.client.scan_iter(match=f"{store.keys.prefix}:resp:*")]
     assert len(keys) == 1 and "acme" not in keys[0].decode()  # the tenant is hashed into the key
     assert 0 < await store.client.pttl(keys[0]) <= 60_000
