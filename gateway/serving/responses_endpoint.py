@@ -11,6 +11,7 @@ in (:mod:`gateway.serving.responses_input`) and out
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,8 @@ from gateway.serving.responses_output import (
 from gateway.state import ResponseStore, StoredResponse
 
 __all__ = ["ResponsesEndpoint", "ResponsesResult", "ResponsesStream"]
+
+logger = logging.getLogger(__name__)
 
 #: Chat parameter names in errors from the shared pipeline, and what a Responses client sent.
 _PARAM_NAMES = (
@@ -185,7 +188,12 @@ class ResponsesEndpoint:
         assert self._store is not None
         conversation = [*context.form.conversation, assistant_turn(items)]
         listed = listed_input_items(context.request.input)
-        return await self._store.put(context.caller.tenant, StoredResponse(response, conversation, listed))
+        try:
+            return await self._store.put(context.caller.tenant, StoredResponse(response, conversation, listed))
+        except Exception:
+            # The answer is whole and paid for: the client gets it, only not kept.
+            logger.exception("response %s could not be stored", response.get("id"))
+            return False
 
 
 def _limit(raw: str | None) -> int:

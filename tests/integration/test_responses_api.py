@@ -416,3 +416,16 @@ async def test_input_items_list_what_the_request_sent(app: App) -> None:
     missing = await client.get(f"{RESPONSES}/resp_none/input_items")
     other = await client.get(f"{RESPONSES}/{second.id}/input_items", headers={"x-slm-router-tenant": "bob"})
     assert missing.status_code == other.status_code == 404
+
+
+async def test_a_store_that_breaks_still_answers_in_full(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    client, services = app
+    assert services.store is not None
+
+    async def broken(*_: Any) -> bool:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(services.store.responses, "put", broken)
+    response = await sdk(client).responses.create(model="fake-large", input="still here?")
+    assert (response.output_text, response.store) == ("large says: still here?", False)
+    assert await ledger_requests(services) == {"large": 1}
