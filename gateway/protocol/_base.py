@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
-__all__ = ["OmitNone", "Tolerant", "refuse_other_types"]
+__all__ = ["OmitNone", "Tolerant", "finite", "refuse_other_types"]
 
 
 class Tolerant(BaseModel):
@@ -37,4 +38,11 @@ def refuse_other_types(value: Any, allowed: Collection[str], what: str, only: st
             kind = element.get("type") if isinstance(element, dict) else None
             if isinstance(kind, str) and kind not in allowed:
                 raise ValueError(f"{what} of type {kind!r} are not supported; only {only} are")
+    return value
+
+
+def finite(value: float | None) -> float | None:
+    """A field validator's body: refuse NaN and infinities."""
+    if value is not None and not math.isfinite(value):
+        raise ValueError("must be a finite number")
     return value

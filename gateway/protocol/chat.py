@@ -7,7 +7,6 @@ with ``model_dump(exclude_none=...)`` by the serving layer.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
@@ -21,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.protocol._base import OmitNone, Tolerant, refuse_other_types
+from gateway.protocol._base import OmitNone, Tolerant, finite, refuse_other_types
 from gateway.protocol.response_format import ResponseFormat
 from gateway.protocol.tools import MAX_TOOLS, ToolCall, ToolCallDelta, ToolChoice, ToolDefinition
 
@@ -126,12 +125,9 @@ class ChatCompletionRequest(Tolerant):
     #: slm-router extension: per-request routing threshold for the virtual router model.
     router_threshold: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
 
-    @field_validator("temperature", "top_p", "presence_penalty", "frequency_penalty", "router_threshold")
-    @classmethod
-    def _finite(cls, value: float | None) -> float | None:
-        if value is not None and not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
+    _finite = field_validator("temperature", "top_p", "presence_penalty", "frequency_penalty", "router_threshold")(
+        finite
+    )
 
     @field_validator("stop")
     @classmethod

@@ -10,7 +10,6 @@ are refused by name, as the chat endpoint refuses its own (:data:`UNSUPPORTED_RE
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -24,7 +23,7 @@ from pydantic import (
 )
 
 from gateway.errors import UnsupportedParameterError
-from gateway.protocol._base import Tolerant, refuse_other_types
+from gateway.protocol._base import Tolerant, finite, refuse_other_types
 from gateway.protocol.chat import MAX_TOP_LOGPROBS
 from gateway.protocol.response_format import JsonSchemaSpec, ResponseFormat, json_schema_problem
 from gateway.protocol.tools import FUNCTION_NAME_PATTERN, MAX_TOOLS
@@ -267,12 +266,7 @@ class ResponsesRequest(Tolerant):
             raise ValueError(f"tool_choice of type {value.get('type')!r} is not supported")
         return value
 
-    @field_validator("temperature", "top_p", "router_threshold")
-    @classmethod
-    def _finite(cls, value: float | None) -> float | None:
-        if value is not None and not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
+    _finite = field_validator("temperature", "top_p", "router_threshold")(finite)
 
     @field_validator("include")
     @classmethod

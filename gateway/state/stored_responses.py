@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
@@ -24,6 +25,8 @@ from gateway.state.keys import KeySpace
 __all__ = ["ResponseStore", "StoredResponse"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class StoredResponse:
@@ -95,14 +98,7 @@ class ResponseStore:
             key = self._key(tenant, response_id)
         except ValueError:
             return None  # not an id this gateway hands out
-        if not self._health.allow_attempt():
-            raise StateUnavailableError("stored responses cannot be read right now", retry_after=1)
-        try:
-            raw = await self._client.get(key)
-        except REDIS_FAILURES as exc:
-            self._health.record_failure(exc)
-            raise StateUnavailableError("stored responses cannot be read right now", retry_after=1) from None
-        self._health.record_success()
+        raw = await self._strict(lambda: self._client.get(key), "read")
         if raw is None:
             return None
         try:
@@ -122,12 +118,18 @@ class ResponseStore:
             key = self._key(tenant, response_id)
         except ValueError:
             return False
+        removed = await self._strict(lambda: self._client.delete(key), "changed")
+        return bool(removed)
+
+    async def _strict(self, call: Callable[[], Awaitable[T]], action: str) -> T:
+        # Reads and deletes answer 503 when Redis is away: "not found" would be a lie.
+        unavailable = StateUnavailableError(f"stored responses cannot be {action} right now", retry_after=1)
         if not self._health.allow_attempt():
-            raise StateUnavailableError("stored responses cannot be changed right now", retry_after=1)
+            raise unavailable
         try:
-            removed = await self._client.delete(key)
+            result = await call()
         except REDIS_FAILURES as exc:
             self._health.record_failure(exc)
-            raise StateUnavailableError("stored responses cannot be changed right now", retry_after=1) from None
+            raise unavailable from None
         self._health.record_success()
-        return bool(removed)
+        return result
