@@ -42,6 +42,7 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from loadtest.prompts import DATASETS, LabelledPrompt, PromptMix, PromptSet, load_prompts  # noqa: E402
+from loadtest.stream_read import StreamRead  # noqa: E402
 from loadtest.summary import (  # noqa: E402
     HEADER_TIER,
     NO_TIER,
@@ -61,8 +62,6 @@ RESPONSES = "responses"
 RESPONSES_STREAM = "responses-stream"
 #: Per ``--api``: the path, and the entry names of non-stream and stream requests.
 APIS = {"chat": (CHAT_PATH, CHAT, CHAT_STREAM), "responses": (RESPONSES_PATH, RESPONSES, RESPONSES_STREAM)}
-#: Events that end a Responses API stream with a whole response.
-_RESPONSE_DONE = ("response.completed", "response.incomplete")
 TTFT = "TTFT"
 #: Report key of the load generator's counters in a worker's report to the master.
 REPORT_KEY = "slm_router"
@@ -251,44 +250,6 @@ def _body(prompt: LabelledPrompt, stream: bool) -> dict[str, Any]:
     return body
 
 
-@dataclass
-class _StreamRead:
-    """What a stream's events told so far: time to first text, usage, a problem, the end."""
-
-    started: float
-    ttft_ms: float | None = None
-    usage: dict[str, Any] | None = None
-    problem: str | None = None
-    done: bool = False
-
-    def _first_text(self) -> None:
-        if self.ttft_ms is None:
-            self.ttft_ms = (time.perf_counter() - self.started) * 1000
-
-    def chat_event(self, event: dict[str, Any]) -> None:
-        """A ``chat.completion.chunk`` (or an in-stream error)."""
-        if "error" in event:
-            self.problem = f"error event: {str(event['error'].get('message', ''))[:120]}"
-        for choice in event.get("choices") or ():
-            if (choice.get("delta") or {}).get("content"):
-                self._first_text()
-        if event.get("usage"):
-            self.usage = event["usage"]
-
-    def responses_event(self, event: dict[str, Any]) -> None:
-        """A Responses API event; the stream ends with ``response.completed`` or ``.incomplete``."""
-        kind = event.get("type")
-        if kind == "response.output_text.delta" and event.get("delta"):
-            self._first_text()
-        elif kind in _RESPONSE_DONE:
-            self.done = True
-            self.usage = (event.get("response") or {}).get("usage")
-        elif kind == "error":
-            self.problem = f"error event: {str(event.get('message', ''))[:120]}"
-        elif kind == "response.failed" and self.problem is None:
-            self.problem = "response.failed"
-
-
 def _headers(stream: bool) -> dict[str, str]:
     headers = {"Accept": "text/event-stream" if stream else "application/json"}
     if STATE.settings.api_key:
@@ -397,7 +358,7 @@ class StreamingChatUser(_ChatUser):
             if response.status_code != 200:
                 response.failure(_error_text(response, response.text))
                 return
-            read_state = _StreamRead(started)
+            read_state = StreamRead(started)
             feed = read_state.responses_event if path == RESPONSES_PATH else read_state.chat_event
             read = 0
             for line, total in _sse_lines(response):
