@@ -12,6 +12,7 @@ in (:mod:`gateway.serving.responses_input`) and out
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,8 @@ _PARAM_NAMES = (
     ("response_format", "text.format"),
     ("messages", "input"),
 )
+_RENAMED = dict(_PARAM_NAMES)
+_CHAT_NAMES = re.compile(r"\b(?:" + "|".join(_RENAMED) + r")\b")
 
 
 @dataclass
@@ -72,13 +75,14 @@ class _Served:
 
 
 def _in_responses_terms(error: GatewayError) -> GatewayError:
-    # Errors from the shared pipeline name chat fields; rename those the client sent otherwise.
+    # Errors from the shared pipeline name chat fields; rename those the client sent otherwise
+    # (the param, and every chat field its message mentions, e.g. JSON mode's "'messages' must
+    # contain the word 'json' ... 'response_format'").
     param = error.param or ""
     for chat_name, name in _PARAM_NAMES:
         if param == chat_name or param.startswith((f"{chat_name}[", f"{chat_name}.")):
-            message = error.message.replace(chat_name, name)
-            renamed = type(error)(message, param=name, code=error.code, retry_after=error.retry_after)
-            return renamed
+            message = _CHAT_NAMES.sub(lambda match: _RENAMED[match.group(0)], error.message)
+            return type(error)(message, param=name, code=error.code, retry_after=error.retry_after)
     return error
 
 

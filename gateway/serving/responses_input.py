@@ -107,23 +107,10 @@ def _messages(items: Sequence[InputItem]) -> list[dict[str, Any]]:
     return messages
 
 
-def _check_json_mode(request: ResponsesRequest, conversation: Sequence[dict[str, Any]]) -> None:
-    fmt = request.format()
-    if fmt is None or fmt.type != "json_object":
-        return
-    texts = [request.instructions or ""] + [str(m.get("content") or "") for m in conversation]
-    if not any("json" in text.lower() for text in texts):
-        raise InvalidRequestError(
-            "'input' must contain the word 'json' in some form, to use 'text.format' of type 'json_object'.",
-            param="input",
-        )
-
-
 def chat_form(request: ResponsesRequest, history: Sequence[dict[str, Any]] = ()) -> ChatForm:
     """The chat-completion request for ``request``, after ``history`` (a stored conversation)."""
     _check_pairing(request.input, pending_calls(history))
     conversation = [*history, *_messages(request.input)]
-    _check_json_mode(request, conversation)
     messages = ([{"role": "developer", "content": request.instructions}] if request.instructions else []) + conversation
     body: dict[str, Any] = {
         "model": request.model,

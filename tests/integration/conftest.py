@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from deployments.hosted_engine import build_hosted_engine
+from gateway.accounting.ledger import SeriesCounts
 from gateway.config import GatewayConfig, LiteLLMTierConfig
 from gateway.engine import ChatEngine
 from gateway.http import GatewayServices, create_http_app
@@ -69,6 +70,13 @@ async def make_tiers(
 
 
 AppFactory = Callable[..., Any]
+
+
+async def flushed_totals(services: ReplicaServices) -> list[SeriesCounts]:
+    """The ledger's series after this replica's buffered increments reached Redis."""
+    assert services.store is not None and services.ledger is not None
+    assert await services.store.ledger.flush()
+    return await services.ledger.totals()
 
 
 def sdk(client: httpx.AsyncClient, **headers: str) -> openai.AsyncOpenAI:

@@ -9,7 +9,7 @@ import pytest
 from gateway.engine import GenerationRequest, collect_completion
 from gateway.redis_server import EmbeddedRedis
 from tests.fakes.openai_upstream import FakeOpenAIUpstream, UpstreamBehaviour
-from tests.integration.conftest import AppFactory, cached_chat, gateway_config, hosted_engine
+from tests.integration.conftest import AppFactory, cached_chat, flushed_totals, gateway_config, hosted_engine
 
 CHAT = "/v1/chat/completions"
 QUESTION = {"role": "user", "content": "a b"}
@@ -67,9 +67,7 @@ async def test_the_openai_sdk_gets_n_choices_and_the_ledger_their_tokens(
         assert finished == {0: "stop", 1: "stop"}
         assert usage is not None and usage.completion_tokens == 8
 
-        assert services.store is not None and services.ledger is not None
-        assert await services.store.ledger.flush()
-        totals = await services.ledger.totals()
+        totals = await flushed_totals(services)
         assert sum(s.counts.completion_tokens for s in totals) == 16
         assert sum(s.counts.requests for s in totals) == 2
 

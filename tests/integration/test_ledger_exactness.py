@@ -15,7 +15,7 @@ from gateway.redis_server import EmbeddedRedis
 from gateway.serving.assembly import ReplicaServices
 from tests.fakes.engines import ScriptedEngine
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
-from tests.integration.conftest import AppFactory, gateway_config
+from tests.integration.conftest import AppFactory, flushed_totals, gateway_config
 
 CHAT = "/v1/chat/completions"
 
@@ -41,9 +41,7 @@ async def one_request(client: httpx.AsyncClient, rng: random.Random) -> tuple[De
 
 
 async def ledger_figures(services: ReplicaServices) -> tuple[Decimal, int, int]:
-    assert services.store is not None and services.ledger is not None
-    assert await services.store.ledger.flush()
-    totals = await services.ledger.totals()
+    totals = await flushed_totals(services)
     cost = sum((Decimal(s.counts.cost_nanos) for s in totals), Decimal(0)) / Decimal(10**9)
     return cost, sum(s.counts.requests for s in totals), sum(s.counts.completion_tokens for s in totals)
 

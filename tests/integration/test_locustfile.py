@@ -29,7 +29,7 @@ from gateway.serving.assembly import ReplicaServices
 from tests.conftest import free_port
 from tests.fakes.engines import ScriptedEngine
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
-from tests.integration.conftest import AppFactory, gateway_config
+from tests.integration.conftest import AppFactory, flushed_totals, gateway_config
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_SH = REPO / "loadtest" / "run.sh"
@@ -83,9 +83,7 @@ async def run_locust(host: str, out: Path, run_time: str = "6s", **env: str) -> 
 
 async def ledger_totals(services: ReplicaServices) -> tuple[int, Decimal, Decimal]:
     """(requests, cost USD, baseline USD) in this gateway's own ledger."""
-    assert services.store is not None and services.ledger is not None
-    assert await services.store.ledger.flush()
-    totals = await services.ledger.totals()
+    totals = await flushed_totals(services)
     nano = Decimal(10**9)
     return (
         sum(s.counts.requests for s in totals),

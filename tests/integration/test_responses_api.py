@@ -15,7 +15,7 @@ from gateway.redis_server import EmbeddedRedis
 from gateway.serving.assembly import ReplicaServices
 from tests.fakes.engines import ScriptedEngine
 from tests.fakes.openai_upstream import FakeOpenAIUpstream, UpstreamBehaviour
-from tests.integration.conftest import AppFactory, gateway_config, sdk
+from tests.integration.conftest import AppFactory, flushed_totals, gateway_config, sdk
 
 RESPONSES = "/v1/responses"
 WEATHER = {
@@ -39,10 +39,8 @@ async def app(
 
 async def ledger_requests(services: ReplicaServices) -> dict[str, int]:
     """Requests per tier in the ledger, after flushing this replica's buffer."""
-    assert services.store is not None and services.ledger is not None
-    assert await services.store.ledger.flush()
     counts: dict[str, int] = {}
-    for series in await services.ledger.totals():
+    for series in await flushed_totals(services):
         counts[series.series.tier] = counts.get(series.series.tier, 0) + series.counts.requests
     return counts
 

@@ -12,7 +12,7 @@ from gateway.engine import ChatEngine, GenerationRequest, ToolCallPart
 from gateway.errors import InvalidRequestError, UpstreamError
 from gateway.redis_server import EmbeddedRedis
 from tests.fakes.openai_upstream import FakeOpenAIUpstream, UpstreamBehaviour
-from tests.integration.conftest import AppFactory, cached_chat, gateway_config, hosted_engine, sdk
+from tests.integration.conftest import AppFactory, cached_chat, flushed_totals, gateway_config, hosted_engine, sdk
 
 CHAT = "/v1/chat/completions"
 WEATHER = {
@@ -147,9 +147,7 @@ async def test_the_openai_sdk_runs_a_tool_loop_and_every_call_is_accounted(
         assert answer.choices[0].finish_reason == "stop"
 
         # Three calls to the large tier, each in the ledger with its tokens.
-        assert services.store is not None and services.ledger is not None
-        assert await services.store.ledger.flush()
-        totals = await services.ledger.totals()
+        totals = await flushed_totals(services)
         large = [s.counts for s in totals if s.series.tier == "large"]
         assert sum(c.requests for c in large) == 3
         assert all(c.cost_nanos > 0 for c in large)

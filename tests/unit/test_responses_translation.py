@@ -140,6 +140,14 @@ def test_errors_from_the_chat_pipeline_name_the_fields_the_client_sent() -> None
     assert isinstance(renamed, InvalidRequestError)
     assert _in_responses_terms(InvalidRequestError("bad", param="messages[3].content")).param == "input"
     assert _in_responses_terms(InvalidRequestError("bad", param="response_format")).param == "text.format"
+    # JSON mode's check runs on the chat side; every chat field its message names is renamed.
+    json_mode = InvalidRequestError(
+        "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.",
+        param="messages",
+    )
+    assert _in_responses_terms(json_mode).message == (
+        "'input' must contain the word 'json' in some form, to use 'text.format' of type 'json_object'."
+    )
     other = UpstreamError("boom")
     assert _in_responses_terms(other) is other
 
