@@ -150,16 +150,35 @@ def _wait_running(deployment: str, old_pid: int, expected: int, timeout_s: float
     return _Recovery(gone_s, None, None, [a.pid for a in cluster.replica_actors(deployment)])
 
 
-def _engine_cores(victim: cluster.ReplicaActor, timeout_s: float = 15.0) -> list[int]:
-    """The victim's engine-core pids, looked for again for a while: a single look found none once
-    (after the small phase, the replacement answering), a race the harness should not fail on."""
+def _steady_victim(deployment: str, engine_only: bool, timeout_s: float) -> tuple[cluster.ReplicaActor, int, int]:
+    """Wait until ``deployment`` is steady and choose the replica to kill; ``(victim, replicas,
+    pid to kill)``.
+
+    Steady: every replica Serve knows of is RUNNING, and as many ALIVE actors exist. The first
+    ALIVE actor, taken without waiting, was once a replica Serve was still starting, right
+    after the ``small`` phase on a loaded CI box: its children were untitled processes, no vLLM
+    engine core to kill. For the ``engine`` phase the victim is a replica whose engine-core
+    process exists.
+    """
     deadline = time.monotonic() + timeout_s
-    while not (cores := cluster.engine_cores_of(victim.pid)):
+    seen = "no answer from Ray"
+    while True:
+        with contextlib.suppress(Exception):
+            states = cluster.replica_states(deployment)
+            actors = cluster.replica_actors(deployment)
+            running = states.get("RUNNING", 0)
+            seen = f"replica states {states}, ALIVE actors {[(a.name, a.pid) for a in actors]}"
+            if running and running == sum(states.values()) == len(actors):
+                if not engine_only:
+                    return actors[0], running, actors[0].pid
+                for actor in actors:
+                    if cores := cluster.engine_cores_of(actor.pid):
+                        return actor, running, cores[0]
+                trees = [" ".join(cluster.process_tree(a.pid)[:20]) for a in actors]
+                seen += f"; no vLLM engine-core process under any of them: {trees}"
         if time.monotonic() >= deadline:
-            tree = "; ".join(cluster.process_tree(victim.pid)[:20])
-            raise RuntimeError(f"no vLLM engine-core process under {victim.name} (pid {victim.pid}): {tree}")
+            raise RuntimeError(f"{deployment} not steady within {timeout_s:g} s: {seen}")
         time.sleep(0.5)
-    return cores
 
 
 async def _phase(
@@ -179,13 +198,10 @@ async def _phase(
     config = target.config
     small = small_tier(config)
     small_model, large_model = served_name(config, small), served_name(config, large_tier(config))
+    victim, expected, doomed = await asyncio.to_thread(_steady_victim, deployment, phase.engine_only, max_recovery_s)
     await warm_up(target.base_url, small_model, large_model)
     prefix = config.accounting.ledger.key_prefix
     before = await asyncio.to_thread(read_ledger, target.redis.url, prefix)
-    actors = await asyncio.to_thread(cluster.replica_actors, deployment)
-    expected = len(actors)
-    victim = actors[0]
-    cores = await asyncio.to_thread(_engine_cores, victim) if phase.engine_only else [victim.pid]
     stop = asyncio.Event()
     # One lane per kind of request, so slow small-model answers do not starve the others.
     lanes = [Lane(concurrency, only("router")), Lane(2, only(small_model)), Lane(1, only(large_model))]
@@ -200,7 +216,7 @@ async def _phase(
     try:
         await asyncio.sleep(warmup_s)
         killed_at = time.monotonic()
-        cluster.kill(cores[0])
+        cluster.kill(doomed)
         recovery = await asyncio.to_thread(_wait_running, deployment, victim.pid, expected, max_recovery_s)
         first_answer: float | None = None
         if phase.small:
@@ -223,7 +239,7 @@ async def _phase(
     retryable = [o for o in after if not o.ok and o.status == 503 and o.retry_after]
     other_failures = [o for o in after if not o.ok and o not in retryable]
     title = f"{phase.label}: "
-    killed = f"engine core (pid {cores[0]}) of " if phase.engine_only else ""
+    killed = f"engine core (pid {doomed}) of " if phase.engine_only else ""
     report.add(f"{title}killed", f"{killed}{victim.name} (pid {victim.pid}) of {expected}")
     report.rows += outcome_rows(outcomes, title)
     report.add(
