@@ -13,7 +13,8 @@ __all__ = ["OmitNone", "Tolerant", "finite", "refuse_other_types"]
 
 class Tolerant(BaseModel):
     """A request model: unknown fields pass (OpenAI clients send fields we do not model, such
-    as ``name``), and they travel upstream as sent; NaN and infinities are refused."""
+    as ``metadata``) and key the response cache, but are not sent upstream; NaN and
+    infinities are refused."""
 
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 

@@ -22,7 +22,17 @@ from pydantic import (
 
 from gateway.protocol._base import OmitNone, Tolerant, finite, refuse_other_types
 from gateway.protocol.response_format import ResponseFormat
-from gateway.protocol.tools import MAX_TOOLS, ToolCall, ToolCallDelta, ToolChoice, ToolDefinition
+from gateway.protocol.tools import (
+    MAX_TOOLS,
+    FunctionCall,
+    FunctionCallDelta,
+    FunctionDefinition,
+    NamedFunction,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+    ToolDefinition,
+)
 
 __all__ = [
     "ChatCompletionChoice",
@@ -45,7 +55,8 @@ MAX_TOP_LOGPROBS = 20
 #: OpenAI's upper bound for ``n`` (a gateway's own cap, ``server.max_choices``, is lower).
 MAX_N = 128
 
-Role = Literal["system", "developer", "user", "assistant", "tool"]
+#: ``function`` is the legacy role of a function's result (see :mod:`gateway.protocol.legacy_functions`).
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
 class TextContentPart(Tolerant):
@@ -59,13 +70,19 @@ class ChatMessage(Tolerant):
     """A message in ``messages``: ``content`` is a string or a list of text parts.
 
     An assistant turn may carry the ``tool_calls`` it made (its ``content`` may then be
-    null); a ``tool`` turn answers one of them by ``tool_call_id``.
+    null); a ``tool`` turn answers one of them by ``tool_call_id``. The legacy forms, an
+    assistant's ``function_call`` and a ``function`` turn with the function's ``name``, are
+    rewritten into those before serving.
     """
 
     role: Role
     content: str | list[TextContentPart] | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+    #: A participant's name; for a legacy ``function`` turn, the function whose result it is.
+    name: str | None = None
+    #: The legacy form of one tool call (assistant turns only).
+    function_call: FunctionCall | None = None
 
     @field_validator("content", mode="before")
     @classmethod
@@ -76,8 +93,13 @@ class ChatMessage(Tolerant):
     def _content_required(self) -> ChatMessage:
         if self.content is None and self.role != "assistant":
             raise ValueError(f"content is required for role {self.role!r}")
-        if self.tool_calls and self.role != "assistant":
-            raise ValueError(f"only assistant messages carry tool_calls, not role {self.role!r}")
+        if (self.tool_calls or self.function_call) and self.role != "assistant":
+            kind = "tool_calls" if self.tool_calls else "function_call"
+            raise ValueError(f"only assistant messages carry {kind}, not role {self.role!r}")
+        if self.tool_calls and self.function_call:
+            raise ValueError("an assistant message carries tool_calls or the legacy function_call, not both")
+        if self.role == "function" and not self.name:
+            raise ValueError("a function message needs the name of the function whose result it is")
         if self.role == "tool" and not self.tool_call_id:
             raise ValueError("a tool message needs the tool_call_id it answers")
         return self
@@ -122,6 +144,9 @@ class ChatCompletionRequest(Tolerant):
     tools: Annotated[list[ToolDefinition], Field(max_length=MAX_TOOLS)] | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
+    #: Legacy function calling, served as tool calling (see :mod:`gateway.protocol.legacy_functions`).
+    functions: Annotated[list[FunctionDefinition], Field(max_length=MAX_TOOLS)] | None = None
+    function_call: Literal["none", "auto"] | NamedFunction | None = None
     #: slm-router extension: per-request routing threshold for the virtual router model.
     router_threshold: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
 
@@ -200,13 +225,16 @@ class ResponseMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
     tool_calls: list[ToolCall] | None = None
+    #: The legacy form of one call, for a request that used legacy ``functions``.
+    function_call: FunctionCall | None = None
 
     @model_serializer(mode="wrap")
     def _drop_unset_calls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # ``content`` stays, null or not, as OpenAI sends it; ``tool_calls`` only when made.
+        # ``content`` stays, null or not, as OpenAI sends it; the calls only when made.
         data: dict[str, Any] = handler(self)
-        if data.get("tool_calls") is None:
-            data.pop("tool_calls", None)
+        for name in ("tool_calls", "function_call"):
+            if data.get(name) is None:
+                data.pop(name, None)
         return data
 
 
@@ -263,6 +291,8 @@ class DeltaMessage(OmitNone):
     role: Literal["assistant"] | None = None
     content: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
+    #: The legacy form of a call's fragment, for a request that used legacy ``functions``.
+    function_call: FunctionCallDelta | None = None
 
 
 class ChunkChoice(BaseModel):

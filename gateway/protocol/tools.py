@@ -22,6 +22,7 @@ __all__ = [
     "FunctionCall",
     "FunctionCallDelta",
     "FunctionDefinition",
+    "NamedFunction",
     "NamedToolChoice",
     "ToolCall",
     "ToolCallDelta",
@@ -53,7 +54,7 @@ class ToolDefinition(Tolerant):
 
 
 class NamedFunction(Tolerant):
-    """``tool_choice.function``."""
+    """``tool_choice.function`` (and the legacy ``function_call`` naming a function)."""
 
     name: str = Field(min_length=1)
 

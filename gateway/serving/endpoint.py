@@ -7,18 +7,33 @@ answer from the response cache when asked, else route and generate; bookkeeping
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from gateway.errors import GatewayError, InvalidRequestError, RateLimitError
-from gateway.protocol import ChatCompletionRequest, ChatCompletionResponse, check_tool_use, reject_unsupported
+from gateway.protocol import (
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    check_tool_use,
+    reject_unsupported,
+)
+from gateway.protocol.legacy_functions import (
+    answers_in_legacy_shape,
+    as_tool_calling,
+    legacy_chunk,
+    legacy_response,
+    uses_legacy_functions,
+)
 from gateway.protocol.parsing import parse_body
 from gateway.serving.access import AccessControl, Caller
 from gateway.serving.chat import OTHER_MODEL_LABEL, ChatCompletionService, ChatResult, StreamResult
 from gateway.serving.key_budgets import KeySpend
 from gateway.serving.observer import RequestObserver
+from gateway.serving.streaming import StreamItem
 from gateway.state import ResponseCache
 
 __all__ = [
@@ -102,6 +117,9 @@ class ChatEndpoint:
                 request = parse_body(body, ChatCompletionRequest)
             else:
                 request = await read(body, caller)
+            legacy_answer = answers_in_legacy_shape(request)
+            if uses_legacy_functions(request):
+                request = as_tool_calling(request)
             # Before the cache: a cached answer must not reach a request that is refused uncached.
             reject_unsupported(request)
             check_tool_use(request.tools, request.tool_choice, request.messages)
@@ -131,7 +149,7 @@ class ChatEndpoint:
         if use_cache and self._cache is not None:
             hit = await self._cache.get(request_dict, scope=caller.tenant)
             if hit is not None:
-                return self._cached(hit, admission.headers())
+                return _shaped(self._cached(hit, admission.headers()), legacy=legacy_answer)
         observation = self._observer.begin(
             request_model=self._chat.model_label(request.model),
             headers=headers,
@@ -152,7 +170,7 @@ class ChatEndpoint:
             stored["usage"].pop("slm_router", None)
             await self._cache.put(request_dict, stored, scope=caller.tenant)
             result.headers[CACHE_HEADER] = "miss"
-        return result
+        return _shaped(result, legacy=legacy_answer)
 
     async def _over_budget(self, caller: Caller) -> bool:
         """Whether the caller's key has spent its dollar budget (429 when the policy says reject)."""
@@ -188,3 +206,23 @@ class ChatEndpoint:
         headers = {CACHE_HEADER: "hit", "x-slm-router-model": response.model, **extra_headers}
         headers["x-slm-router-cost-usd"] = "0"
         return ChatResult(response=response, headers=headers)
+
+
+def _shaped(result: ChatResult | StreamResult, *, legacy: bool) -> ChatResult | StreamResult:
+    # The cache and the ledger keep the tool-calling form; only the client sees the legacy one.
+    if not legacy:
+        return result
+    if isinstance(result, ChatResult):
+        return ChatResult(response=legacy_response(result.response), headers=result.headers)
+    return dataclasses.replace(result, chunks=_legacy_chunks(result.chunks))
+
+
+async def _legacy_chunks(chunks: AsyncIterator[StreamItem]) -> AsyncGenerator[StreamItem]:
+    try:
+        async for item in chunks:
+            yield legacy_chunk(item) if isinstance(item, ChatCompletionChunk) else item
+    finally:
+        # A client that leaves closes this generator; closing the chunks cancels generation.
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -138,6 +138,21 @@ def tool_definitions() -> st.SearchStrategy[Any]:
     return st.one_of(st.lists(tool, max_size=3), json_values(3))
 
 
+def legacy_functions() -> st.SearchStrategy[Any]:
+    """Legacy ``functions`` values (each one a ``tools[i].function``), often hostile."""
+    function = st.fixed_dictionaries(
+        {"name": st.one_of(_TOOL_NAMES, json_values(1))},
+        optional={"parameters": schemas(), "description": _TEXT},
+    )
+    return st.one_of(st.lists(st.one_of(function, json_values(2)), max_size=3), json_values(3))
+
+
+def legacy_function_calls() -> st.SearchStrategy[Any]:
+    """Legacy ``function_call`` values: ``none``, ``auto``, a named function, and junk."""
+    named = st.fixed_dictionaries({"name": st.one_of(_TOOL_NAMES, json_values(1))})
+    return st.one_of(st.sampled_from(["none", "auto", "required"]), named, json_values(2))
+
+
 def tool_choices() -> st.SearchStrategy[Any]:
     """``tool_choice`` values: the strings OpenAI knows, named functions, and junk."""
     named = st.fixed_dictionaries(
@@ -154,6 +169,9 @@ def _messages() -> st.SearchStrategy[Any]:
             "name": _sometimes(st.text(max_size=10)),
             "tool_calls": _tool_calls(),
             "tool_call_id": st.one_of(_CALL_IDS, json_values(1)),
+            "function_call": st.one_of(
+                st.fixed_dictionaries({"name": _TOOL_NAMES, "arguments": st.just("{}")}), json_values(2)
+            ),
             "refusal": json_values(1),
         },
     )
@@ -216,6 +234,8 @@ def chat_bodies() -> st.SearchStrategy[dict[str, Any]]:
         "tools": tool_definitions(),
         "tool_choice": tool_choices(),
         "parallel_tool_calls": json_values(1),
+        "functions": legacy_functions(),
+        "function_call": legacy_function_calls(),
         "response_format": response_formats(),
     }
     body = st.fixed_dictionaries(

@@ -20,9 +20,6 @@ def request(**fields: Any) -> ChatCompletionRequest:
 @pytest.mark.parametrize(
     ("fields", "param", "fragment"),
     [
-        ({"functions": [{"name": "f", "parameters": {}}]}, "functions", "as 'tools'"),
-        ({"functions": [{"name": "f"}], "tool_choice": "none"}, "functions", "as 'tools'"),
-        ({"function_call": {"name": "f"}}, "function_call", "use 'tool_choice'"),
         ({"logit_bias": {"50256": -100}}, "logit_bias", "token ids"),
         ({"modalities": ["text", "audio"]}, "modalities", "text"),
         ({"audio": {"voice": "alloy", "format": "wav"}}, "audio", "audio"),
@@ -53,8 +50,9 @@ def test_switched_on_parameters_are_refused(fields: dict[str, Any], param: str, 
         {"tools": [TOOL], "tool_choice": "required"},
         {"tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "get_weather"}}},
         {"tools": [TOOL], "tool_choice": "none"},
-        # The client declines legacy function calls for this turn: a text answer is what it asked for.
-        {"functions": [{"name": "f", "parameters": {}}], "function_call": "none"},
+        # Implemented (tests/unit/test_legacy_functions.py): served as tool calling.
+        {"functions": [{"name": "f", "parameters": {}}]},
+        {"functions": [{"name": "f", "parameters": {}}], "function_call": {"name": "f"}},
         {"functions": [], "function_call": "none"},
         # Implemented (tests/unit/test_response_format.py), so never refused here.
         {"response_format": {"type": "text"}},
