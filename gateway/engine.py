@@ -107,7 +107,20 @@ class GenerationRequest:
     def needs_tool_calling(self) -> bool:
         """Whether only a model with tool calling can serve this: it may call tools, or the
         conversation holds tool calls and their results."""
-        return self.calls_tools or any(m["role"] == "tool" or m.get("tool_calls") for m in self.messages)
+        return self.calls_tools or self._holds_tool_turns()
+
+    def forced_function(self) -> dict[str, Any] | None:
+        """The function ``tool_choice`` names (``tools[i].function``), when the conversation holds
+        no tool turns: a call an engine without tool calling can make by constraining decoding
+        to the function's parameters. ``None`` otherwise."""
+        choice = self.tool_choice
+        if not self.tools or not isinstance(choice, dict) or self._holds_tool_turns():
+            return None
+        name = (choice.get("function") or {}).get("name")
+        return next((t["function"] for t in self.tools if t.get("function", {}).get("name") == name), None)
+
+    def _holds_tool_turns(self) -> bool:
+        return any(m["role"] == "tool" or m.get("tool_calls") for m in self.messages)
 
 
 def openai_field(item: Any, name: str) -> Any:

@@ -28,10 +28,12 @@ from gateway.protocol.tools import (
     FunctionCallDelta,
     FunctionDefinition,
     NamedFunction,
+    NamedToolChoice,
     ToolCall,
     ToolCallDelta,
     ToolChoice,
     ToolDefinition,
+    ToolNeed,
 )
 
 __all__ = [
@@ -196,6 +198,13 @@ class ChatCompletionRequest(Tolerant):
         """Whether only a tier with tool calling can serve this: it may call tools, or the
         conversation holds tool calls and their results (which only such a model reads)."""
         return self.calls_tools() or any(m.role == "tool" or m.tool_calls for m in self.messages)
+
+    def tool_need(self) -> ToolNeed:
+        """What tool calling serving this takes (see :data:`~gateway.protocol.tools.ToolNeed`)."""
+        if not self.needs_tool_calling():
+            return "none"
+        history = any(m.role == "tool" or m.tool_calls for m in self.messages)
+        return "named" if isinstance(self.tool_choice, NamedToolChoice) and not history else "any"
 
     def wants_usage_in_stream(self) -> bool:
         """Whether a stream should end with a usage chunk."""

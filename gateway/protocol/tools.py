@@ -28,6 +28,7 @@ __all__ = [
     "ToolCallDelta",
     "ToolChoice",
     "ToolDefinition",
+    "ToolNeed",
     "check_tool_use",
 ]
 
@@ -67,6 +68,11 @@ class NamedToolChoice(Tolerant):
 
 
 ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+
+#: What tool calling serving a request takes: none; one call forced by ``tool_choice`` naming a
+#: function, in a conversation without tool turns (decoding constrained to the function's
+#: schema makes it, so any model can); or a model with tool calling.
+ToolNeed = Literal["none", "named", "any"]
 
 
 class FunctionCall(Tolerant):

@@ -269,8 +269,10 @@ class ChatCompletionService:
         request: ChatCompletionRequest, tier: Tier, messages: list[dict[str, Any]]
     ) -> GenerationRequest:
         # Tools that tool_choice "none" declines are dropped for a tier without tool calling
-        # (the answer is text either way); a tier with it gets them, as the client sent them.
-        tools = [t.model_dump(exclude_none=True) for t in request.tools or ()] if tier.supports_tools else []
+        # (the answer is text either way); a tier with it gets them, as the client sent them,
+        # and so does a tier that makes the call tool_choice names.
+        takes_tools = tier.supports_tools or (tier.named_tool_calls and request.tool_need() == "named")
+        tools = [t.model_dump(exclude_none=True) for t in request.tools or ()] if takes_tools else []
         tool_choice = request.tool_choice if tools else None
         return GenerationRequest(
             request_id=f"chatcmpl-{uuid.uuid4().hex}",
@@ -328,10 +330,10 @@ class ChatCompletionService:
         else:
             decision = await self.route(request, messages, threshold_override)
         routed = self.is_routed(request.model)
-        tools = request.needs_tool_calling()
+        need = request.tool_need()
         if over_budget:
-            decision = self._ladder.cheapest_for_budget(decision, routed=routed, tools=tools)
-        if tools:
+            decision = self._ladder.cheapest_for_budget(decision, routed=routed, need=need)
+        if need != "none":
             decision = self._ladder.for_tools(request, decision, routed=routed)
         if observation is not None:
             # The decision as served: metrics count a key's budget and tool calling as reasons.
@@ -349,7 +351,7 @@ class ChatCompletionService:
                 return await self._complete(tier, generation, decision, observation)
             except GatewayError as error:
                 tried.add(tier.name)
-                target = self._ladder.failover_target(tier.name, error, tried, tools=tools) if routed else None
+                target = self._ladder.failover_target(tier.name, error, tried, need=need) if routed else None
                 if target is None:
                     raise
                 logger.warning("tier %s failed (%s); %s to %s", tier.name, error.message, target[1], target[0])

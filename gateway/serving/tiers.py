@@ -23,6 +23,7 @@ from gateway.errors import (
     UpstreamTimeoutError,
 )
 from gateway.protocol import ChatCompletionRequest
+from gateway.protocol.tools import ToolNeed
 from gateway.routing.policy import RoutingDecision
 
 __all__ = ["Tier", "TierLadder", "failover_reason"]
@@ -40,6 +41,13 @@ class Tier:
     owned_by: str = "slm-router"
     #: Whether the tier's model takes ``tools`` and answers with tool calls.
     supports_tools: bool = False
+    #: Whether the tier makes a call that ``tool_choice`` forces by naming one function, by
+    #: constraining decoding to the function's schema (vLLM tiers; any model can).
+    named_tool_calls: bool = False
+
+    def serves(self, need: ToolNeed) -> bool:
+        """Whether the tier can serve a request that needs ``need`` of tool calling."""
+        return need == "none" or self.supports_tools or (need == "named" and self.named_tool_calls)
 
 
 def failover_reason(error: GatewayError) -> str | None:
@@ -61,8 +69,8 @@ class TierLadder:
     """Tiers ordered from cheapest to most expensive, and the moves between them.
 
     ``routed`` says whether the request named the virtual router model (it may move) or a
-    concrete model (it gets that model or an error); ``tools``, whether it needs tool calling
-    (:meth:`ChatCompletionRequest.needs_tool_calling`), which confines it to tiers that have it.
+    concrete model (it gets that model or an error); ``need``, what tool calling it needs
+    (:meth:`ChatCompletionRequest.tool_need`), which confines it to tiers that have it.
     """
 
     def __init__(self, tiers: Sequence[Tier]) -> None:
@@ -71,9 +79,10 @@ class TierLadder:
 
     def for_tools(self, request: ChatCompletionRequest, decision: RoutingDecision, *, routed: bool) -> RoutingDecision:
         """Move a request that needs tool calling to a tier that has it (or refuse it)."""
-        if self._tiers[decision.tier].supports_tools:
+        need = request.tool_need()
+        if self._tiers[decision.tier].serves(need):
             return decision
-        capable = [name for name, tier in self._tiers.items() if tier.supports_tools]
+        capable = [name for name, tier in self._tiers.items() if tier.serves(need)]
         param = "tools" if request.calls_tools() else "messages"
         what = "calls tools" if request.calls_tools() else "holds tool calls and their results"
         if not capable:
@@ -90,10 +99,10 @@ class TierLadder:
         above = [name for name in capable if self._order.index(name) >= self._order.index(decision.tier)]
         return dataclasses.replace(decision, tier=above[0] if above else capable[-1], reason="tools")
 
-    def cheapest_for_budget(self, decision: RoutingDecision, *, routed: bool, tools: bool) -> RoutingDecision:
+    def cheapest_for_budget(self, decision: RoutingDecision, *, routed: bool, need: ToolNeed) -> RoutingDecision:
         """The cheapest tier, for a caller whose key has spent its budget (429 where it cannot serve)."""
         cheapest = self._tiers[self._order[0]]
-        if tools and not cheapest.supports_tools:
+        if not cheapest.serves(need):
             raise RateLimitError(
                 f"this key's budget is spent; only {cheapest.served_model_name} is available, "
                 "and it does not support tool calling",
@@ -111,13 +120,13 @@ class TierLadder:
         return dataclasses.replace(decision, tier=cheapest.name, reason="budget")
 
     def failover_target(
-        self, current: str, error: GatewayError, tried: set[str], *, tools: bool
+        self, current: str, error: GatewayError, tried: set[str], *, need: ToolNeed
     ) -> tuple[str, str] | None:
         """Where a failed request goes next, and why: a larger tier first, then a smaller one."""
         why = failover_reason(error)
         if why is None:
             return None
-        excluded = tried | {name for name, tier in self._tiers.items() if tools and not tier.supports_tools}
+        excluded = tried | {name for name, tier in self._tiers.items() if not tier.serves(need)}
         index = self._order.index(current)
         for name in self._order[index + 1 :]:
             if name not in excluded:

@@ -196,6 +196,58 @@ def test_tool_calls_round_trip_through_the_sdk(client: openai.OpenAI) -> None:
     assert float(follow_up.headers["x-slm-router-cost-usd"]) > 0
 
 
+def test_the_small_model_makes_the_call_tool_choice_names(client: openai.OpenAI) -> None:
+    # Structured extraction as instructor and LangChain ask for it: tool_choice names one function,
+    # and vLLM constrains the small model's decoding to its parameters, so the router need not
+    # send it to a tier with tool calling.
+    city = {"type": "string", "maxLength": 20}
+    extract: dict[str, object] = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Look up the weather in a city",
+            "parameters": {"type": "object", "properties": {"city": city}, "required": ["city"]},
+        },
+    }
+    question = [{"role": "user", "content": "What is the weather in Paris?"}]
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    common = {"messages": question, "tools": [extract], "tool_choice": named, "max_tokens": 48, "temperature": 0}
+    raw = client.chat.completions.with_raw_response.create(
+        model="router", extra_headers={"x-slm-router-threshold": "1"}, **common
+    )
+    completion = raw.parse()
+    # Scored and kept on the small tier by the request's threshold, not moved for tool calling.
+    assert (raw.headers["x-slm-router-tier"], raw.headers["x-slm-router-reason"]) == ("small", "override")
+    choice = completion.choices[0]
+    assert choice.message.content is None
+    calls = choice.message.tool_calls or []
+    assert [c.function.name for c in calls] == ["get_weather"]
+    assert calls[0].id.startswith("call_")
+    arguments = json.loads(calls[0].function.arguments)
+    assert set(arguments) == {"city"} and isinstance(arguments["city"], str) and len(arguments["city"]) <= 20
+    assert choice.finish_reason == "stop"  # as OpenAI answers a call it was told to make
+
+    # Streamed, from the small model named directly: the fragments join to the same call.
+    name, joined = "", ""
+    for chunk in client.chat.completions.create(model=SMALL, stream=True, **common):
+        for part in chunk.choices[0].delta.tool_calls or [] if chunk.choices else []:
+            name += (part.function.name or "") if part.function else ""
+            joined += (part.function.arguments or "") if part.function else ""
+    assert (name, joined) == ("get_weather", calls[0].function.arguments)
+
+    # The legacy form of the same ask gets the same call back in its own shape.
+    legacy = client.chat.completions.create(
+        model=SMALL,
+        messages=question,  # type: ignore[arg-type]
+        functions=[extract["function"]],  # type: ignore[list-item]
+        function_call={"name": "get_weather"},
+        max_tokens=48,
+        temperature=0,
+    )
+    assert legacy.choices[0].message.function_call is not None
+    assert legacy.choices[0].message.function_call.arguments == calls[0].function.arguments
+
+
 class Person(pydantic.BaseModel):
     name: str = pydantic.Field(max_length=24)
     age: int
