@@ -14,7 +14,7 @@ serve: install
 	@$(VENV)/bin/slm-router serve $(if $(CONFIG),--config $(CONFIG))
 
 test: install
-	@$(PY) -m pytest -q tests
+	@$(PY) -m pytest -q --durations=25 tests
 
 test-unit: install
 	@$(PY) -m pytest -q tests/unit tests/integration
