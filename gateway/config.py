@@ -138,11 +138,12 @@ class VLLMTierConfig(_Strict):
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)
     #: Seconds a request may take before the caller gets 504.
     timeout_s: float = Field(120.0, gt=0)
-    #: Serve the call a request forces by naming one function in ``tool_choice`` (the usual
-    #: way to ask for structured extraction, as instructor and LangChain do) by constraining
-    #: decoding to the function's parameters schema, so it need not go to a tier with tool
-    #: calling. Other tool use (``auto``, ``required``, tool turns in the conversation) still does.
-    named_tool_calls: bool = True
+    #: Make the call ``tool_choice`` forces, by naming one function or as ``required`` with one
+    #: function offered (the usual way to ask for structured extraction, as instructor and
+    #: LangChain do), by constraining decoding to the function's parameters schema, so such a
+    #: request need not go to a tier with tool calling. Other tool use (``auto``, ``required``
+    #: among several functions, tool turns in the conversation) still does.
+    forced_tool_calls: bool = True
     deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
 
 

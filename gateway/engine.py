@@ -110,11 +110,17 @@ class GenerationRequest:
         return self.calls_tools or self._holds_tool_turns()
 
     def forced_function(self) -> dict[str, Any] | None:
-        """The function ``tool_choice`` names (``tools[i].function``), when the conversation holds
-        no tool turns: a call an engine without tool calling can make by constraining decoding
-        to the function's parameters. ``None`` otherwise."""
+        """The function (``tools[i].function``) whose call ``tool_choice`` forces, by naming it or
+        as ``required`` with one function offered, when the conversation holds no tool turns: a
+        call an engine without tool calling can make by constraining decoding to the
+        function's parameters. ``None`` otherwise."""
         choice = self.tool_choice
-        if not self.tools or not isinstance(choice, dict) or self._holds_tool_turns():
+        if not self.tools or self._holds_tool_turns():
+            return None
+        if choice == "required" and len(self.tools) == 1:
+            function: dict[str, Any] = self.tools[0]["function"]
+            return function
+        if not isinstance(choice, dict):
             return None
         name = (choice.get("function") or {}).get("name")
         return next((t["function"] for t in self.tools if t.get("function", {}).get("name") == name), None)

@@ -204,7 +204,9 @@ class ChatCompletionRequest(Tolerant):
         if not self.needs_tool_calling():
             return "none"
         history = any(m.role == "tool" or m.tool_calls for m in self.messages)
-        return "named" if isinstance(self.tool_choice, NamedToolChoice) and not history else "any"
+        choice = self.tool_choice
+        forced = isinstance(choice, NamedToolChoice) or (choice == "required" and len(self.tools or ()) == 1)
+        return "forced" if forced and not history else "any"
 
     def wants_usage_in_stream(self) -> bool:
         """Whether a stream should end with a usage chunk."""

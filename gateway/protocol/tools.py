@@ -69,10 +69,11 @@ class NamedToolChoice(Tolerant):
 
 ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
 
-#: What tool calling serving a request takes: none; one call forced by ``tool_choice`` naming a
-#: function, in a conversation without tool turns (decoding constrained to the function's
-#: schema makes it, so any model can); or a model with tool calling.
-ToolNeed = Literal["none", "named", "any"]
+#: What tool calling serving a request takes: none; one call that ``tool_choice`` forces (by
+#: naming a function, or ``required`` with one function offered), in a conversation without
+#: tool turns (decoding constrained to the function's schema makes it, so any model can); or
+#: a model with tool calling.
+ToolNeed = Literal["none", "forced", "any"]
 
 
 class FunctionCall(Tolerant):

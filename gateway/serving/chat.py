@@ -270,8 +270,8 @@ class ChatCompletionService:
     ) -> GenerationRequest:
         # Tools that tool_choice "none" declines are dropped for a tier without tool calling
         # (the answer is text either way); a tier with it gets them, as the client sent them,
-        # and so does a tier that makes the call tool_choice names.
-        takes_tools = tier.supports_tools or (tier.named_tool_calls and request.tool_need() == "named")
+        # and so does a tier that makes the call tool_choice forces.
+        takes_tools = tier.supports_tools or (tier.forced_tool_calls and request.tool_need() == "forced")
         tools = [t.model_dump(exclude_none=True) for t in request.tools or ()] if takes_tools else []
         tool_choice = request.tool_choice if tools else None
         return GenerationRequest(

@@ -41,13 +41,13 @@ class Tier:
     owned_by: str = "slm-router"
     #: Whether the tier's model takes ``tools`` and answers with tool calls.
     supports_tools: bool = False
-    #: Whether the tier makes a call that ``tool_choice`` forces by naming one function, by
+    #: Whether the tier makes a call that ``tool_choice`` forces (``ToolNeed`` ``forced``), by
     #: constraining decoding to the function's schema (vLLM tiers; any model can).
-    named_tool_calls: bool = False
+    forced_tool_calls: bool = False
 
     def serves(self, need: ToolNeed) -> bool:
         """Whether the tier can serve a request that needs ``need`` of tool calling."""
-        return need == "none" or self.supports_tools or (need == "named" and self.named_tool_calls)
+        return need == "none" or self.supports_tools or (need == "forced" and self.forced_tool_calls)
 
 
 def failover_reason(error: GatewayError) -> str | None:

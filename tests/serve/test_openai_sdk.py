@@ -196,7 +196,7 @@ def test_tool_calls_round_trip_through_the_sdk(client: openai.OpenAI) -> None:
     assert float(follow_up.headers["x-slm-router-cost-usd"]) > 0
 
 
-def test_the_small_model_makes_the_call_tool_choice_names(client: openai.OpenAI) -> None:
+def test_the_small_model_makes_the_call_tool_choice_forces(client: openai.OpenAI) -> None:
     # Structured extraction as instructor and LangChain ask for it: tool_choice names one function,
     # and vLLM constrains the small model's decoding to its parameters, so the router need not
     # send it to a tier with tool calling.
@@ -227,13 +227,16 @@ def test_the_small_model_makes_the_call_tool_choice_names(client: openai.OpenAI)
     assert set(arguments) == {"city"} and isinstance(arguments["city"], str) and len(arguments["city"]) <= 20
     assert choice.finish_reason == "stop"  # as OpenAI answers a call it was told to make
 
-    # Streamed, from the small model named directly: the fragments join to the same call.
-    name, joined = "", ""
-    for chunk in client.chat.completions.create(model=SMALL, stream=True, **common):
+    # Streamed, from the small model named directly, with "required" and the one function:
+    # the fragments join to the same call, which the model was asked to choose.
+    name, joined, finish = "", "", None
+    required = {**common, "tool_choice": "required"}
+    for chunk in client.chat.completions.create(model=SMALL, stream=True, **required):
         for part in chunk.choices[0].delta.tool_calls or [] if chunk.choices else []:
             name += (part.function.name or "") if part.function else ""
             joined += (part.function.arguments or "") if part.function else ""
-    assert (name, joined) == ("get_weather", calls[0].function.arguments)
+        finish = (chunk.choices[0].finish_reason if chunk.choices else None) or finish
+    assert (name, joined, finish) == ("get_weather", calls[0].function.arguments, "tool_calls")
 
     # The legacy form of the same ask gets the same call back in its own shape.
     legacy = client.chat.completions.create(

@@ -1,5 +1,6 @@
-"""A call that ``tool_choice`` forces by naming one function can be made by a tier without tool
-calling (vLLM constrains decoding to the function's schema): routing keeps such requests on it."""
+"""A call that ``tool_choice`` forces (naming one function, or ``required`` with one offered) can
+be made by a tier without tool calling (vLLM constrains decoding to the function's schema):
+routing keeps such requests on it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from deployments.vllm_engine import _forced_call_instruction, _forced_call_schema, _with_system_note
+from deployments.vllm_engine import _finish_reason, _forced_call_instruction, _forced_call_schema, _with_system_note
 from gateway.engine import GenerationRequest
 from gateway.errors import RateLimitError, UpstreamError
 from gateway.routing.policy import ThresholdPolicy
@@ -25,7 +26,7 @@ TOOL_TURNS = [
 
 def service(small: ScriptedEngine, large: ScriptedEngine | None = None, *, score: float = 0.1) -> ChatCompletionService:
     tiers = [
-        Tier("small", "small-model", small, 16, 5.0, named_tool_calls=True),
+        Tier("small", "small-model", small, 16, 5.0, forced_tool_calls=True),
         Tier("large", "large-model", large or ScriptedEngine(model="large-model"), 16, 5.0, supports_tools=True),
     ]
     policy = ThresholdPolicy(["small", "large"], FixedScorer(score), [0.5], "small")
@@ -39,10 +40,12 @@ def service(small: ScriptedEngine, large: ScriptedEngine | None = None, *, score
     [
         ({}, "none"),
         ({"tools": [WEATHER], "tool_choice": "none"}, "none"),
-        ({"tools": [WEATHER, TIME], "tool_choice": NAMED}, "named"),
+        ({"tools": [WEATHER, TIME], "tool_choice": NAMED}, "forced"),
+        ({"tools": [WEATHER], "tool_choice": "required"}, "forced"),
         ({"tools": [WEATHER]}, "any"),
-        ({"tools": [WEATHER], "tool_choice": "required"}, "any"),
-        # A named call after tool turns: the model must read them, which needs tool calling.
+        # Required among several: the model chooses, which needs tool calling.
+        ({"tools": [WEATHER, TIME], "tool_choice": "required"}, "any"),
+        # A forced call after tool turns: the model must read them, which needs tool calling.
         ({"tools": [WEATHER], "tool_choice": NAMED, "messages": TOOL_TURNS}, "any"),
         ({"messages": TOOL_TURNS}, "any"),
     ],
@@ -51,7 +54,7 @@ def test_what_tool_calling_a_request_needs(fields: dict[str, Any], need: str) ->
     assert parse(**fields).tool_need() == need
 
 
-async def test_a_named_call_stays_on_the_scored_small_tier_with_its_tools() -> None:
+async def test_a_forced_call_stays_on_the_scored_small_tier_with_its_tools() -> None:
     small = ScriptedEngine(model="small-model")
     result = await service(small).create(parse(tools=[WEATHER, TIME], tool_choice=NAMED))
     assert isinstance(result, ChatResult)
@@ -59,16 +62,18 @@ async def test_a_named_call_stays_on_the_scored_small_tier_with_its_tools() -> N
     sent = small.requests[0]
     assert (sent.tools, sent.tool_choice) == ([WEATHER, TIME], NAMED)
     assert sent.forced_function() == WEATHER["function"]
-    # Named directly, the small model serves it too (no 400 naming the models with tool calling).
-    direct = await service(small).create(parse(model="small-model", tools=[WEATHER], tool_choice=NAMED))
+    # Named directly, the small model serves it too (no 400 naming the models with tool calling),
+    # and "required" with one function offered forces that one.
+    direct = await service(small).create(parse(model="small-model", tools=[WEATHER], tool_choice="required"))
     assert isinstance(direct, ChatResult) and direct.headers["x-slm-router-tier"] == "small"
+    assert small.requests[-1].forced_function() == WEATHER["function"]
 
 
 @pytest.mark.parametrize(
     "fields",
     [
         {"tools": [WEATHER]},
-        {"tools": [WEATHER], "tool_choice": "required"},
+        {"tools": [WEATHER, TIME], "tool_choice": "required"},
         {"tools": [WEATHER], "tool_choice": NAMED, "messages": TOOL_TURNS},
     ],
 )
@@ -80,7 +85,7 @@ async def test_other_tool_use_still_moves_to_a_tier_with_tool_calling(fields: di
     assert small.requests == []
 
 
-async def test_a_named_call_fails_over_both_ways_and_a_spent_key_keeps_it_small() -> None:
+async def test_a_forced_call_fails_over_both_ways_and_a_spent_key_keeps_it_small() -> None:
     # Escalation: the small tier fails, the large one (with tool calling) makes the call.
     failing_small = ScriptedEngine(model="small-model", fail_before=UpstreamError("down"))
     large = ScriptedEngine(model="large-model")
@@ -92,7 +97,7 @@ async def test_a_named_call_fails_over_both_ways_and_a_spent_key_keeps_it_small(
     down = await service(small, failing_large, score=0.9).create(parse(tools=[WEATHER], tool_choice=NAMED))
     assert isinstance(down, ChatResult) and down.headers["x-slm-router-reason"] == "fallback:error"
     assert small.requests[-1].tools == [WEATHER]
-    # A spent key's routed requests go to the cheapest tier: it can make a named call, not others.
+    # A spent key's routed requests go to the cheapest tier: it can make a forced call, not others.
     spent = await service(small, score=0.9).create(parse(tools=[WEATHER], tool_choice=NAMED), over_budget=True)
     assert isinstance(spent, ChatResult) and spent.headers["x-slm-router-tier"] == "small"
     with pytest.raises(RateLimitError):
@@ -104,9 +109,23 @@ def test_the_forced_function_is_found_only_without_tool_turns() -> None:
         return GenerationRequest("r", messages, 10, tools=[WEATHER, TIME], **fields)
 
     assert request([USER], tool_choice=NAMED).forced_function() == WEATHER["function"]
-    assert request([USER], tool_choice="required").forced_function() is None
+    assert request([USER], tool_choice="required").forced_function() is None  # two offered
+    one = GenerationRequest("r", [USER], 10, tools=[TIME], tool_choice="required")
+    assert one.forced_function() == TIME["function"]
+    assert request([USER], tool_choice="auto").forced_function() is None
     assert request(TOOL_TURNS, tool_choice=NAMED).forced_function() is None
     assert request([USER], tool_choice={"type": "function", "function": {"name": "missing"}}).forced_function() is None
+
+
+def test_a_forced_call_finishes_as_openai_finishes_it() -> None:
+    def finish(choice: Any, reason: str | None) -> str | None:
+        request = GenerationRequest("r", [USER], 10, tools=[WEATHER], tool_choice=choice)
+        return _finish_reason(reason, request, request.forced_function())
+
+    assert finish(NAMED, "stop") == "stop"
+    assert finish("required", "stop") == "tool_calls"
+    assert finish("required", "length") == "length"
+    assert finish("auto", "stop") == "stop"
 
 
 def test_the_small_model_is_told_of_the_forced_function_in_the_system_turn() -> None:
