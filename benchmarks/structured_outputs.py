@@ -1,10 +1,12 @@
 """What structured outputs cost and buy on the small tier (the vLLM engine, as the gateway runs it).
 
-For the same prompts, each asking for a person as JSON, it times three ``response_format``
-modes through :class:`deployments.vllm_engine.VLLMChatEngine`: none (the prompt alone asks
-for JSON), ``json_object`` and a ``json_schema`` (name, age). It prints per mode the latency
-(p50 / p95), generated tokens, how many answers were cut at ``max_tokens``, and how many
-parse as JSON and satisfy the schema.
+For the same prompts, each asking for a person as JSON, it times four modes through
+:class:`deployments.vllm_engine.VLLMChatEngine`: three ``response_format`` modes, none (the
+prompt alone asks for JSON), ``json_object`` and a ``json_schema`` (name, age), and a tool
+call that ``tool_choice`` forces, with the same schema as the function's parameters (the
+JSON is then the call's arguments). It prints per mode the latency (p50 / p95), generated
+tokens, how many answers were cut at ``max_tokens``, and how many parse as JSON and satisfy
+the schema.
 Requests run one at a time, at temperature 0, so the figures are the grammar's own cost.
 
     .venv/bin/python -m benchmarks.structured_outputs [--requests 20]
@@ -32,10 +34,17 @@ PERSON = {
     "required": ["name", "age"],
     "additionalProperties": False,
 }
-MODES: dict[str, dict[str, Any] | None] = {
-    "none (prompt only)": None,
-    "json_object": {"type": "json_object"},
-    "json_schema": {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}},
+#: Each mode's ``GenerationRequest`` fields.
+MODES: dict[str, dict[str, Any]] = {
+    "none (prompt only)": {},
+    "json_object": {"response_format": {"type": "json_object"}},
+    "json_schema": {
+        "response_format": {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}}
+    },
+    "forced tool call": {
+        "tools": [{"type": "function", "function": {"name": "record_person", "parameters": PERSON}}],
+        "tool_choice": {"type": "function", "function": {"name": "record_person"}},
+    },
 }
 PLACES = ["Paris", "Lagos", "Lima", "Oslo", "Hanoi", "Quito", "Cairo", "Perth", "Dakar", "Turin"]
 
@@ -62,7 +71,7 @@ async def _run(requests: int, max_tokens: int) -> None:
         print(f"{requests} requests per mode, one at a time, temperature 0, max_tokens {max_tokens}\n")
         columns = [("p50 ms", 8), ("p95 ms", 8), ("tokens", 7), ("ms/token", 9), ("cut", 6), ("JSON", 6), ("schema", 7)]
         print(f"{'mode':20} " + " ".join(f"{name:>{width}}" for name, width in columns))
-        for mode, response_format in MODES.items():
+        for mode, fields in MODES.items():
             latencies, tokens, parsed, valid, cut = [], [], 0, 0, 0
             for index in range(requests):
                 request = GenerationRequest(
@@ -70,14 +79,15 @@ async def _run(requests: int, max_tokens: int) -> None:
                     [{"role": "user", "content": _prompt(index)}],
                     max_tokens=max_tokens,
                     temperature=0,
-                    response_format=response_format,
+                    **fields,
                 )
                 started = time.perf_counter()
                 completion = await engine.complete(request)
                 latencies.append((time.perf_counter() - started) * 1000)
                 tokens.append(completion.completion_tokens)
                 cut += completion.finish_reason == "length"
-                is_json, is_valid = _verdict(completion.text)
+                calls = completion.tool_calls
+                is_json, is_valid = _verdict(calls[0].arguments if calls else completion.text)
                 parsed += is_json
                 valid += is_valid
             p50, p95 = p50_p95(latencies)
