@@ -30,6 +30,7 @@ from gateway.errors import (
     UpstreamError,
 )
 from gateway.local_models import resolve_model_path
+from gateway.protocol.response_format import json_schema_problem
 
 __all__ = ["VLLMChatEngine"]
 
@@ -224,6 +225,14 @@ class VLLMChatEngine(ChatEngine):
             )
         messages = request.messages
         if forced is not None:
+            if (problem := json_schema_problem(_forced_call_schema(forced))) is not None:
+                # Checked here, as response_format's schema is checked on parsing: the grammar
+                # compiler would fail on it with a less telling error.
+                raise InvalidRequestError(
+                    f"the parameters of function {forced['name']!r} are not a valid JSON Schema: {problem}",
+                    param="tools",
+                    code="invalid_value",
+                )
             messages = _with_system_note(messages, _forced_call_instruction(forced))
         prompt_ids = self._prompt_token_ids(messages)
         room = self._max_model_len - len(prompt_ids)

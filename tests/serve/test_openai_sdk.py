@@ -238,6 +238,16 @@ def test_the_small_model_makes_the_call_tool_choice_forces(client: openai.OpenAI
         finish = (chunk.choices[0].finish_reason if chunk.choices else None) or finish
     assert (name, joined, finish) == ("get_weather", calls[0].function.arguments, "tool_calls")
 
+    # A schema the grammar cannot take is the client's 400 naming the tools, before any generation.
+    for parameters in (
+        {"type": "objekt"},
+        {"type": "object", "properties": {"x": {"type": "string", "pattern": "(?<=a)b"}}},
+    ):
+        broken = {"type": "function", "function": {"name": "get_weather", "parameters": parameters}}
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model=SMALL, **{**common, "tools": [broken]})
+        assert refused.value.param == "tools", refused.value.message
+
     # The legacy form of the same ask gets the same call back in its own shape.
     legacy = client.chat.completions.create(
         model=SMALL,
