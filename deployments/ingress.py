@@ -59,7 +59,7 @@ class GatewayIngress:
             else:
                 engine = build_hosted_engine(tier_config, api_base=self._api_base(tier_config))
                 max_tokens = tier_config.default_max_tokens or 1024
-                tools = forced_calls = tier_config.tool_calling
+                tools, forced_calls = tier_config.tool_calling, False  # tool calling covers forced calls
             await engine.start()
             tiers.append(
                 Tier(

@@ -95,7 +95,7 @@ def _client_error(exc: Exception, request: GenerationRequest) -> InvalidRequestE
 
     if not isinstance(exc, VLLMClientError):
         return None
-    schema_from = "tools" if request.forced_function() else "response_format" if request.response_format else None
+    schema_from = "tools" if request.forced_function else "response_format" if request.response_format else None
     param = getattr(exc, "parameter", None) or schema_from
     return InvalidRequestError(str(exc), param=param, code="invalid_value")
 
@@ -217,7 +217,7 @@ class VLLMChatEngine(ChatEngine):
             )
         # A call tool_choice forces is made by constrained decoding; any other tool use needs
         # a model with tool calling (the gateway routes it to one).
-        forced = request.forced_function()
+        forced = request.forced_function
         if request.needs_tool_calling and forced is None:
             raise UnsupportedParameterError(
                 f"{self._served_model_name} makes only a tool call that tool_choice forces; it has no tool calling",

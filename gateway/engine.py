@@ -65,6 +65,10 @@ class GenerationRequest:
     #: ``"none"``, ``"auto"``, ``"required"`` or ``{"type": "function", "function": {"name": ...}}``.
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
+    #: The function (``tools[i].function``) whose one call ``tool_choice`` forces, set by the
+    #: gateway for a tier that makes that call by constrained decoding though it has no tool
+    #: calling (:meth:`gateway.protocol.ChatCompletionRequest.forced_function`); else ``None``.
+    forced_function: dict[str, Any] | None = None
     #: W3C trace context (``traceparent``/``tracestate``) to pass to the model upstream.
     trace_headers: dict[str, str] = field(default_factory=dict)
 
@@ -107,26 +111,7 @@ class GenerationRequest:
     def needs_tool_calling(self) -> bool:
         """Whether only a model with tool calling can serve this: it may call tools, or the
         conversation holds tool calls and their results."""
-        return self.calls_tools or self._holds_tool_turns()
-
-    def forced_function(self) -> dict[str, Any] | None:
-        """The function (``tools[i].function``) whose call ``tool_choice`` forces, by naming it or
-        as ``required`` with one function offered, when the conversation holds no tool turns: a
-        call an engine without tool calling can make by constraining decoding to the
-        function's parameters. ``None`` otherwise."""
-        choice = self.tool_choice
-        if not self.tools or self._holds_tool_turns():
-            return None
-        if choice == "required" and len(self.tools) == 1:
-            function: dict[str, Any] = self.tools[0]["function"]
-            return function
-        if not isinstance(choice, dict):
-            return None
-        name = (choice.get("function") or {}).get("name")
-        return next((t["function"] for t in self.tools if t.get("function", {}).get("name") == name), None)
-
-    def _holds_tool_turns(self) -> bool:
-        return any(m["role"] == "tool" or m.get("tool_calls") for m in self.messages)
+        return self.calls_tools or any(m["role"] == "tool" or m.get("tool_calls") for m in self.messages)
 
 
 def openai_field(item: Any, name: str) -> Any:

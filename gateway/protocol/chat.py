@@ -197,16 +197,30 @@ class ChatCompletionRequest(Tolerant):
     def needs_tool_calling(self) -> bool:
         """Whether only a tier with tool calling can serve this: it may call tools, or the
         conversation holds tool calls and their results (which only such a model reads)."""
-        return self.calls_tools() or any(m.role == "tool" or m.tool_calls for m in self.messages)
+        return self.calls_tools() or self._holds_tool_turns()
+
+    def forced_function(self) -> FunctionDefinition | None:
+        """The function whose one call ``tool_choice`` forces (by naming it, or as ``required``
+        with one function offered) in a conversation without tool turns: a model without tool
+        calling can make that call by constrained decoding. ``None`` otherwise."""
+        tools = self.tools or []
+        choice = self.tool_choice
+        if isinstance(choice, NamedToolChoice):
+            chosen = [tool.function for tool in tools if tool.function.name == choice.function.name]
+        elif choice == "required" and len(tools) == 1:
+            chosen = [tools[0].function]
+        else:
+            return None
+        return chosen[0] if chosen and not self._holds_tool_turns() else None
 
     def tool_need(self) -> ToolNeed:
         """What tool calling serving this takes (see :data:`~gateway.protocol.tools.ToolNeed`)."""
-        if not self.needs_tool_calling():
-            return "none"
-        history = any(m.role == "tool" or m.tool_calls for m in self.messages)
-        choice = self.tool_choice
-        forced = isinstance(choice, NamedToolChoice) or (choice == "required" and len(self.tools or ()) == 1)
-        return "forced" if forced and not history else "any"
+        if self.forced_function() is not None:
+            return "forced"
+        return "any" if self.needs_tool_calling() else "none"
+
+    def _holds_tool_turns(self) -> bool:
+        return any(m.role == "tool" or m.tool_calls for m in self.messages)
 
     def wants_usage_in_stream(self) -> bool:
         """Whether a stream should end with a usage chunk."""

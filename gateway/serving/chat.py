@@ -270,8 +270,9 @@ class ChatCompletionService:
     ) -> GenerationRequest:
         # Tools that tool_choice "none" declines are dropped for a tier without tool calling
         # (the answer is text either way); a tier with it gets them, as the client sent them,
-        # and so does a tier that makes the call tool_choice forces.
-        takes_tools = tier.supports_tools or (tier.forced_tool_calls and request.tool_need() == "forced")
+        # and so does a tier that makes the call tool_choice forces, told which function.
+        forced = request.forced_function() if tier.forced_tool_calls and not tier.supports_tools else None
+        takes_tools = tier.supports_tools or forced is not None
         tools = [t.model_dump(exclude_none=True) for t in request.tools or ()] if takes_tools else []
         tool_choice = request.tool_choice if tools else None
         return GenerationRequest(
@@ -294,6 +295,7 @@ class ChatCompletionService:
             if isinstance(tool_choice, BaseModel)
             else tool_choice,
             parallel_tool_calls=request.parallel_tool_calls if tools else None,
+            forced_function=forced.model_dump(exclude_none=True) if forced is not None else None,
         )
 
     def _headers(self, tier: Tier, model: str, decision: RoutingDecision) -> dict[str, str]:
@@ -334,7 +336,7 @@ class ChatCompletionService:
         if over_budget:
             decision = self._ladder.cheapest_for_budget(decision, routed=routed, need=need)
         if need != "none":
-            decision = self._ladder.for_tools(request, decision, routed=routed)
+            decision = self._ladder.for_tools(request, decision, routed=routed, need=need)
         if observation is not None:
             # The decision as served: metrics count a key's budget and tool calling as reasons.
             observation.routed(decision)

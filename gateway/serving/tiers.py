@@ -77,9 +77,10 @@ class TierLadder:
         self._tiers = {tier.name: tier for tier in tiers}
         self._order = list(self._tiers)
 
-    def for_tools(self, request: ChatCompletionRequest, decision: RoutingDecision, *, routed: bool) -> RoutingDecision:
+    def for_tools(
+        self, request: ChatCompletionRequest, decision: RoutingDecision, *, routed: bool, need: ToolNeed
+    ) -> RoutingDecision:
         """Move a request that needs tool calling to a tier that has it (or refuse it)."""
-        need = request.tool_need()
         if self._tiers[decision.tier].serves(need):
             return decision
         capable = [name for name, tier in self._tiers.items() if tier.serves(need)]

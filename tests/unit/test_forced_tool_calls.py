@@ -61,12 +61,12 @@ async def test_a_forced_call_stays_on_the_scored_small_tier_with_its_tools() -> 
     assert (result.headers["x-slm-router-tier"], result.headers["x-slm-router-reason"]) == ("small", "score")
     sent = small.requests[0]
     assert (sent.tools, sent.tool_choice) == ([WEATHER, TIME], NAMED)
-    assert sent.forced_function() == WEATHER["function"]
+    assert sent.forced_function == WEATHER["function"]
     # Named directly, the small model serves it too (no 400 naming the models with tool calling),
     # and "required" with one function offered forces that one.
     direct = await service(small).create(parse(model="small-model", tools=[WEATHER], tool_choice="required"))
     assert isinstance(direct, ChatResult) and direct.headers["x-slm-router-tier"] == "small"
-    assert small.requests[-1].forced_function() == WEATHER["function"]
+    assert small.requests[-1].forced_function == WEATHER["function"]
 
 
 @pytest.mark.parametrize(
@@ -91,6 +91,8 @@ async def test_a_forced_call_fails_over_both_ways_and_a_spent_key_keeps_it_small
     large = ScriptedEngine(model="large-model")
     up = await service(failing_small, large).create(parse(tools=[WEATHER], tool_choice=NAMED))
     assert isinstance(up, ChatResult) and up.headers["x-slm-router-reason"] == "escalated:error"
+    # A tier with tool calling gets the request as sent, not told to force the call itself.
+    assert (large.requests[0].tool_choice, large.requests[0].forced_function) == (NAMED, None)
     # Fallback: scored large, the large tier fails, the small one makes the call.
     small = ScriptedEngine(model="small-model")
     failing_large = ScriptedEngine(model="large-model", fail_before=UpstreamError("down"))
@@ -105,22 +107,24 @@ async def test_a_forced_call_fails_over_both_ways_and_a_spent_key_keeps_it_small
 
 
 def test_the_forced_function_is_found_only_without_tool_turns() -> None:
-    def request(messages: list[dict[str, Any]], **fields: Any) -> GenerationRequest:
-        return GenerationRequest("r", messages, 10, tools=[WEATHER, TIME], **fields)
+    def forced(messages: list[dict[str, Any]] | None = None, **fields: Any) -> dict[str, Any] | None:
+        request = parse(messages=messages or [USER], **fields)
+        function = request.forced_function()
+        return function.model_dump(exclude_none=True) if function is not None else None
 
-    assert request([USER], tool_choice=NAMED).forced_function() == WEATHER["function"]
-    assert request([USER], tool_choice="required").forced_function() is None  # two offered
-    one = GenerationRequest("r", [USER], 10, tools=[TIME], tool_choice="required")
-    assert one.forced_function() == TIME["function"]
-    assert request([USER], tool_choice="auto").forced_function() is None
-    assert request(TOOL_TURNS, tool_choice=NAMED).forced_function() is None
-    assert request([USER], tool_choice={"type": "function", "function": {"name": "missing"}}).forced_function() is None
+    assert forced(tools=[WEATHER, TIME], tool_choice=NAMED) == WEATHER["function"]
+    assert forced(tools=[WEATHER, TIME], tool_choice="required") is None  # two offered
+    assert forced(tools=[TIME], tool_choice="required") == TIME["function"]
+    assert forced(tools=[WEATHER, TIME], tool_choice="auto") is None
+    assert forced(TOOL_TURNS, tools=[WEATHER, TIME], tool_choice=NAMED) is None
+    assert forced(tools=[WEATHER, TIME], tool_choice={"type": "function", "function": {"name": "missing"}}) is None
 
 
 def test_a_forced_call_finishes_as_openai_finishes_it() -> None:
     def finish(choice: Any, reason: str | None) -> str | None:
-        request = GenerationRequest("r", [USER], 10, tools=[WEATHER], tool_choice=choice)
-        return _finish_reason(reason, request, request.forced_function())
+        function = WEATHER["function"] if choice != "auto" else None
+        request = GenerationRequest("r", [USER], 10, tools=[WEATHER], tool_choice=choice, forced_function=function)
+        return _finish_reason(reason, request, request.forced_function)
 
     assert finish(NAMED, "stop") == "stop"
     assert finish("required", "stop") == "tool_calls"
