@@ -7,14 +7,16 @@ unexpected becomes a generic 500 envelope without a stack trace.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from gateway.errors import GatewayError, InvalidRequestError, PayloadTooLargeError, error_body
 from gateway.http.open_requests import OpenRequests, OpenRequestsMiddleware
@@ -33,6 +35,29 @@ __all__ = ["GatewayServices", "create_http_app", "read_limited_body"]
 logger = logging.getLogger(__name__)
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class _EventStreamResponse(StreamingResponse):
+    """An SSE response that closes its body when it ends, however it ends.
+
+    Starlette drops a body it stops reading (the client left) and never closes one it never
+    started (the client left before the first byte); either way the generation below would run
+    on and its usage go unrecorded until garbage collection. Closing the body cancels the
+    generation and settles the request.
+    """
+
+    def __init__(self, body: AsyncIterator[bytes], headers: Mapping[str, str]) -> None:
+        super().__init__(body, media_type="text/event-stream", headers={**_SSE_HEADERS, **headers})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Shielded: the task may be cancelled, and the close must still reach the engine.
+            with anyio.CancelScope(shield=True):
+                aclose = getattr(self.body_iterator, "aclose", None)
+                if aclose is not None:
+                    await aclose()
 
 
 @dataclass
@@ -133,9 +158,7 @@ def create_http_app(services: GatewayServices, *, max_body_bytes: int, title: st
         result = await services.endpoint.handle(body, request.headers)
         if isinstance(result, ChatResult):
             return Response(result.response.model_dump_json(), media_type="application/json", headers=result.headers)
-        return StreamingResponse(
-            result.frames, media_type="text/event-stream", headers={**_SSE_HEADERS, **result.headers}
-        )
+        return _EventStreamResponse(result.frames, result.headers)
 
     if services.responses is not None:
         _add_responses_routes(app, services.responses, max_body_bytes)
@@ -185,9 +208,7 @@ def _add_responses_routes(app: FastAPI, responses: ResponsesEndpoint, max_body_b
         result = await responses.create(body, request.headers)
         if isinstance(result, ResponsesResult):
             return JSONResponse(result.body, headers=result.headers)
-        return StreamingResponse(
-            result.events, media_type="text/event-stream", headers={**_SSE_HEADERS, **result.headers}
-        )
+        return _EventStreamResponse(result.events, result.headers)
 
     @app.get("/v1/responses/{response_id}")
     async def get_response(request: Request, response_id: str) -> dict[str, Any]:

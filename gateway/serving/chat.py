@@ -45,7 +45,7 @@ from gateway.routing.live import RoutingControl
 from gateway.routing.policy import RoutingDecision, ThresholdPolicy, check_threshold
 from gateway.serving.messages import engine_message, routing_turn
 from gateway.serving.observer import RequestObservation
-from gateway.serving.streaming import SseStream, StreamItem, close_quietly, encode_frames
+from gateway.serving.streaming import ClosingStream, SseStream, StreamItem, close_quietly, encode_frames
 from gateway.serving.tiers import Tier, TierLadder
 
 __all__ = [
@@ -89,7 +89,7 @@ class StreamResult:
     request_id: str = ""
 
     @property
-    def frames(self) -> AsyncIterator[bytes]:
+    def frames(self) -> ClosingStream[bytes]:
         """The chunks as the chat API's SSE frames (closing them cancels generation)."""
         return encode_frames(self.chunks)
 

@@ -33,7 +33,7 @@ from gateway.serving.access import AccessControl, Caller
 from gateway.serving.chat import OTHER_MODEL_LABEL, ChatCompletionService, ChatResult, StreamResult
 from gateway.serving.key_budgets import KeySpend
 from gateway.serving.observer import RequestObserver
-from gateway.serving.streaming import StreamItem
+from gateway.serving.streaming import ClosingStream, StreamItem
 from gateway.state import ResponseCache
 
 __all__ = [
@@ -214,15 +214,9 @@ def _shaped(result: ChatResult | StreamResult, *, legacy: bool) -> ChatResult | 
         return result
     if isinstance(result, ChatResult):
         return ChatResult(response=legacy_response(result.response), headers=result.headers)
-    return dataclasses.replace(result, chunks=_legacy_chunks(result.chunks))
+    return dataclasses.replace(result, chunks=ClosingStream.over(_legacy_chunks(result.chunks), result.chunks))
 
 
 async def _legacy_chunks(chunks: AsyncIterator[StreamItem]) -> AsyncGenerator[StreamItem]:
-    try:
-        async for item in chunks:
-            yield legacy_chunk(item) if isinstance(item, ChatCompletionChunk) else item
-    finally:
-        # A client that leaves closes this generator; closing the chunks cancels generation.
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
+    async for item in chunks:
+        yield legacy_chunk(item) if isinstance(item, ChatCompletionChunk) else item

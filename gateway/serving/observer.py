@@ -12,9 +12,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.accounting import CostRecorder, RequestCost
 from gateway.errors import GatewayError
@@ -27,6 +27,8 @@ from gateway.telemetry.semconv import ATTR_OUTPUT_TYPE
 __all__ = ["RequestObservation", "RequestObserver"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class RequestObserver:
@@ -68,11 +70,12 @@ class RequestObserver:
             trace.set_attributes({ATTR_OUTPUT_TYPE: output_type})
         return RequestObservation(self, request_model, trace, caller, admission)
 
-    def detach(self, coroutine: Any) -> None:
+    def detach(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``coroutine`` to completion even if the request's task is cancelled."""
         task = asyncio.get_running_loop().create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def drain(self) -> None:
         """Wait for detached settlements (tests, shutdown)."""
@@ -174,10 +177,24 @@ class RequestObservation:
     async def finish(
         self, *, tier: str, model: str, prompt_tokens: int, completion_tokens: int, stream: bool
     ) -> RequestCost | None:
-        """Usage is final: price it, write the ledger, settle rate limits, record metrics, end spans."""
+        """Usage is final: price it, write the ledger, settle rate limits, record metrics, end spans.
+
+        The settlement runs in its own task: a client that leaves while it awaits Redis cancels
+        this call, not the settlement.
+        """
         if self._finished:
             return None
         self._finished = True
+        settlement = self._observer.detach(
+            self._settle(
+                tier=tier, model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, stream=stream
+            )
+        )
+        return await asyncio.shield(settlement)
+
+    async def _settle(
+        self, *, tier: str, model: str, prompt_tokens: int, completion_tokens: int, stream: bool
+    ) -> RequestCost | None:
         self._end_upstream(None, (prompt_tokens, completion_tokens), model)
         control = self._observer.routing_control
         if control is not None and self._decision is not None and self._decision.score is not None:
@@ -228,11 +245,12 @@ class RequestObservation:
         return cost
 
     def finish_later(self, *, tier: str, model: str, prompt_tokens: int, completion_tokens: int, stream: bool) -> None:
-        """:meth:`finish` as a detached task (the stream's task is being cancelled)."""
+        """:meth:`finish` without waiting for it (the stream's task is being cancelled)."""
         if self._finished:
             return
+        self._finished = True
         self._observer.detach(
-            self.finish(
+            self._settle(
                 tier=tier, model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, stream=stream
             )
         )

@@ -26,7 +26,7 @@ from gateway.protocol.responses import (
     ResponsesRequest,
     ResponseUsage,
 )
-from gateway.serving.streaming import StreamItem
+from gateway.serving.streaming import ClosingStream, StreamItem
 
 __all__ = [
     "ResponseEventStream",
@@ -261,17 +261,9 @@ class ResponseEventStream:
         self._sequence += 1
         return frame
 
-    async def events(self, chunks: AsyncIterator[StreamItem]) -> AsyncIterator[bytes]:
-        """The SSE events; closing this generator closes ``chunks`` (and so the generation)."""
-        events = self._events(chunks)
-        try:
-            async for frame in events:
-                yield frame
-        finally:
-            await events.aclose()
-            aclose = getattr(chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
+    def events(self, chunks: AsyncIterator[StreamItem]) -> ClosingStream[bytes]:
+        """The SSE events; closing them closes ``chunks`` (and so the generation), read or not."""
+        return ClosingStream.over(self._events(chunks), chunks)
 
     async def _events(self, chunks: AsyncIterator[StreamItem]) -> AsyncGenerator[bytes]:
         shell = self._shell

@@ -8,6 +8,11 @@ Usage is final only when the engine's stream ends, so the request is priced and
 recorded here: at the end of a normal stream (the optional usage chunk then carries
 the cost), after a mid-stream failure, or, when the client disconnects and the task is
 cancelled, in a detached task, so the tokens already generated are never lost.
+
+Every stream over the engine's is a :class:`ClosingStream`: closing it closes what it reads,
+down to the engine, even when nobody ever read from it. A plain async generator that was never
+started runs no ``finally`` when closed, so a client that left before the first frame would
+have left the generation running and its usage unrecorded.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from gateway.accounting import RequestCost
 from gateway.engine import EngineDelta
@@ -25,9 +31,11 @@ from gateway.errors import GatewayError, UpstreamError, UpstreamTimeoutError
 from gateway.protocol import ChatCompletionChunk, ChoiceLogprobs, ChunkChoice, DeltaMessage, ToolCallDelta, Usage
 from gateway.serving.observer import RequestObservation
 
-__all__ = ["SseStream", "StreamItem", "close_quietly", "encode_frames", "sse"]
+__all__ = ["ClosingStream", "SseStream", "StreamItem", "close_quietly", "encode_frames", "sse"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 #: What a chat stream yields: a chunk, or the error that ended it after the first chunk.
@@ -39,30 +47,64 @@ def sse(payload: str) -> bytes:
     return f"data: {payload}\n\n".encode()
 
 
-async def encode_frames(items: AsyncIterator[StreamItem]) -> AsyncIterator[bytes]:
-    """The chat API's SSE frames for ``items``, ending in ``[DONE]``; closing this closes ``items``."""
-    try:
-        async for item in items:
-            if isinstance(item, GatewayError):
-                # Headers are gone; OpenAI's SDK raises on an in-stream error object.
-                yield sse(json.dumps(item.to_openai()))
-            else:
-                yield sse(item.model_dump_json())
-    finally:
-        aclose = getattr(items, "aclose", None)
-        if aclose is not None:
-            await aclose()
-    yield sse("[DONE]")
+class ClosingStream(AsyncIterator[T], Generic[T]):
+    """``stream`` (an async generator) whose :meth:`aclose` also runs ``cleanup``.
+
+    ``cleanup`` releases what ``stream`` reads (it closes the inner stream, or settles the
+    request). It runs after the generator is closed whether or not iteration ever started, and
+    must be safe to run twice, since the generator's own ``finally`` may have done the same.
+    """
+
+    def __init__(self, stream: AsyncGenerator[T], cleanup: Callable[[], Awaitable[None]]) -> None:
+        self._stream = stream
+        self._cleanup = cleanup
+        self._closed = False
+
+    @classmethod
+    def over(cls, stream: AsyncGenerator[T], inner: AsyncIterator[Any]) -> ClosingStream[T]:
+        """``stream``, reading ``inner``, that closes ``inner`` when closed."""
+        return cls(stream, lambda: close_quietly(inner))
+
+    def __aiter__(self) -> ClosingStream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        return await self._stream.__anext__()
+
+    async def aclose(self) -> None:
+        """Close the generator, then run the cleanup (once; later calls do nothing)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._stream.aclose()
+        finally:
+            await self._cleanup()
 
 
-async def close_quietly(iterator: AsyncIterator[EngineDelta]) -> None:
-    """Close an engine stream (cancelling generation), ignoring errors: the request is over."""
+async def close_quietly(iterator: AsyncIterator[Any]) -> None:
+    """Close a stream (cancelling generation below it), ignoring errors: the request is over."""
     aclose = getattr(iterator, "aclose", None)
     if aclose is not None:
         try:
             await aclose()
         except Exception:
-            logger.debug("closing an engine stream failed", exc_info=True)
+            logger.debug("closing a stream failed", exc_info=True)
+
+
+def encode_frames(items: AsyncIterator[StreamItem]) -> ClosingStream[bytes]:
+    """The chat API's SSE frames for ``items``, ending in ``[DONE]``; closing this closes ``items``."""
+    return ClosingStream.over(_frames(items), items)
+
+
+async def _frames(items: AsyncIterator[StreamItem]) -> AsyncGenerator[bytes]:
+    async for item in items:
+        if isinstance(item, GatewayError):
+            # Headers are gone; OpenAI's SDK raises on an in-stream error object.
+            yield sse(json.dumps(item.to_openai()))
+        else:
+            yield sse(item.model_dump_json())
+    yield sse("[DONE]")
 
 
 @dataclass
@@ -80,6 +122,8 @@ class SseStream:
     logprobs: bool = False
     #: How many choices the engine generates (``n``); chunks carry each one's index.
     choices: int = 1
+    #: The request is priced and recorded (or handed to a detached task to be).
+    _settled: bool = field(default=False, init=False)
 
     def _has_output(self, piece: EngineDelta) -> bool:
         return bool(piece.text or piece.tool_calls or (self.logprobs and piece.logprobs))
@@ -110,18 +154,22 @@ class SseStream:
         )
         return ChatCompletionChunk(id=self.request_id, created=created, model=self.model, choices=[choice])
 
-    async def chunks(self, first: EngineDelta | None, deltas: AsyncIterator[EngineDelta]) -> AsyncIterator[StreamItem]:
-        """The stream's chunks; closing this generator cancels the engine's generation.
+    def chunks(self, first: EngineDelta | None, deltas: AsyncIterator[EngineDelta]) -> ClosingStream[StreamItem]:
+        """The stream's chunks; closing them cancels the engine's generation, read or not.
 
         A failure after the first chunk ends the stream with the error as its last item
         (the request is settled first); the chunks never raise a :class:`GatewayError`.
         """
+        return ClosingStream(self._chunks(first, deltas), lambda: self._abandon(first, deltas))
+
+    async def _chunks(
+        self, first: EngineDelta | None, deltas: AsyncIterator[EngineDelta]
+    ) -> AsyncGenerator[StreamItem]:
         created = int(time.time())
         last = first
         # Each choice ends with its first finish_reason; the stream, when every choice has.
         finished: dict[int, str] = {}
         called_tools: set[int] = set()
-        settled = False
         try:
             for index in range(self.choices):
                 yield self._chunk(created, DeltaMessage(role="assistant", content=""), index=index)
@@ -149,7 +197,6 @@ class SseStream:
             for index in range(self.choices):
                 reason = finished.get(index) or ("tool_calls" if index in called_tools else "stop")
                 yield self._chunk(created, DeltaMessage(), reason, index=index)
-            settled = True
             cost = await self._finish(last)
             if self.include_usage:
                 prompt, completion = _usage(last)
@@ -164,37 +211,35 @@ class SseStream:
                 )
         except GatewayError as exc:
             logger.warning("stream %s failed after start: %s", self.request_id, exc.message)
-            if not settled:
-                settled = True
-                await self._finish(last)
+            await self._finish(last)
             yield exc
         except Exception:
             logger.exception("stream %s failed after start", self.request_id)
-            if not settled:
-                settled = True
-                await self._finish(last)
+            await self._finish(last)
             yield UpstreamError(f"{self.served_model_name} failed mid-stream")
         finally:
-            if not settled and self.observation is not None:
-                # The client went away (task cancelled or generator closed): record what
-                # was generated anyway, outside this dying task.
-                prompt, completion = _usage(last)
-                self.observation.finish_later(
-                    tier=self.tier_name,
-                    model=self.model,
-                    prompt_tokens=prompt,
-                    completion_tokens=completion,
-                    stream=True,
-                )
-            await close_quietly(deltas)
+            await self._abandon(last, deltas)
+
+    async def _abandon(self, last: EngineDelta | None, deltas: AsyncIterator[EngineDelta]) -> None:
+        # Reached when the stream ends however it ends, and when it is closed unread; a request
+        # not yet settled lost its client (task cancelled, stream closed): record what was
+        # generated anyway, outside this dying task.
+        if not self._settled and self.observation is not None:
+            self._settled = True
+            prompt, completion = _usage(last)
+            self.observation.finish_later(
+                tier=self.tier_name, model=self.model, prompt_tokens=prompt, completion_tokens=completion, stream=True
+            )
+        await close_quietly(deltas)
 
     def _first_token(self) -> None:
         if self.observation is not None:
             self.observation.first_token()
 
     async def _finish(self, last: EngineDelta | None) -> RequestCost | None:
-        if self.observation is None:
+        if self._settled or self.observation is None:
             return None
+        self._settled = True
         prompt, completion = _usage(last)
         return await self.observation.finish(
             tier=self.tier_name, model=self.model, prompt_tokens=prompt, completion_tokens=completion, stream=True

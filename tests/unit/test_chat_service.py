@@ -142,8 +142,8 @@ async def test_client_disconnect_closes_the_engine_stream() -> None:
     result = await service(engine).create(request(stream=True))
     assert isinstance(result, StreamResult)
     frames = result.frames
-    await anext(frames)  # type: ignore[call-overload]
-    await frames.aclose()  # type: ignore[attr-defined]
+    await anext(frames)
+    await frames.aclose()
     assert engine.closed == 1
 
 
@@ -159,3 +159,14 @@ async def test_collect_completion_and_engine_import() -> None:
         with pytest.raises(ConfigError):
             import_engine_class(bad)
     assert isinstance(EngineDelta("t"), EngineDelta)
+
+
+async def test_closing_an_unread_stream_closes_the_engine_stream() -> None:
+    # A client gone before the first frame: the frames are closed without ever being read.
+    engine = ScriptedEngine(pieces=["a"] * 10)
+    result = await service(engine).create(request(stream=True))
+    assert isinstance(result, StreamResult)
+    frames = result.frames
+    await frames.aclose()
+    await frames.aclose()
+    assert engine.closed == 1
