@@ -7,6 +7,7 @@ answer from the response cache when asked, else route and generate; bookkeeping
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 import uuid
@@ -163,6 +164,9 @@ class ChatEndpoint:
             )
         except GatewayError as error:
             observation.fail(error)
+            raise
+        except asyncio.CancelledError:
+            observation.abandon()
             raise
         result.headers.update(admission.headers())
         if use_cache and self._cache is not None and isinstance(result, ChatResult):

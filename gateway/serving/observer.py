@@ -24,11 +24,14 @@ from gateway.serving.access import AccessControl, Admission, Caller
 from gateway.telemetry import RequestRecord, RequestTrace, Telemetry, UpstreamCall, UpstreamRecord
 from gateway.telemetry.semconv import ATTR_OUTPUT_TYPE
 
-__all__ = ["RequestObservation", "RequestObserver"]
+__all__ = ["CLIENT_CLOSED_REQUEST", "RequestObservation", "RequestObserver"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: ``error.type`` of a request whose client left before the answer (see :meth:`RequestObservation.abandon`).
+CLIENT_CLOSED_REQUEST = "client_closed_request"
 
 
 class RequestObserver:
@@ -147,7 +150,9 @@ class RequestObservation:
         )
         return dict(self._upstream.headers)
 
-    def _end_upstream(self, error: BaseException | None, usage: tuple[int, int] = (0, 0), model: str = "") -> None:
+    def _end_upstream(
+        self, error: BaseException | str | None, usage: tuple[int, int] = (0, 0), model: str = ""
+    ) -> None:
         if self._upstream is None:
             return
         call, self._upstream = self._upstream, None
@@ -165,7 +170,7 @@ class RequestObservation:
                     duration_s=time.perf_counter() - self._upstream_started,
                     prompt_tokens=usage[0],
                     completion_tokens=usage[1],
-                    error_type=type(error).__name__ if error is not None else None,
+                    error_type=error if isinstance(error, str) or error is None else type(error).__name__,
                 )
             )
 
@@ -257,6 +262,19 @@ class RequestObservation:
 
     def fail(self, error: GatewayError) -> None:
         """The request ends with an error response (nothing answered, nothing to charge)."""
+        self._end_unanswered(error, status_code=error.status_code, error_type=error.code or type(error).__name__)
+
+    def abandon(self) -> None:
+        """The client left before the answer (its task was cancelled).
+
+        Counted as a failed request with status 499 (nginx's "client closed request"; no client
+        sees it) and ``error.type`` ``client_closed_request``, so that operators see hang-ups.
+        Nothing is charged: no usage came back. A stream's client that leaves after the first
+        byte is not this: the stream settles what was generated.
+        """
+        self._end_unanswered(CLIENT_CLOSED_REQUEST, status_code=499, error_type=CLIENT_CLOSED_REQUEST)
+
+    def _end_unanswered(self, error: BaseException | str, *, status_code: int, error_type: str) -> None:
         if self._finished:
             return
         self._finished = True
@@ -273,8 +291,8 @@ class RequestObservation:
                     routing_reason=self._decision.reason if self._decision else "unspecified",
                     key_id=self.key_id,
                     duration_s=time.perf_counter() - self._started,
-                    error_type=error.code or type(error).__name__,
+                    error_type=error_type,
                 )
             )
         if self._trace is not None:
-            self._trace.end(status_code=error.status_code, error=error)
+            self._trace.end(status_code=status_code, error=error)

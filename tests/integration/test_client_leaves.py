@@ -12,18 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.requests import ClientDisconnect
 
+from gateway.engine import EngineDelta, GenerationRequest
 from gateway.http import GatewayServices, create_http_app
 from gateway.redis_server import EmbeddedRedis
 from gateway.serving.assembly import build_replica_services
 from tests.fakes.engines import ScriptedEngine
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 from tests.integration.conftest import ADMIN_KEY, flushed_totals, gateway_config, make_tiers
+from tests.integration.test_keys_limits_cache import request_counts
 
 Message = dict[str, Any]
 Send = Callable[[Message], Awaitable[None]]
@@ -110,3 +115,60 @@ async def test_a_client_gone_before_the_first_frame_stops_generation_and_is_char
         assert [(s.series.tier, s.counts.requests, s.counts.prompt_tokens) for s in totals] == [("small", 1, 7)]
     finally:
         await services.close()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_client_gone_before_the_answer_is_counted_as_a_hang_up_and_charged_nothing(
+    redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream, stream: bool
+) -> None:
+    # Ray Serve cancels a request's task when its client hangs up; here the task is cancelled
+    # while the engine is still working on the answer (or, streaming, on the first token).
+    config = gateway_config(redis_server.url, fake_upstream.base_url)
+    generating = asyncio.Event()
+    small = StallingEngine(generating, model="small-model")
+    reader, spans = InMemoryMetricReader(), InMemorySpanExporter()
+    services = await build_replica_services(
+        config,
+        await make_tiers(config, small),
+        environ={"SLM_ROUTER_ADMIN_KEY": ADMIN_KEY},
+        metric_readers=[reader],
+        span_processors=[SimpleSpanProcessor(spans)],
+    )
+    try:
+        app = create_http_app(GatewayServices.of(services), max_body_bytes=config.server.max_body_bytes)
+        body = {"model": "small-model", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+
+        async def send(message: Message) -> None:
+            raise AssertionError(f"nothing should be sent, got {message['type']}")
+
+        receive = receiver(json.dumps(body).encode(), asyncio.Event())
+        call = asyncio.ensure_future(app(scope(PATHS["chat"], "2.4"), receive, send))
+        await generating.wait()
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert small.closed == 1
+        await services.observer.drain()
+        assert await flushed_totals(services) == []
+        assert request_counts(reader) == {("small-model", "client_closed_request"): 1}
+        (server,) = [s for s in spans.get_finished_spans() if s.kind.name == "SERVER"]
+        assert server.attributes is not None and server.attributes["http.response.status_code"] == 499
+        assert server.status.status_code.name != "ERROR"  # a hang-up is not a server failure
+    finally:
+        await services.close()
+
+
+class StallingEngine(ScriptedEngine):
+    """Starts generating, says so, and never produces a token."""
+
+    def __init__(self, generating: asyncio.Event, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.generating = generating
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta]:
+        try:
+            self.generating.set()
+            await asyncio.Event().wait()
+            yield EngineDelta("never")
+        finally:
+            self.closed += 1
