@@ -6,8 +6,9 @@ Training data are single prompts; serving sees whole chat conversations. Both go
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 #: Upper bound on rendered characters. Keeps scoring CPU-light for huge conversations; when a
 #: conversation is longer, the oldest turns are dropped first because the latest request is what
@@ -21,6 +22,26 @@ class ChatTurn:
 
     role: str
     text: str
+
+
+def turn_from_message(message: Mapping[str, Any]) -> ChatTurn:
+    """An OpenAI chat message as the router reads it.
+
+    The text parts are joined, ``developer`` reads as ``system`` (as the engines take it), and
+    the tool calls an assistant turn made are written out as ``name(arguments)`` after its text:
+    what the gateway scores (``gateway.serving.messages.routing_turn``, which a test holds equal
+    to this), so that labelled conversations train a router on the text it will see.
+    """
+    role = str(message["role"])
+    content = message.get("content")
+    if isinstance(content, list):
+        text = "".join(str(part.get("text", "")) for part in content if isinstance(part, Mapping))
+    else:
+        text = "" if content is None else str(content)
+    for call in message.get("tool_calls") or ():
+        function = call["function"]
+        text += f"\n{function['name']}({function['arguments']})"
+    return ChatTurn("system" if role == "developer" else role, text.strip())
 
 
 def as_conversation(prompt: str) -> tuple[ChatTurn, ...]:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from router_models.conversation import ChatTurn, as_conversation
 from router_models.errors import RouterDataError
 
 WEAK_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -31,6 +32,9 @@ class LabeledPrompts:
 
     ``weak``/``strong`` are boolean arrays aligned with ``prompts``; ``subject`` is the MMLU
     domain (or the data set name) and is only used for reporting, never as a feature.
+    ``turns`` holds whole conversations (labelled chat traffic, :mod:`router_models.labels`);
+    ``None`` means every row is one user prompt. ``prompts`` then holds each conversation
+    rendered, which is what groups duplicates and what digests cover.
     """
 
     name: str
@@ -39,9 +43,16 @@ class LabeledPrompts:
     strong: npt.NDArray[np.bool_]
     subject: tuple[str, ...]
     digest: str
+    turns: tuple[tuple[ChatTurn, ...], ...] | None = None
 
     def __len__(self) -> int:
         return len(self.prompts)
+
+    def conversations(self) -> list[tuple[ChatTurn, ...]]:
+        """Each row as the conversation a router scores."""
+        if self.turns is not None:
+            return list(self.turns)
+        return [as_conversation(p) for p in self.prompts]
 
     def subset(self, index: npt.NDArray[np.intp]) -> LabeledPrompts:
         """Rows at ``index`` (digest marks the subset so metadata stays truthful)."""
@@ -55,6 +66,7 @@ class LabeledPrompts:
             strong=self.strong[idx],
             subject=tuple(self.subject[i] for i in idx),
             digest=h.hexdigest(),
+            turns=None if self.turns is None else tuple(self.turns[i] for i in idx),
         )
 
 
@@ -160,6 +172,7 @@ def concat(parts: Sequence[LabeledPrompts]) -> LabeledPrompts:
         strong=np.concatenate([p.strong for p in parts]),
         subject=tuple(x for p in parts for x in p.subject),
         digest=h.hexdigest(),
+        turns=None if all(p.turns is None for p in parts) else tuple(c for p in parts for c in p.conversations()),
     )
 
 

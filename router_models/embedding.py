@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from router_models.base import Router
-from router_models.conversation import ChatTurn, as_conversation, render_conversation
+from router_models.conversation import ChatTurn, render_conversation
 from router_models.data import LabeledPrompts
 from router_models.encoder import EMBED_DIM, MiniLMEncoder
 from router_models.errors import RouterArtifactError
@@ -147,7 +147,7 @@ def embed_dataset(
     data: LabeledPrompts, encoder: MiniLMEncoder, progress: bool = False
 ) -> tuple[list[str], npt.NDArray[np.float32]]:
     """Rendered texts and (disk-cached) embeddings of every prompt in ``data``."""
-    texts = [render_conversation(as_conversation(p)) for p in data.prompts]
+    texts = [render_conversation(c) for c in data.conversations()]
     return texts, encoder.encode_cached(texts, progress=progress)
 
 
@@ -163,10 +163,11 @@ def train_embedding(
     cfg = config or EmbeddingConfig()
     cfg = EmbeddingConfig(c=cfg.c, shape_weight=cfg.shape_weight, encoder_fingerprint=enc.fingerprint)
     texts, emb = embed_dataset(data, enc, progress)
-    shape = feature_matrix(texts)
+    turns = [len(c) for c in data.conversations()]
+    shape = feature_matrix(texts, turns)
     mean = shape.mean(axis=0).astype(np.float32)
     std = np.maximum(shape.std(axis=0), 1e-6).astype(np.float32)
     feats = EmbeddedFeatures(enc, mean, std, cfg.shape_weight)
-    x = feats.from_embeddings(emb, texts, [1] * len(texts))
+    x = feats.from_embeddings(emb, texts, turns)
     head = fit_gain_head(x, gain_labels(data.weak, data.strong), cfg.c, seed)
     return EmbeddingRouter(feats, head, cfg)

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from router_models.base import Router
-from router_models.conversation import ChatTurn, as_conversation, render_conversation
+from router_models.conversation import ChatTurn, render_conversation
 from router_models.data import LabeledPrompts
 from router_models.embedding import EmbeddingConfig, EmbeddingRouter, check_encoder, train_embedding
 from router_models.encoder import MiniLMEncoder
@@ -188,7 +188,7 @@ def train_ensemble(
     done = dict(components or {})
     fit_idx, held_idx = holdout_split(data.prompts, holdout_fraction, seed)
     fit, held = data.subset(fit_idx), data.subset(held_idx)
-    held_convs = [as_conversation(p) for p in held.prompts]
+    held_convs = held.conversations()
     bar = tqdm(total=2 * len(COMPONENTS), desc="ensemble", disable=not progress)
     inner_lex = train_lexical(fit, seed)
     bar.update()

@@ -18,9 +18,9 @@ import numpy as np
 import numpy.typing as npt
 
 from router_models.base import Router
-from router_models.conversation import as_conversation
-from router_models.data import LabeledPrompts, load_dataset
+from router_models.data import DATASETS, LabeledPrompts, concat, load_dataset
 from router_models.encoder import DEFAULT_PROFILE, MiniLMEncoder
+from router_models.labels import LABELS_NAME
 from router_models.metrics import RoutingMetrics, cost_quality_curve, oracle_scores, random_scores, routing_metrics
 from router_models.registry import BASELINES, ROUTERS, TrainContext, get_spec
 from router_models.splits import group_folds
@@ -71,7 +71,7 @@ def _run_split(
     encoder: MiniLMEncoder,
     seed: int,
 ) -> None:
-    convs = [as_conversation(p) for p in test.prompts]
+    convs = test.conversations()
     trained: dict[str, Router] = {}
     for name in routers:
         if name == "random":
@@ -97,8 +97,9 @@ def evaluate(
 ) -> list[SettingResult]:
     """Run CV on MMLU and GSM8K (and both transfer directions) for ``routers``.
 
-    ``data`` passes the two data sets already loaded (by name); otherwise they are read from
-    ``data_dir``.
+    ``data`` passes the data sets already loaded (by name); otherwise MMLU and GSM8K are read
+    from ``data_dir``. Labelled traffic (named :data:`~router_models.labels.LABELS_NAME`) gets
+    its own CV and, with ``transfer``, a setting trained on the public sets and tested on it.
     """
     from tqdm.auto import tqdm
 
@@ -119,9 +120,18 @@ def evaluate(
             )
     if transfer:
         for src, dst in (("mmlu", "gsm8k"), ("gsm8k", "mmlu")):
-            res = SettingResult(f"train {src} -> test {dst}")
+            if src in data and dst in data:
+                res = SettingResult(f"train {src} -> test {dst}")
+                results.append(res)
+                jobs.append((res.name, data[src], data[dst], res))
+        public = [d for n, d in data.items() if n in DATASETS]
+        if LABELS_NAME in data and public:
+            # What the shipped kind of router does on the operator's traffic, beside the
+            # labels' own cross-validation above: is training on them worth it?
+            source = concat(public)
+            res = SettingResult(f"train {source.name} -> test {LABELS_NAME}")
             results.append(res)
-            jobs.append((res.name, data[src], data[dst], res))
+            jobs.append((res.name, source, data[LABELS_NAME], res))
     for label, train, test, res in tqdm(jobs, desc="eval", disable=not progress):
         del label
         _run_split(res, names, train, test, encoder, seed)
@@ -130,12 +140,12 @@ def evaluate(
 
 def format_table(results: Sequence[SettingResult]) -> str:
     """Plain-text table: setting, router, APGR, CPT(50%), CPT(80%) (mean ± std over folds)."""
-    lines = [f"{'setting':<28} {'router':<10} {'APGR':>13} {'CPT(50%)':>15} {'CPT(80%)':>15}"]
+    lines = [f"{'setting':<32} {'router':<10} {'APGR':>13} {'CPT(50%)':>15} {'CPT(80%)':>15}"]
     for res in results:
         for router in res.folds:
             s = res.summary(router)
             lines.append(
-                f"{res.name:<28} {router:<10} {s['apgr']:>6.3f} ±{s['apgr_std']:.3f} "
+                f"{res.name:<32} {router:<10} {s['apgr']:>6.3f} ±{s['apgr_std']:.3f} "
                 f"{100 * s['cpt50']:>6.1f}% ±{100 * s['cpt50_std']:4.1f} "
                 f"{100 * s['cpt80']:>6.1f}% ±{100 * s['cpt80_std']:4.1f}"
             )

@@ -15,7 +15,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from router_models.base import Router
-from router_models.conversation import ChatTurn, as_conversation, render_conversation
+from router_models.conversation import ChatTurn, render_conversation
 from router_models.data import LabeledPrompts
 from router_models.errors import RouterArtifactError
 from router_models.features import FEATURE_NAMES, feature_matrix, prompt_features
@@ -197,7 +197,7 @@ def train_lexical(
 
     cfg = config or LexicalConfig()
     steps = tqdm(total=3, desc="lexical", disable=not progress)
-    convs = [as_conversation(p) for p in data.prompts]
+    convs = data.conversations()
     texts = [render_conversation(c) for c in convs]
     empty_vec = _Vectoriser(
         cfg, np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32), np.ones(0, np.float32)
@@ -207,12 +207,13 @@ def train_lexical(
     columns = np.flatnonzero(df >= cfg.min_df).astype(np.int64)
     n = len(texts)
     idf = (np.log((1.0 + n) / (1.0 + df[columns])) + 1.0).astype(np.float32)
-    shape = feature_matrix(texts)
+    turns = [len(c) for c in convs]
+    shape = feature_matrix(texts, turns)
     mean = shape.mean(axis=0).astype(np.float32)
     std = np.maximum(shape.std(axis=0), 1e-6).astype(np.float32)
     steps.update()
     vec = _Vectoriser(cfg, columns, idf, mean, std)
-    x = vec.transform(texts, [1] * n)
+    x = vec.transform(texts, turns)
     steps.update()
     head = fit_gain_head(x, gain_labels(data.weak, data.strong), cfg.c, seed)
     steps.update()

@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from router_models.base import Router
-from router_models.conversation import ChatTurn, as_conversation, render_conversation
+from router_models.conversation import ChatTurn, render_conversation
 from router_models.data import LabeledPrompts
 from router_models.embedding import EmbeddingConfig, EmbeddingRouter, check_encoder, embed_dataset, train_embedding
 from router_models.encoder import MiniLMEncoder
@@ -283,7 +283,7 @@ def train_boosted(
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     stats = _out_of_fold_stats(emb, data, config.inner_folds, seed)
-    x = _boosted_features(stats, texts, [1] * len(texts))
+    x = _boosted_features(stats, texts, [len(c) for c in data.conversations()])
     y = gain_labels(data.weak, data.strong)
     if len(set(y.tolist())) < 2:
         return constant_trees(len(BOOSTED_FEATURES))
@@ -328,7 +328,7 @@ def train_stacked(
         StackedConfig({}, {}, {}),
     )
     bar.update(3)
-    held_scores = inner.component_scores([as_conversation(p) for p in held.prompts])
+    held_scores = inner.component_scores(held.conversations())
     tables = np.stack([percentile_table(held_scores[:, i]) for i in range(len(COMPONENTS))])
     lexical = done.get("lexical") or train_lexical(data, seed)
     bar.update()

@@ -23,9 +23,11 @@ import numpy as np
 from router_models.artifacts import library_versions, save_router
 from router_models.base import Router
 from router_models.calibration import DEFAULT_LARGE_SHARE, calibration_table, threshold_for_share
-from router_models.conversation import as_conversation, render_conversation
+from router_models.conversation import render_conversation
 from router_models.data import LabeledPrompts, concat, load_datasets
 from router_models.encoder import DEFAULT_PROFILE, MiniLMEncoder
+from router_models.errors import RouterDataError
+from router_models.labels import LABELS_NAME, load_labels
 from router_models.metrics import routing_metrics
 from router_models.registry import TrainContext, get_spec
 from router_models.splits import holdout_split
@@ -47,7 +49,7 @@ def package_version() -> str:
 def warm_embeddings(encoder: MiniLMEncoder, parts: Sequence[LabeledPrompts], progress: bool) -> None:
     """Embed each data set once (disk cache) so later subsets are served from memory."""
     for part in parts:
-        encoder.encode_cached([render_conversation(as_conversation(p)) for p in part.prompts], progress=progress)
+        encoder.encode_cached([render_conversation(c) for c in part.conversations()], progress=progress)
 
 
 def fit_router(name: str, data: LabeledPrompts, ctx: TrainContext) -> Router:
@@ -64,13 +66,22 @@ def train_and_save(
     progress: bool = True,
     command: str = "",
     encoder_profile: str = DEFAULT_PROFILE,
+    labels: Sequence[Path] = (),
 ) -> dict[str, Any]:
-    """Train ``name`` end to end and write the artifact to ``out_dir``; returns its metadata."""
+    """Train ``name`` end to end and write the artifact to ``out_dir``; returns its metadata.
+
+    ``datasets`` names RouteLLM sets under ``data_dir``; ``labels`` adds (or, with no data sets,
+    is) operator-labelled conversations (:mod:`router_models.labels`).
+    """
     from tqdm.auto import tqdm
 
     spec = get_spec(name)
     started = time.time()
     parts = load_datasets(datasets, data_dir)
+    if labels:
+        parts.append(load_labels(labels))
+    if not parts:
+        raise RouterDataError("nothing to train on: name data sets, label files, or both")
     data = concat(parts)
     needs_encoder = spec.latency_class == "embedding"
     encoder = MiniLMEncoder.for_training(encoder_profile)
@@ -81,11 +92,11 @@ def train_and_save(
     ctx = TrainContext(seed=seed, progress=progress, encoder=encoder)
     model = fit_router(name, data.subset(fit_idx), ctx)
     held = data.subset(held_idx)
-    held_scores = model.score_many([as_conversation(p) for p in held.prompts])
+    held_scores = model.score_many(held.conversations())
     steps.update()
     metrics: dict[str, Any] = {}
     names = np.array(_dataset_of(held))
-    for ds in datasets:
+    for ds in (p.name for p in parts):
         mask = names == ds
         if mask.sum() > 1:
             metrics[ds] = routing_metrics(held_scores[mask], held.weak[mask], held.strong[mask]).as_dict()
@@ -96,7 +107,8 @@ def train_and_save(
     metadata: dict[str, Any] = {
         "description": spec.description,
         "trained_on": {
-            "datasets": list(datasets),
+            "datasets": [p.name for p in parts],
+            "label_files": [str(path) for path in labels],
             "data_digest": data.digest,
             "dataset_digests": {p.name: p.digest for p in parts},
             "rows": len(data),
@@ -106,7 +118,7 @@ def train_and_save(
         "metrics": {"holdout_fraction": HOLDOUT_FRACTION, "per_dataset": metrics},
         "calibration": {
             "method": "quantile of held-out scores (RouteLLM); route large iff score >= threshold",
-            "reference": f"{HOLDOUT_FRACTION:.0%} held-out prompts of {'+'.join(datasets)}",
+            "reference": f"{HOLDOUT_FRACTION:.0%} held-out prompts of {data.name}",
             "table": calibration_table(held_scores),
         },
         "default_large_share": DEFAULT_LARGE_SHARE,
@@ -122,5 +134,5 @@ def train_and_save(
 
 
 def _dataset_of(data: LabeledPrompts) -> list[str]:
-    # concat() keeps MMLU subjects and labels GSM8K rows with subject "gsm8k".
-    return ["gsm8k" if s == "gsm8k" else "mmlu" for s in data.subject]
+    # concat() keeps MMLU subjects; every other set's rows carry the set's name as subject.
+    return [s if s in ("gsm8k", LABELS_NAME) else "mmlu" for s in data.subject]
