@@ -38,10 +38,11 @@ def main() -> None:
     parser.add_argument("--routers", default="lexical,embedding,knn,ensemble,stacked")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sets", default="mmlu,gsm8k", help="data sets to run, comma-separated")
     args = parser.parse_args()
     routers = args.routers.split(",")
     encoder = MiniLMEncoder.for_training()
-    data = {name: load_dataset(name) for name in ("mmlu", "gsm8k")}
+    data = {name: load_dataset(name) for name in args.sets.split(",")}
     warm_embeddings(encoder, list(data.values()), progress=False)
     started = time.perf_counter()
     for name, d in data.items():

