@@ -22,7 +22,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from gateway.accounting import RequestCost
@@ -122,8 +122,6 @@ class SseStream:
     logprobs: bool = False
     #: How many choices the engine generates (``n``); chunks carry each one's index.
     choices: int = 1
-    #: The request is priced and recorded (or handed to a detached task to be).
-    _settled: bool = field(default=False, init=False)
 
     def _has_output(self, piece: EngineDelta) -> bool:
         return bool(piece.text or piece.tool_calls or (self.logprobs and piece.logprobs))
@@ -223,9 +221,8 @@ class SseStream:
     async def _abandon(self, last: EngineDelta | None, deltas: AsyncIterator[EngineDelta]) -> None:
         # Reached when the stream ends however it ends, and when it is closed unread; a request
         # not yet settled lost its client (task cancelled, stream closed): record what was
-        # generated anyway, outside this dying task.
-        if not self._settled and self.observation is not None:
-            self._settled = True
+        # generated anyway, outside this dying task (the observation settles only once).
+        if self.observation is not None:
             prompt, completion = _usage(last)
             self.observation.finish_later(
                 tier=self.tier_name, model=self.model, prompt_tokens=prompt, completion_tokens=completion, stream=True
@@ -237,9 +234,8 @@ class SseStream:
             self.observation.first_token()
 
     async def _finish(self, last: EngineDelta | None) -> RequestCost | None:
-        if self._settled or self.observation is None:
+        if self.observation is None:
             return None
-        self._settled = True
         prompt, completion = _usage(last)
         return await self.observation.finish(
             tier=self.tier_name, model=self.model, prompt_tokens=prompt, completion_tokens=completion, stream=True
