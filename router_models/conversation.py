@@ -28,9 +28,9 @@ def turn_from_message(message: Mapping[str, Any]) -> ChatTurn:
     """An OpenAI chat message as the router reads it.
 
     The text parts are joined, ``developer`` reads as ``system`` (as the engines take it), and
-    the tool calls an assistant turn made are written out as ``name(arguments)`` after its text:
-    what the gateway scores (``gateway.serving.messages.routing_turn``, which a test holds equal
-    to this), so that labelled conversations train a router on the text it will see.
+    the tool calls an assistant turn made are written out as ``name(arguments)`` after its text.
+    The gateway's scorer reads each request's messages through here, and labelled conversations
+    are read the same way, so a router trains on the text it will score.
     """
     role = str(message["role"])
     content = message.get("content")

@@ -11,9 +11,9 @@ from __future__ import annotations
 import bisect
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.errors import ConfigError, InvalidRequestError
 
@@ -33,8 +33,9 @@ class ConversationScorer(Protocol):
         """The artifact's calibrated two-tier threshold, if any."""
         ...
 
-    async def score(self, messages: Sequence[dict[str, str]]) -> float:
-        """Probability in [0, 1] that the large model is needed."""
+    async def score(self, messages: Sequence[Mapping[str, Any]]) -> float:
+        """Probability in [0, 1] that the large model is needed, for OpenAI chat ``messages``
+        (the whole conversation, as the engines take it)."""
         ...
 
 
@@ -100,7 +101,7 @@ class ThresholdPolicy:
 
     async def decide(
         self,
-        messages: Sequence[dict[str, str]],
+        messages: Sequence[Mapping[str, Any]],
         threshold_override: float | None = None,
         thresholds: Sequence[float] | None = None,
     ) -> RoutingDecision:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -40,13 +40,13 @@ class ThreadedRouterScorer:
         value = self._router.default_threshold
         return None if value is None else float(value)
 
-    def _score_sync(self, messages: Sequence[dict[str, str]]) -> float:
-        from router_models import ChatTurn
+    def _score_sync(self, messages: Sequence[Mapping[str, Any]]) -> float:
+        from router_models.conversation import turn_from_message
 
-        turns = [ChatTurn(role=m["role"], text=m["content"]) for m in messages]
-        return float(self._router.score(turns))
+        # The router's own reading of a chat message, the same one its training data went through.
+        return float(self._router.score([turn_from_message(m) for m in messages]))
 
-    async def score(self, messages: Sequence[dict[str, str]]) -> float:
+    async def score(self, messages: Sequence[Mapping[str, Any]]) -> float:
         """Score off the event loop."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._score_sync, list(messages))

@@ -43,7 +43,7 @@ from gateway.protocol import (
 )
 from gateway.routing.live import RoutingControl
 from gateway.routing.policy import RoutingDecision, ThresholdPolicy, check_threshold
-from gateway.serving.messages import engine_message, routing_turn
+from gateway.serving.messages import engine_message
 from gateway.serving.observer import RequestObservation
 from gateway.serving.streaming import ClosingStream, SseStream, StreamItem, close_quietly, encode_frames
 from gateway.serving.tiers import Tier, TierLadder
@@ -241,11 +241,10 @@ class ChatCompletionService:
         if self._policy is None:
             return RoutingDecision(self._default_tier.name, "default")
         control = self._control
-        turns = [routing_turn(m) for m in messages]
         if control is None:
-            return await self._policy.decide(turns, threshold_override)
+            return await self._policy.decide(messages, threshold_override)
         live = control.thresholds(self._policy.thresholds)
-        decision = await self._policy.decide(turns, threshold_override, live)
+        decision = await self._policy.decide(messages, threshold_override, live)
         budget = control.budget
         if budget is None or decision.score is None or threshold_override is not None:
             return decision

@@ -1,4 +1,5 @@
-"""How a request's messages reach the engines and the router."""
+"""How a request's messages reach the engines (and the router, which reads these with
+``router_models.conversation.turn_from_message``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 from gateway.protocol import ChatMessage
 
-__all__ = ["engine_message", "routing_turn"]
+__all__ = ["engine_message"]
 
 
 def engine_message(message: ChatMessage) -> dict[str, Any]:
@@ -20,12 +21,3 @@ def engine_message(message: ChatMessage) -> dict[str, Any]:
     if message.role == "tool":
         engine["tool_call_id"] = message.tool_call_id
     return engine
-
-
-def routing_turn(message: dict[str, Any]) -> dict[str, str]:
-    """A message as the router reads it: its text, with the tool calls it made written out."""
-    text = message["content"] or ""
-    for call in message.get("tool_calls") or ():
-        function = call["function"]
-        text += f"\n{function['name']}({function['arguments']})"
-    return {"role": message["role"], "content": text.strip()}

@@ -21,7 +21,7 @@ from gateway.protocol import ChatCompletionRequest, check_tool_use
 from gateway.protocol.parsing import parse_body
 from gateway.routing.policy import ThresholdPolicy
 from gateway.serving import ChatCompletionService, ChatResult, StreamResult, Tier
-from gateway.serving.messages import routing_turn
+from router_models.conversation import ChatTurn, turn_from_message
 from tests.fakes.engines import ScriptedEngine
 
 WEATHER = {
@@ -253,14 +253,10 @@ async def test_a_spent_key_cannot_call_tools_when_only_a_dearer_tier_has_them() 
 
 
 def test_the_router_reads_tool_calls_and_results_as_text() -> None:
-    assert routing_turn({"role": "assistant", "content": None, "tool_calls": [CALL]}) == {
-        "role": "assistant",
-        "content": 'get_weather({"city": "Oslo"})',
-    }
-    assert routing_turn({"role": "tool", "content": "22C", "tool_call_id": "call_1"}) == {
-        "role": "tool",
-        "content": "22C",
-    }
+    assert turn_from_message({"role": "assistant", "content": None, "tool_calls": [CALL]}) == ChatTurn(
+        "assistant", 'get_weather({"city": "Oslo"})'
+    )
+    assert turn_from_message({"role": "tool", "content": "22C", "tool_call_id": "call_1"}) == ChatTurn("tool", "22C")
 
 
 async def test_routing_scores_the_whole_conversation_including_tool_turns() -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gateway.protocol import ChatMessage
-from gateway.serving.messages import engine_message, routing_turn
+from gateway.serving.messages import engine_message
 from router_models.artifacts import load_router, read_metadata
 from router_models.cli import main
 from router_models.conversation import ChatTurn, render_conversation, turn_from_message
@@ -73,10 +73,10 @@ def test_labelled_conversations_load_as_the_gateway_would_score_them(tmp_path: P
     )
     assert second == (ChatTurn("user", "Prove Fermat's last theorem."),)
     assert data.prompts[0] == render_conversation(first)
-    # The gateway's own path from a request message to the text it scores gives the same turns.
+    # The gateway scores a request's messages in the engines' form: the same turns come out.
     for message in rows[0]["messages"]:  # type: ignore[index]
-        served = routing_turn(engine_message(ChatMessage.model_validate(message)))
-        assert turn_from_message(message) == ChatTurn(served["role"], served["content"])
+        served = engine_message(ChatMessage.model_validate(message))
+        assert turn_from_message(message) == turn_from_message(served)
     # Subsets and concatenation keep the conversations; the public sets stay one-turn prompts.
     assert data.subset(np.array([1])).conversations() == [second]
     both = concat(
