@@ -74,9 +74,8 @@ def prepare(data_dir: Path | None) -> None:
 
 def members(data_dir: Path | None) -> None:
     """Out-of-fold scores of ``stacked`` and its four members on the same folds."""
-    from router_models.base import Router
     from router_models.encoder import MiniLMEncoder
-    from router_models.registry import TrainContext, get_spec
+    from router_models.registry import train_routers
     from router_models.stacked import StackedRouter
     from router_models.training import warm_embeddings
 
@@ -91,10 +90,7 @@ def members(data_dir: Path | None) -> None:
         for k in range(FOLDS):
             train = d.subset(np.flatnonzero(fold != k))
             test_idx = np.flatnonzero(fold == k)
-            trained: dict[str, Router] = {}
-            for r in ("lexical", "embedding", "stacked"):
-                trained[r] = get_spec(r).train(train, TrainContext(seed=SEED, encoder=encoder, trained=dict(trained)))
-            router = trained["stacked"]
+            router = train_routers(("lexical", "embedding", "stacked"), train, SEED, encoder)["stacked"]
             assert isinstance(router, StackedRouter)
             convs = [as_conversation(d.prompts[i]) for i in test_idx]
             comp[test_idx] = router.component_scores(convs)

@@ -21,7 +21,7 @@ from router_models.base import Router
 from router_models.data import LabeledPrompts, concat, load_dataset
 from router_models.encoder import MiniLMEncoder
 from router_models.metrics import routing_metrics
-from router_models.registry import TrainContext, get_spec
+from router_models.registry import train_routers
 from router_models.splits import group_folds
 from router_models.training import warm_embeddings
 
@@ -29,10 +29,7 @@ ROUTERS = ("lexical", "embedding", "knn", "ensemble", "stacked")
 
 
 def _train(train: LabeledPrompts, encoder: MiniLMEncoder) -> dict[str, Router]:
-    trained: dict[str, Router] = {}
-    for name in ROUTERS:
-        trained[name] = get_spec(name).train(train, TrainContext(seed=0, encoder=encoder, trained=dict(trained)))
-    return trained
+    return train_routers(ROUTERS, train, 0, encoder)
 
 
 def _scores(routers: dict[str, Router], test: LabeledPrompts) -> dict[str, tuple[float, float]]:

@@ -20,12 +20,11 @@ import time
 
 import numpy as np
 
-from router_models.base import Router
 from router_models.conversation import as_conversation
 from router_models.data import load_dataset
 from router_models.encoder import MiniLMEncoder
 from router_models.metrics import routing_metrics
-from router_models.registry import TrainContext, get_spec
+from router_models.registry import train_routers
 from router_models.splits import group_folds
 from router_models.training import warm_embeddings
 
@@ -61,10 +60,8 @@ def main() -> None:
                 take = np.sort(order[: max(50, round(share * len(order)))])
                 train = d.subset(take)
                 rows[share].append(len(take))
-                trained: dict[str, Router] = {}
+                trained = train_routers(routers, train, args.seed, encoder)
                 for router in routers:
-                    ctx = TrainContext(seed=args.seed, encoder=encoder, trained=dict(trained))
-                    trained[router] = get_spec(router).train(train, ctx)
                     metrics = routing_metrics(trained[router].score_many(convs), test.weak, test.strong)
                     apgr[router][share].append(metrics.apgr)
                     cpt50[router][share].append(metrics.cpt50)

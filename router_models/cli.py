@@ -1,4 +1,4 @@
-"""Command-line glue: ``train``, ``calibrate`` and ``eval`` subcommands.
+"""Command-line glue: ``train``, ``calibrate``, ``eval`` and ``label`` subcommands.
 
 The gateway's ``slm-router`` CLI calls :func:`register_commands` on its argparse subparsers;
 ``python -m router_models.cli ...`` runs the same commands standalone. Nothing is parsed or
@@ -151,6 +151,63 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_label(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    from openai import AsyncOpenAI
+
+    from router_models.labelling import Endpoint, Labeller, label_file, read_prompts
+
+    if args.concurrency < 1 or args.max_tokens < 1 or args.timeout <= 0 or args.retries < 0:
+        raise RouterError("--concurrency and --max-tokens must be >= 1, --timeout > 0, --retries >= 0")
+    items, duplicates = read_prompts(Path(args.prompts), need_reference=args.judge is None)
+    clients: dict[tuple[str, str], AsyncOpenAI] = {}
+
+    def endpoint(base_url: str, key_env: str, model: str) -> Endpoint:
+        # A gateway without API keys accepts any bearer token; the SDK insists on one.
+        key = os.environ.get(key_env) or "unused"
+        if (base_url, key) not in clients:
+            clients[(base_url, key)] = AsyncOpenAI(
+                base_url=base_url, api_key=key, timeout=args.timeout, max_retries=args.retries
+            )
+        return Endpoint(clients[(base_url, key)], model)
+
+    judge = None
+    if args.judge:
+        judge = endpoint(args.judge_base_url or args.base_url, args.judge_api_key_env or args.api_key_env, args.judge)
+    labeller = Labeller(
+        endpoint(args.base_url, args.api_key_env, args.weak),
+        endpoint(args.base_url, args.api_key_env, args.strong),
+        judge,
+        args.max_tokens,
+    )
+
+    async def run() -> None:
+        try:
+            await label_file(items, labeller, Path(args.out), args.concurrency, progress=not args.quiet)
+        finally:
+            for client in clients.values():
+                await client.close()
+
+    asyncio.run(run())
+    report = labeller.report
+    print(
+        f"{args.out}: {report.labelled} labelled now, {report.skipped} already there, "
+        f"{len(report.failed)} failed, {duplicates} repeated prompts skipped (grader: {labeller.grader})"
+    )
+    for role, (prompt_tokens, completion_tokens) in report.tokens.items():
+        if prompt_tokens or completion_tokens:
+            print(f"  {role:6s} model: {prompt_tokens} prompt + {completion_tokens} completion tokens")
+    if report.truncated:
+        print(f"  {report.truncated} answers stopped at --max-tokens {args.max_tokens} and were graded as they were")
+    for where, reason in report.failed:
+        print(f"  failed {where}: {reason}", file=sys.stderr)
+    if report.failed:
+        print("  rerun the same command to retry the failed prompts (labelled ones are kept)", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
 def _add_encoder_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--encoder",
@@ -161,7 +218,7 @@ def _add_encoder_option(p: argparse.ArgumentParser) -> None:
 
 
 def register_commands(subparsers: Any) -> None:
-    """Add ``train``, ``calibrate`` and ``eval`` to an argparse ``add_subparsers()`` object.
+    """Add ``train``, ``calibrate``, ``eval`` and ``label`` to an argparse ``add_subparsers()`` object.
 
     Each subparser sets ``func`` (``Namespace -> int`` exit code); the caller runs
     ``args.func(args)``. :class:`RouterError` is raised for user-facing failures.
@@ -207,6 +264,25 @@ def register_commands(subparsers: Any) -> None:
     p.add_argument("--quiet", action="store_true")
     _add_encoder_option(p)
     p.set_defaults(func=_cmd_eval)
+
+    p = subparsers.add_parser(
+        "label", help="label prompts for train --labels: both models answer, each answer is graded"
+    )
+    p.add_argument("--prompts", required=True, help="JSONL: messages or prompt, optional reference, per line")
+    p.add_argument("--out", required=True, help="label JSONL to write (appended to; a rerun resumes)")
+    p.add_argument("--base-url", default="http://127.0.0.1:8000/v1", help="OpenAI-compatible API (the gateway)")
+    p.add_argument("--weak", required=True, help="the small model's name at --base-url")
+    p.add_argument("--strong", required=True, help="the large model's name at --base-url")
+    p.add_argument("--judge", default=None, help="judge model (default: grade against each prompt's reference)")
+    p.add_argument("--judge-base-url", default=None, help="API of the judge (default --base-url)")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    p.add_argument("--judge-api-key-env", default=None, help="environment variable of the judge's key")
+    p.add_argument("--concurrency", type=int, default=8, help="prompts in flight at once")
+    p.add_argument("--max-tokens", type=int, default=1024, help="answer length cap for both models")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per call")
+    p.add_argument("--retries", type=int, default=2, help="retries of a failed call")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_label)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,12 +17,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from router_models.base import Router
 from router_models.data import DATASETS, LabeledPrompts, concat, load_dataset
 from router_models.encoder import DEFAULT_PROFILE, MiniLMEncoder
 from router_models.labels import LABELS_NAME
 from router_models.metrics import RoutingMetrics, cost_quality_curve, oracle_scores, random_scores, routing_metrics
-from router_models.registry import BASELINES, ROUTERS, TrainContext, get_spec
+from router_models.registry import BASELINES, ROUTERS, get_spec, train_routers
 from router_models.splits import group_folds
 from router_models.training import warm_embeddings
 
@@ -72,15 +71,13 @@ def _run_split(
     seed: int,
 ) -> None:
     convs = test.conversations()
-    trained: dict[str, Router] = {}
+    trained = train_routers([r for r in routers if r not in BASELINES], train, seed, encoder)
     for name in routers:
         if name == "random":
             scores: npt.ArrayLike = random_scores(len(test), seed)
         elif name == "oracle":
             scores = oracle_scores(test.weak, test.strong)
         else:
-            ctx = TrainContext(seed=seed, encoder=encoder, trained=dict(trained))
-            trained[name] = get_spec(name).train(train, ctx)
             scores = trained[name].score_many(convs)
         result.add(name, scores, test)
 

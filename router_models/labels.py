@@ -16,13 +16,16 @@ content or text parts, ``developer``, ``assistant`` turns with ``tool_calls``, `
 ``prompt`` (a string) may stand in for a single user message. ``weak_correct`` and
 ``strong_correct`` say whether the small and the large model answered acceptably. Blank lines
 are skipped; anything else that is not such an object is an error naming its file and line.
+``slm-router label`` (:mod:`router_models.labelling`) writes such files, adding ``weak_answer``,
+``strong_answer``, ``reference`` and ``grader`` so a person can audit a grade; training reads
+past them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +35,34 @@ from router_models.conversation import ChatTurn, render_conversation, turn_from_
 from router_models.data import LabeledPrompts
 from router_models.errors import RouterDataError
 
-__all__ = ["LABELS_NAME", "load_labels"]
+__all__ = ["LABELS_NAME", "conversation_of", "jsonl_objects", "load_labels"]
 
 #: The data-set name of labelled prompts (in metadata, eval settings and held-out metrics).
 LABELS_NAME = "labels"
-_FIELDS = frozenset({"messages", "prompt", "weak_correct", "strong_correct"})
+_FIELDS = frozenset(
+    {"messages", "prompt", "weak_correct", "strong_correct", "weak_answer", "strong_answer", "reference", "grader"}
+)
 
 
-def _conversation(item: Mapping[str, Any], where: str) -> tuple[ChatTurn, ...]:
+def jsonl_objects(path: Path, text: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(where, object)`` for each non-blank line of ``text`` (read from ``path``); ``where`` is
+    ``path:line``. A line that is not a JSON object raises :class:`RouterDataError` naming it."""
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RouterDataError(f"{where}: not JSON ({exc.msg})") from exc
+        if not isinstance(item, dict):
+            raise RouterDataError(f"{where}: expected a JSON object")
+        yield where, item
+
+
+def conversation_of(item: Mapping[str, Any], where: str) -> tuple[ChatTurn, ...]:
+    """The conversation of a labelled (or to-be-labelled) line, from ``messages`` or ``prompt``,
+    as the router reads it; malformed input raises :class:`RouterDataError` naming ``where``."""
     if ("messages" in item) == ("prompt" in item):
         raise RouterDataError(f"{where}: give either 'messages' or 'prompt'")
     if "prompt" in item:
@@ -88,20 +111,11 @@ def load_labels(paths: Sequence[Path]) -> LabeledPrompts:
             raise RouterDataError(f"cannot read label file {path}: {exc.strerror or exc}") from exc
         digest.update(f"{path.name}:{len(raw)};".encode())
         digest.update(raw)
-        for number, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RouterDataError(f"{where}: not JSON ({exc.msg})") from exc
-            if not isinstance(item, dict):
-                raise RouterDataError(f"{where}: expected a JSON object")
+        for where, item in jsonl_objects(path, raw.decode("utf-8", errors="replace")):
             unknown = sorted(set(item) - _FIELDS)
             if unknown:
                 raise RouterDataError(f"{where}: unknown field(s) {', '.join(unknown)}")
-            conversations.append(_conversation(item, where))
+            conversations.append(conversation_of(item, where))
             weak.append(_flag(item, "weak_correct", where))
             strong.append(_flag(item, "strong_correct", where))
     if len(conversations) < 2:

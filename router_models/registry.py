@@ -6,7 +6,7 @@ a new router means adding a :class:`RouterSpec` to :data:`ROUTERS`' construction
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -143,3 +143,18 @@ def get_spec(name: str) -> RouterSpec:
         return ROUTERS[name]
     except KeyError:
         raise RouterError(f"unknown router {name!r}; known routers: {', '.join(ROUTERS)}") from None
+
+
+def train_routers(
+    names: Sequence[str], data: LabeledPrompts, seed: int, encoder: MiniLMEncoder, progress: bool = False
+) -> dict[str, Router]:
+    """Train routers ``names`` on ``data`` in the order given, by name.
+
+    Each one sees those trained before it, so a combiner named after its members reuses them
+    instead of refitting (the eval's order, lexical … stacked, relies on this).
+    """
+    trained: dict[str, Router] = {}
+    for name in names:
+        ctx = TrainContext(seed=seed, progress=progress, encoder=encoder, trained=dict(trained))
+        trained[name] = get_spec(name).train(data, ctx)
+    return trained

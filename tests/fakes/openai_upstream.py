@@ -15,6 +15,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,10 @@ class UpstreamBehaviour:
     hang: bool = False
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers_seen: list[dict[str, str]] = field(default_factory=list)
+    #: The answer text for a request body, in place of the echo (a scripted model or judge).
+    reply: Callable[[dict[str, Any]], str] | None = None
+    #: Requests for which this returns true fail with ``fail_status`` (default 500).
+    fail_when: Callable[[dict[str, Any]], bool] | None = None
 
 
 def _words(text: str) -> list[str]:
@@ -159,10 +164,10 @@ def create_fake_openai_app(behaviour: UpstreamBehaviour) -> FastAPI:
             await asyncio.sleep(3600)
         if behaviour.latency_s:
             await asyncio.sleep(behaviour.latency_s)
-        if behaviour.fail_status is not None:
+        if behaviour.fail_status is not None or (behaviour.fail_when is not None and behaviour.fail_when(body)):
             return JSONResponse(
                 {"error": {"message": behaviour.fail_message, "type": "server_error", "param": None, "code": None}},
-                status_code=behaviour.fail_status,
+                status_code=behaviour.fail_status or 500,
             )
         last_user = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
         if isinstance(last_user, list):
@@ -171,7 +176,8 @@ def create_fake_openai_app(behaviour: UpstreamBehaviour) -> FastAPI:
         if body["messages"][-1].get("role") == "tool":
             results = [m["content"] for m in body["messages"] if m.get("role") == "tool"]
             last_user = "tool results: " + " | ".join(str(r) for r in results)
-        words = _words(_answer_text(body, behaviour.prefix + str(last_user)))
+        text = behaviour.reply(body) if behaviour.reply is not None else behaviour.prefix + str(last_user)
+        words = _words(_answer_text(body, text))
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens") or 1024
         words = words[:max_tokens]
         finish = "length" if len(words) == max_tokens else "stop"
