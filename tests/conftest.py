@@ -42,6 +42,8 @@ def upstream_behaviour(fake_upstream: FakeOpenAIUpstream) -> Iterator[UpstreamBe
     behaviour.fail_status = None
     behaviour.fail_message = UpstreamBehaviour.fail_message
     behaviour.hang = False
+    behaviour.reply = None
+    behaviour.fail_when = None
     behaviour.requests.clear()
     behaviour.headers_seen.clear()
 

@@ -178,10 +178,14 @@ def test_bad_prompt_files_fail_before_any_call(
 
 
 async def test_through_the_gateway_each_label_comes_from_the_tier_it_names(
-    make_app: AppFactory, redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream, tmp_path: Path
+    make_app: AppFactory,
+    redis_server: EmbeddedRedis,
+    fake_upstream: FakeOpenAIUpstream,
+    upstream_behaviour: UpstreamBehaviour,
+    tmp_path: Path,
 ) -> None:
     assert _ANSWERED_BY == HEADER_MODEL  # router_models does not import the gateway; keep them equal
-    fake_upstream.behaviour.reply = lambda body: "Paris" if "France" in _last_user_text(body) else "4"
+    upstream_behaviour.reply = lambda body: "Paris" if "France" in _last_user_text(body) else "4"
     prompts: list[dict[str, Any]] = [
         {"prompt": "What is 2+2?", "reference": 4},
         {"prompt": "The capital of France?", "reference": "Paris"},
