@@ -159,8 +159,10 @@ def _cmd_label(args: argparse.Namespace) -> int:
 
     from router_models.labelling import Endpoint, Labeller, label_file, read_prompts
 
-    if args.concurrency < 1 or args.max_tokens < 1 or args.timeout <= 0 or args.retries < 0:
-        raise RouterError("--concurrency and --max-tokens must be >= 1, --timeout > 0, --retries >= 0")
+    if min(args.concurrency, args.max_tokens, args.judge_max_tokens) < 1 or args.timeout <= 0 or args.retries < 0:
+        raise RouterError(
+            "--concurrency, --max-tokens and --judge-max-tokens must be >= 1, --timeout > 0, --retries >= 0"
+        )
     items, duplicates = read_prompts(Path(args.prompts), need_reference=args.judge is None)
     clients: dict[tuple[str, str], AsyncOpenAI] = {}
 
@@ -181,6 +183,7 @@ def _cmd_label(args: argparse.Namespace) -> int:
         endpoint(args.base_url, args.api_key_env, args.strong),
         judge,
         args.max_tokens,
+        args.judge_max_tokens,
     )
 
     async def run() -> None:
@@ -279,6 +282,9 @@ def register_commands(subparsers: Any) -> None:
     p.add_argument("--judge-api-key-env", default=None, help="environment variable of the judge's key")
     p.add_argument("--concurrency", type=int, default=8, help="prompts in flight at once")
     p.add_argument("--max-tokens", type=int, default=1024, help="answer length cap for both models")
+    p.add_argument(
+        "--judge-max-tokens", type=int, default=16, help="the judge's reply cap (raise it for a judge that reasons)"
+    )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per call")
     p.add_argument("--retries", type=int, default=2, help="retries of a failed call")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

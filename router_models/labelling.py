@@ -39,6 +39,8 @@ __all__ = ["Endpoint", "LabelItem", "LabelReport", "Labeller", "label_file", "re
 
 _INPUT_FIELDS = frozenset({"messages", "prompt", "reference"})
 _ROLES = ("weak", "strong", "judge")
+#: Room for a one-word verdict; a judge that reasons before answering needs more (``--judge-max-tokens``).
+DEFAULT_JUDGE_MAX_TOKENS = 16
 #: The gateway's header naming the model that answered (gateway.serving.chat.HEADER_MODEL).
 _ANSWERED_BY = "x-slm-router-model"
 
@@ -143,9 +145,17 @@ def _done_keys(path: Path) -> set[str]:
 class Labeller:
     """Asks the weak and the strong model for an answer and grades both."""
 
-    def __init__(self, weak: Endpoint, strong: Endpoint, judge: Endpoint | None, max_tokens: int) -> None:
+    def __init__(
+        self,
+        weak: Endpoint,
+        strong: Endpoint,
+        judge: Endpoint | None,
+        max_tokens: int,
+        judge_max_tokens: int = DEFAULT_JUDGE_MAX_TOKENS,
+    ) -> None:
         self._weak, self._strong, self._judge = weak, strong, judge
         self._max_tokens = max_tokens
+        self._judge_max_tokens = judge_max_tokens
         #: Counts of this labeller's work so far (tokens, truncated answers; filled in by :func:`label_file`).
         self.report = LabelReport()
 
@@ -197,7 +207,8 @@ class Labeller:
         if self._judge is None:
             assert item.reference is not None  # read_prompts checked it
             return matches_reference(answer, item.reference)
-        reply = await self._complete("judge", self._judge, judge_messages(item.messages, answer, item.reference), 16)
+        request = judge_messages(item.messages, answer, item.reference)
+        reply = await self._complete("judge", self._judge, request, self._judge_max_tokens)
         verdict = parse_verdict(reply)
         if verdict is None:
             raise LabellingError(f"judge gave no verdict: {reply[:80]!r}")

@@ -124,6 +124,7 @@ def test_failures_are_left_out_and_a_rerun_labels_only_them(
     captured = capsys.readouterr()
     assert f"failed {prompts}:1: judge gave no verdict: 'I would rather not say.'" in captured.err
     assert f"failed {prompts}:2: strong model 'large': Error code: 500 - injected failure" in captured.err
+    assert {b["max_tokens"] for b in upstream.behaviour.requests if b["model"] == "judge"} == {16}
     lines = _lines(out)
     assert list(lines) == ["Pick one."]  # nothing guessed for the two that failed
     assert lines["Pick one."]["grader"] == "judge:judge"
@@ -132,8 +133,9 @@ def test_failures_are_left_out_and_a_rerun_labels_only_them(
     upstream.behaviour.fail_when = None
     upstream.behaviour.reply = lambda body: "CORRECT" if body["model"] == "judge" else _reply(body)
     upstream.behaviour.requests.clear()
-    assert _label(upstream, prompts, out, "--judge", "judge") == 0
+    assert _label(upstream, prompts, out, "--judge", "judge", "--judge-max-tokens", "200") == 0
     assert "2 labelled now, 1 already there, 0 failed" in capsys.readouterr().out
+    assert {b["max_tokens"] for b in upstream.behaviour.requests if b["model"] == "judge"} == {200}
     asked = sorted(_last_user_text(b) for b in upstream.behaviour.requests if b["model"] != "judge")
     assert asked == ["What is 2+2?", "What is 2+2?", "What is 6*7?", "What is 6*7?"]
     lines = _lines(out)
@@ -236,3 +238,13 @@ async def test_a_malformed_answer_fails_its_prompt_not_the_run(tmp_path: Path) -
         ), why
     assert (tmp_path / "labels.jsonl").read_text(encoding="utf-8") == ""
     await transport.aclose()
+
+
+@pytest.mark.parametrize("option", ["--concurrency", "--max-tokens", "--judge-max-tokens"])
+def test_limits_below_one_are_refused(
+    upstream: FakeOpenAIUpstream, tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    prompts = _write(tmp_path / "prompts.jsonl", PROMPTS[:1])
+    assert _label(upstream, prompts, tmp_path / "labels.jsonl", option, "0") == 2
+    assert "must be >= 1" in capsys.readouterr().err
+    assert upstream.behaviour.requests == []
