@@ -1,4 +1,4 @@
-"""The CLI's side of the admin API: ``slm-router keys ...`` and ``slm-router costs``.
+"""The CLI's side of the admin API: ``slm-router keys|threshold|capture ...`` and ``slm-router costs``.
 
 It talks HTTP to a running gateway (``--url``, default ``http://127.0.0.1:8000``) with
 the admin credential from ``$SLM_ROUTER_ADMIN_KEY``, so it works the same against a
@@ -99,13 +99,29 @@ def _threshold(args: argparse.Namespace) -> int:
     return 0
 
 
+def _capture(args: argparse.Namespace) -> int:
+    if args.capture_command == "clear":
+        print(f"deleted {_call(args, 'DELETE', '/admin/capture')['deleted']} captured conversations")
+        return 0
+    data = _call(args, "GET", f"/admin/capture?limit={args.limit}")
+    lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in data["data"])
+    if args.out == "-":
+        print(lines, end="")
+    else:
+        with open(args.out, "w", encoding="utf-8") as out:
+            out.write(lines)
+        sampling = "" if data["sampling"] else " (state.capture.share is 0: nothing new is being kept)"
+        print(f"wrote {len(data['data'])} of {data['kept']} captured conversations to {args.out}{sampling}")
+    return 0
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=os.environ.get("SLM_ROUTER_URL", "http://127.0.0.1:8000"), help="gateway URL")
     parser.add_argument("--admin-key-env", default="SLM_ROUTER_ADMIN_KEY", help="variable holding the admin key")
 
 
 def register_commands(sub: Any) -> None:
-    """Add ``keys`` and ``costs`` to the ``slm-router`` parser."""
+    """Add ``keys``, ``threshold``, ``capture`` and ``costs`` to the ``slm-router`` parser."""
     keys = sub.add_parser("keys", help="create, list and revoke API keys (admin API)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key; its secret is printed once")
@@ -142,6 +158,17 @@ def register_commands(sub: Any) -> None:
             action.add_argument("--over-budget", choices=["small", "reject"], help="what to do at the cap")
         _common(action)
         action.set_defaults(func=_threshold)
+
+    capture = sub.add_parser("capture", help="export or clear the sampled conversations (state.capture)")
+    capture_sub = capture.add_subparsers(dest="capture_command", required=True)
+    export = capture_sub.add_parser("export", help="write them as JSONL for slm-router label, newest first")
+    export.add_argument("--out", required=True, help="JSONL file to write, or - for stdout")
+    export.add_argument("--limit", type=int, default=10_000, help="at most this many conversations")
+    _common(export)
+    export.set_defaults(func=_capture)
+    clear = capture_sub.add_parser("clear", help="delete every captured conversation")
+    _common(clear)
+    clear.set_defaults(func=_capture)
 
     costs = sub.add_parser("costs", help="requests, tokens, cost, baseline and savings by tier and key")
     costs.add_argument("--since", default="24h", help="look-back, e.g. 30m, 1h, 7d")

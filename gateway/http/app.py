@@ -240,6 +240,16 @@ def _add_admin_routes(app: FastAPI, admin: AdminService, access: AccessControl, 
         access.require_admin(request.headers.get("authorization"))
         return await admin.revoke_key(key_id)
 
+    @app.get("/admin/capture")
+    async def captured(request: Request, limit: int = 1000) -> Any:
+        access.require_admin(request.headers.get("authorization"))
+        return JSONResponse(await admin.captured(limit), headers={"Cache-Control": "no-store"})
+
+    @app.delete("/admin/capture")
+    async def clear_captured(request: Request) -> Any:
+        access.require_admin(request.headers.get("authorization"))
+        return await admin.clear_captured()
+
     @app.get("/admin/routing")
     async def get_routing(request: Request) -> dict[str, Any]:
         access.require_admin(request.headers.get("authorization"))

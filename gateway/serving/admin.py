@@ -1,4 +1,5 @@
-"""The admin API's logic: API keys and cost reports (admin credential required)."""
+"""The admin API's logic: API keys, live routing, cost reports and captured conversations
+(admin credential required)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from gateway.state import StateStore
 
 __all__ = ["AdminService", "CreateKeyRequest", "parse_since"]
 
+#: Conversations one export may return (the list itself holds up to ``state.capture.max_entries``).
+MAX_CAPTURE_EXPORT = 100_000
 _SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -130,6 +133,16 @@ class AdminService:
         if not await self._require_store().api_keys.revoke(key_id):
             raise NotFoundError(f"no key with id {key_id!r}", param="key_id", code="key_not_found")
         return {"id": key_id, "revoked": True}
+
+    async def captured(self, limit: int) -> dict[str, Any]:
+        """The kept conversations, newest first, as ``slm-router label`` reads them."""
+        capture = self._require_store().capture
+        rows = await capture.export(max(1, min(limit, MAX_CAPTURE_EXPORT)))
+        return {"object": "list", "data": rows, "kept": await capture.count(), "sampling": capture.enabled}
+
+    async def clear_captured(self) -> dict[str, Any]:
+        """Drop every kept conversation (after export, or to stop keeping users' text)."""
+        return {"deleted": await self._require_store().capture.clear()}
 
     async def costs(self, since: str) -> dict[str, Any]:
         """Requests, tokens, cost, baseline, savings and savings % by tier, model and key."""

@@ -135,7 +135,8 @@ async def build_replica_services(
         observer.routing_control = control
     cache = store.cache if store is not None else None
     key_spend = KeySpend(ledger) if ledger is not None else None
-    endpoint = ChatEndpoint(chat, access, observer, cache, config.routing.tenant_thresholds, key_spend)
+    capture = store.capture if store is not None and store.capture.enabled else None
+    endpoint = ChatEndpoint(chat, access, observer, cache, config.routing.tenant_thresholds, key_spend, capture)
     soft: dict[str, HealthCheck] = {"redis": store.health.check} if store is not None else {}
 
     def info() -> dict[str, Any]:

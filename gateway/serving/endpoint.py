@@ -35,7 +35,7 @@ from gateway.serving.chat import OTHER_MODEL_LABEL, ChatCompletionService, ChatR
 from gateway.serving.key_budgets import KeySpend
 from gateway.serving.observer import RequestObserver
 from gateway.serving.streaming import ClosingStream, StreamItem
-from gateway.state import ResponseCache
+from gateway.state import ConversationCapture, ResponseCache
 
 __all__ = [
     "CACHE_HEADER",
@@ -86,8 +86,10 @@ class ChatEndpoint:
         cache: ResponseCache | None = None,
         tenant_thresholds: Mapping[str, float] | None = None,
         key_spend: KeySpend | None = None,
+        capture: ConversationCapture | None = None,
     ) -> None:
         self._tenant_thresholds = dict(tenant_thresholds or {})
+        self._capture = capture
         self._key_spend = key_spend
         self._chat = chat
         self._access = access
@@ -147,6 +149,7 @@ class ChatEndpoint:
                 error
             )
             raise
+        await self._maybe_capture(request)
         if use_cache and self._cache is not None:
             hit = await self._cache.get(request_dict, scope=caller.tenant)
             if hit is not None:
@@ -175,6 +178,14 @@ class ChatEndpoint:
             await self._cache.put(request_dict, stored, scope=caller.tenant)
             result.headers[CACHE_HEADER] = "miss"
         return _shaped(result, legacy=legacy_answer)
+
+    async def _maybe_capture(self, request: ChatCompletionRequest) -> None:
+        # Admitted requests for a served (or the routed) model, cache hits included: the
+        # sample is of the traffic the router decides on, not of bad keys, bodies or names.
+        # Before generation, so that no open stream waits on this write.
+        known = self._chat.model_label(request.model) != OTHER_MODEL_LABEL
+        if self._capture is not None and known and self._capture.sampled():
+            await self._capture.keep([m.model_dump(mode="json", exclude_none=True) for m in request.messages])
 
     async def _over_budget(self, caller: Caller) -> bool:
         """Whether the caller's key has spent its dollar budget (429 when the policy says reject)."""

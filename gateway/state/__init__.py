@@ -12,7 +12,15 @@ from gateway.state.api_keys import (
     read_secret_env,
     verify_admin,
 )
-from gateway.state.config import AuthConfig, CacheConfig, RateLimitConfig, ResponseStoreConfig, StateConfig
+from gateway.state.capture import ConversationCapture
+from gateway.state.config import (
+    AuthConfig,
+    CacheConfig,
+    CaptureConfig,
+    RateLimitConfig,
+    ResponseStoreConfig,
+    StateConfig,
+)
 from gateway.state.errors import StateUnavailableError
 from gateway.state.health import RedisHealth
 from gateway.state.keys import KeySpace
@@ -28,6 +36,8 @@ __all__ = [
     "AuthConfig",
     "BufferedWriter",
     "CacheConfig",
+    "CaptureConfig",
+    "ConversationCapture",
     "KeySpace",
     "LedgerOp",
     "RateDecision",

@@ -1,4 +1,4 @@
-"""Settings of the shared state (auth, rate limits, response cache) kept in Redis.
+"""Settings of the shared state (auth, rate limits, response cache, capture) kept in Redis.
 
 They follow the house rules of :mod:`gateway.config`: every model forbids unknown keys
 and is frozen. :class:`StateConfig` is meant to be nested into ``GatewayConfig`` as its
@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.state.keys import DEFAULT_PREFIX
 
-__all__ = ["AuthConfig", "CacheConfig", "RateLimitConfig", "ResponseStoreConfig", "StateConfig"]
+__all__ = ["AuthConfig", "CacheConfig", "CaptureConfig", "RateLimitConfig", "ResponseStoreConfig", "StateConfig"]
 
 
 class _Strict(BaseModel):
@@ -76,6 +76,22 @@ class ResponseStoreConfig(_Strict):
     max_record_bytes: int = Field(4 * 1024 * 1024, ge=1024)
 
 
+class CaptureConfig(_Strict):
+    """A random sample of request conversations kept for labelling (``slm-router label``).
+
+    Off by default: conversations are your users' text. With ``share`` above zero, that share
+    of chat requests (after authentication, validation and rate limits) is kept in Redis, the
+    newest ``max_entries``, for the admin API to export (``slm-router capture export``).
+    """
+
+    #: Fraction of requests kept, 0 (off) to 1.
+    share: float = Field(0.0, ge=0, le=1)
+    #: Conversations kept; past it the oldest are dropped.
+    max_entries: int = Field(10_000, ge=1, le=1_000_000)
+    #: A conversation whose JSON is larger is not kept.
+    max_entry_bytes: int = Field(65_536, ge=256)
+
+
 class StateConfig(_Strict):
     """Shared state of all gateway replicas, kept in Redis."""
 
@@ -92,6 +108,7 @@ class StateConfig(_Strict):
     rate_limits: RateLimitConfig = Field(default_factory=RateLimitConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     responses: ResponseStoreConfig = Field(default_factory=ResponseStoreConfig)
+    capture: CaptureConfig = Field(default_factory=CaptureConfig)
 
     @field_validator("prefix")
     @classmethod

@@ -110,6 +110,12 @@ class KeySpace:
         """Sorted set digest -> insertion time (µs) used to evict oldest: ``<p>:{cache}:idx``."""
         return f"{self._prefix}:{{cache}}:idx"
 
+    # --- captured conversations -------------------------------------------------------
+
+    def captured_conversations(self) -> str:
+        """List of sampled request conversations (JSON, newest first): ``<p>:capture``."""
+        return f"{self._prefix}:capture"
+
     # --- stored responses -------------------------------------------------------------
 
     def stored_response(self, tenant_tag: str, response_id: str) -> str:

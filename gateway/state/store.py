@@ -1,7 +1,7 @@
 """One facade per replica over the shared state in Redis.
 
 :class:`StateStore` owns the single ``redis.asyncio.Redis`` client of the replica and
-the components built on it (keys, rate limits, response cache, ledger), all sharing one
+the components built on it (keys, rate limits, response cache, capture, ledger), all sharing one
 :class:`RedisHealth`. The client is tuned for the hot path: sub-second connect and
 operation timeouts and at most one immediate retry, so a dead Redis costs a request
 milliseconds (refused) or ~1 s at worst (black-holed), never redis-py's defaults of 5 s
@@ -22,6 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
 from gateway.state.api_keys import ApiKeyStore, read_secret_env
+from gateway.state.capture import ConversationCapture
 from gateway.state.config import StateConfig
 from gateway.state.health import RedisHealth
 from gateway.state.keys import KeySpace
@@ -101,6 +102,7 @@ class StateStore:
         )
         self.cache = ResponseCache(client, self.keys, self.health, self.config.cache)
         self.responses = ResponseStore(client, self.keys, self.health, self.config.responses)
+        self.capture = ConversationCapture(client, self.keys, self.health, self.config.capture)
         self.ledger = BufferedWriter(client, self.health, max_entries=self.config.ledger_buffer_max_entries)
 
     @classmethod

@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import uvicorn
@@ -14,6 +15,7 @@ from gateway.cli import main
 from gateway.http import GatewayServices, create_http_app
 from gateway.redis_server import EmbeddedRedis
 from gateway.serving.assembly import build_replica_services
+from router_models.labelling import read_prompts
 from tests.conftest import free_port
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 from tests.integration.conftest import ADMIN_KEY, gateway_config, make_tiers
@@ -26,7 +28,7 @@ def gateway_url(redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream) 
     config = gateway_config(
         redis_server.url,
         fake_upstream.base_url,
-        state={"prefix": f"cli{uuid.uuid4().hex[:6]}", "auth": {"enabled": True}},
+        state={"prefix": f"cli{uuid.uuid4().hex[:6]}", "auth": {"enabled": True}, "capture": {"share": 1.0}},
     )
     port = free_port()
     ready = threading.Event()
@@ -94,3 +96,29 @@ def test_keys_and_costs_cli(
     monkeypatch.setenv("SLM_ROUTER_ADMIN_KEY", "wrong")
     with pytest.raises(SystemExit, match="403"):
         main(["keys", "list", "--url", gateway_url])
+
+
+def test_capture_export_writes_label_input_and_clear_empties_it(
+    gateway_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import httpx
+
+    monkeypatch.setenv("SLM_ROUTER_ADMIN_KEY", ADMIN_KEY)
+    assert main(["keys", "create", "--name", "capture", "--url", gateway_url]) == 0
+    key = capsys.readouterr().out.split("store it now): ")[1].strip()
+    for question in ("first?", "second?"):
+        chat = httpx.post(
+            f"{gateway_url}/v1/chat/completions",
+            json={"model": "small-model", "messages": [{"role": "user", "content": question}]},
+            headers={"authorization": f"Bearer {key}"},
+        )
+        assert chat.status_code == 200
+    sample = tmp_path / "sample.jsonl"
+    assert main(["capture", "export", "--out", str(sample), "--url", gateway_url]) == 0
+    assert f"wrote 2 of 2 captured conversations to {sample}" in capsys.readouterr().out
+    items, _ = read_prompts(sample, need_reference=False)
+    assert [item.messages[0]["content"] for item in items] == ["second?", "first?"]
+    assert main(["capture", "clear", "--url", gateway_url]) == 0
+    assert "deleted 2 captured conversations" in capsys.readouterr().out
+    assert main(["capture", "export", "--out", "-", "--url", gateway_url]) == 0
+    assert capsys.readouterr().out == ""

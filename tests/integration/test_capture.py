@@ -1,0 +1,80 @@
+"""``state.capture``: a sample of admitted conversations, exported for ``slm-router label``.
+
+In-process replicas over the session's real Redis; each test's config has its own key prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from gateway.redis_server import EmbeddedRedis
+from router_models.labelling import read_prompts
+from tests.fakes.openai_upstream import FakeOpenAIUpstream
+from tests.integration.conftest import ADMIN_KEY, AppFactory, gateway_config
+
+ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
+FIRST = [
+    {"role": "system", "content": "Answer briefly."},
+    {"role": "user", "content": [{"type": "text", "text": "What is a monad?"}]},
+]
+SECOND = [
+    {"role": "user", "content": "Name a prime."},
+    {"role": "assistant", "content": "7"},
+    {"role": "user", "content": "A bigger one?"},
+]
+
+
+def _config(redis_url: str, upstream_url: str, share: float) -> Any:
+    state = {"prefix": f"cap{uuid.uuid4().hex[:8]}", "capture": {"share": share}}
+    return gateway_config(redis_url, upstream_url, state=state)
+
+
+async def test_admitted_conversations_are_kept_and_export_as_label_input(
+    make_app: AppFactory, redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream, tmp_path: Path
+) -> None:
+    async with make_app(_config(redis_server.url, fake_upstream.base_url, 1.0)) as (client, _):
+        for messages in (FIRST, SECOND):
+            ok = await client.post("/v1/chat/completions", json={"model": "small-model", "messages": messages})
+            assert ok.status_code == 200
+        # Refused requests are not traffic the router sees: nothing kept.
+        bad = await client.post("/v1/chat/completions", json={"model": "small-model", "messages": []})
+        assert bad.status_code == 400
+        unknown = await client.post("/v1/chat/completions", json={"model": "nope", "messages": SECOND})
+        assert unknown.status_code in (400, 404)
+        # The Responses API is the same pipeline: its input is kept as chat messages.
+        responses = await client.post("/v1/responses", json={"model": "small-model", "input": "Say hi."})
+        assert responses.status_code == 200
+
+        assert (await client.get("/admin/capture")).status_code in (401, 403)  # admin only
+        exported = await client.get("/admin/capture", headers=ADMIN)
+        assert exported.status_code == 200 and exported.headers["cache-control"] == "no-store"
+        body = exported.json()
+        assert body["kept"] == 3 and body["sampling"] is True
+        rows = body["data"]
+        assert [row["messages"] for row in rows[1:]] == [SECOND, FIRST]  # newest first, as sent
+        assert rows[0]["messages"][-1] == {"role": "user", "content": "Say hi."}
+        assert (await client.get("/admin/capture?limit=1", headers=ADMIN)).json()["data"] == rows[:1]
+
+        # What the export holds is what `slm-router label --prompts` reads.
+        sample = tmp_path / "sample.jsonl"
+        sample.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+        items, repeated = read_prompts(sample, need_reference=False)
+        assert len(items) == 3 and repeated == 0
+        assert items[2].messages == FIRST
+
+        cleared = await client.delete("/admin/capture", headers=ADMIN)
+        assert cleared.json() == {"deleted": 3}
+        assert (await client.get("/admin/capture", headers=ADMIN)).json()["data"] == []
+
+
+async def test_off_by_default(
+    make_app: AppFactory, redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream
+) -> None:
+    async with make_app(_config(redis_server.url, fake_upstream.base_url, 0.0)) as (client, _):
+        ok = await client.post("/v1/chat/completions", json={"model": "small-model", "messages": FIRST})
+        assert ok.status_code == 200
+        body = (await client.get("/admin/capture", headers=ADMIN)).json()
+        assert body == {"object": "list", "data": [], "kept": 0, "sampling": False}
