@@ -78,3 +78,5 @@ async def test_off_by_default(
         assert ok.status_code == 200
         body = (await client.get("/admin/capture", headers=ADMIN)).json()
         assert body == {"object": "list", "data": [], "kept": 0, "sampling": False}
+        bad = await client.get("/admin/capture?limit=many", headers=ADMIN)
+        assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
