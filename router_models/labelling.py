@@ -22,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from router_models.conversation import ChatTurn, render_conversation, turn_from_message
 from router_models.errors import RouterDataError, RouterError
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Endpoint", "LabelItem", "LabelReport", "Labeller", "label_file", "read_prompts"]
 
+T = TypeVar("T")
+U = TypeVar("U")
 _INPUT_FIELDS = frozenset({"messages", "prompt", "reference"})
 _ROLES = ("weak", "strong", "judge")
 #: Room for a one-word verdict; a judge that reasons before answering needs more (``--judge-max-tokens``).
@@ -216,17 +218,28 @@ class Labeller:
 
     async def label(self, item: LabelItem) -> dict[str, Any]:
         """The label line for ``item``; raises :class:`LabellingError` if it cannot be labelled."""
-        weak_answer, strong_answer = await asyncio.gather(
+        weak_answer, strong_answer = await _both(
             self._complete("weak", self._weak, item.messages, self._max_tokens),
             self._complete("strong", self._strong, item.messages, self._max_tokens),
         )
-        weak_ok, strong_ok = await asyncio.gather(self._grade(item, weak_answer), self._grade(item, strong_answer))
+        weak_ok, strong_ok = await _both(self._grade(item, weak_answer), self._grade(item, strong_answer))
         line: dict[str, Any] = {**item.source, "weak_correct": weak_ok, "strong_correct": strong_ok}
         line |= {"weak_answer": weak_answer, "strong_answer": strong_answer}
         if item.reference is not None:
             line["reference"] = item.reference
         line["grader"] = self.grader
         return line
+
+
+async def _both(first: Coroutine[Any, Any, T], second: Coroutine[Any, Any, U]) -> tuple[T, U]:
+    """Run two calls at once; when one fails, the other is cancelled (not left running unowned)
+    and the first failure is raised as itself."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            one, two = group.create_task(first), group.create_task(second)
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return one.result(), two.result()
 
 
 async def label_file(

@@ -137,8 +137,8 @@ class AdminService:
     async def captured(self, limit: int) -> dict[str, Any]:
         """The kept conversations, newest first, as ``slm-router label`` reads them."""
         capture = self._require_store().capture
-        rows = await capture.export(max(1, min(limit, MAX_CAPTURE_EXPORT)))
-        return {"object": "list", "data": rows, "kept": await capture.count(), "sampling": capture.enabled}
+        rows, kept = await capture.export(max(1, min(limit, MAX_CAPTURE_EXPORT)))
+        return {"object": "list", "data": rows, "kept": kept, "sampling": capture.enabled}
 
     async def clear_captured(self) -> dict[str, Any]:
         """Drop every kept conversation (after export, or to stop keeping users' text)."""

@@ -183,8 +183,9 @@ class ChatEndpoint:
         # Admitted requests for a served (or the routed) model, cache hits included: the
         # sample is of the traffic the router decides on, not of bad keys, bodies or names.
         # Before generation, so that no open stream waits on this write.
-        known = self._chat.model_label(request.model) != OTHER_MODEL_LABEL
-        if self._capture is not None and known and self._capture.sampled():
+        if self._capture is None or not self._capture.sampled():
+            return
+        if self._chat.model_label(request.model) != OTHER_MODEL_LABEL:
             await self._capture.keep([m.model_dump(mode="json", exclude_none=True) for m in request.messages])
 
     async def _over_budget(self, caller: Caller) -> bool:

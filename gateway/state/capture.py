@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from gateway.state.config import CaptureConfig
 from gateway.state.errors import REDIS_FAILURES, StateUnavailableError
@@ -69,33 +70,25 @@ class ConversationCapture:
         self._health.record_success()
         return True
 
-    async def export(self, limit: int) -> list[dict[str, Any]]:
-        """Up to ``limit`` kept conversations, newest first (503 when Redis is down)."""
-        try:
-            raw = await self._client.lrange(self._key, 0, max(limit, 1) - 1)
-        except REDIS_FAILURES as exc:
-            self._health.record_failure(exc)
-            raise StateUnavailableError("captured conversations are in Redis, which is unavailable") from exc
-        self._health.record_success()
-        return [json.loads(item) for item in raw]
-
-    async def count(self) -> int:
-        """How many conversations are kept (503 when Redis is down)."""
-        try:
-            return int(await self._client.llen(self._key))
-        except REDIS_FAILURES as exc:
-            self._health.record_failure(exc)
-            raise StateUnavailableError("captured conversations are in Redis, which is unavailable") from exc
+    async def export(self, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Up to ``limit`` kept conversations, newest first, and how many are kept in all
+        (503 when Redis is down)."""
+        raw, kept = await self._admin(lambda pipe: (pipe.lrange(self._key, 0, max(limit, 1) - 1), pipe.llen(self._key)))
+        return [json.loads(item) for item in raw], int(kept)
 
     async def clear(self) -> int:
         """Drop every kept conversation; returns how many there were (503 when Redis is down)."""
+        kept, _ = await self._admin(lambda pipe: (pipe.llen(self._key), pipe.delete(self._key)))
+        return int(kept)
+
+    async def _admin(self, queue: Callable[[Pipeline], object]) -> list[Any]:
+        # The admin side, unlike keep(), must not pass a Redis outage off as an empty list.
         try:
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.llen(self._key)
-                pipe.delete(self._key)
-                count, _ = await pipe.execute()
+                queue(pipe)
+                results: list[Any] = await pipe.execute()
         except REDIS_FAILURES as exc:
             self._health.record_failure(exc)
-            raise StateUnavailableError("captured conversations are in Redis, which is unavailable") from exc
+            raise StateUnavailableError("captured conversations cannot be read right now", retry_after=1) from exc
         self._health.record_success()
-        return int(count)
+        return results

@@ -20,19 +20,19 @@ async def test_kept_newest_first_capped_and_cleared(make_store: StoreFactory) ->
     replica = make_store(capture={"share": 1.0, "max_entries": 3})  # a second replica, same list
     for i in range(5):
         assert await (store if i % 2 else replica).capture.keep(_conversation(i))
-    rows = await store.capture.export(limit=10)
+    rows, _ = await store.capture.export(limit=10)
     assert rows == [{"messages": _conversation(i)} for i in (4, 3, 2)]  # the oldest two were dropped
-    assert await store.capture.export(limit=1) == [{"messages": _conversation(4)}]
-    assert await replica.capture.count() == 3
+    assert await store.capture.export(limit=1) == ([{"messages": _conversation(4)}], 3)
+    assert (await replica.capture.export(limit=1))[1] == 3
     assert await replica.capture.clear() == 3
-    assert await store.capture.export(limit=10) == []
+    assert await store.capture.export(limit=10) == ([], 0)
 
 
 async def test_an_oversized_conversation_is_not_kept(make_store: StoreFactory) -> None:
     store = make_store(capture={"share": 1.0, "max_entry_bytes": 256})
     assert not await store.capture.keep([{"role": "user", "content": "x" * 300}])
     assert await store.capture.keep([{"role": "user", "content": "short"}])
-    assert await store.capture.count() == 1
+    assert (await store.capture.export(limit=10))[1] == 1
 
 
 async def test_redis_down_loses_the_sample_not_the_request(make_store: StoreFactory) -> None:
