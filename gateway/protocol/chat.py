@@ -149,6 +149,9 @@ class ChatCompletionRequest(Tolerant):
     #: Legacy function calling, served as tool calling (see :mod:`gateway.protocol.legacy_functions`).
     functions: Annotated[list[FunctionDefinition], Field(max_length=MAX_TOOLS)] | None = None
     function_call: Literal["none", "auto"] | NamedFunction | None = None
+    #: ``false`` keeps this conversation out of the labelling sample (``state.capture``). It
+    #: governs what the gateway keeps and is not sent on to either tier.
+    store: bool | None = None
     #: slm-router extension: per-request routing threshold for the virtual router model.
     router_threshold: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
 

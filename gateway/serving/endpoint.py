@@ -149,7 +149,7 @@ class ChatEndpoint:
                 error
             )
             raise
-        await self._maybe_capture(request)
+        await self._maybe_capture(request, caller)
         if use_cache and self._cache is not None:
             hit = await self._cache.get(request_dict, scope=caller.tenant)
             if hit is not None:
@@ -179,11 +179,11 @@ class ChatEndpoint:
             result.headers[CACHE_HEADER] = "miss"
         return _shaped(result, legacy=legacy_answer)
 
-    async def _maybe_capture(self, request: ChatCompletionRequest) -> None:
+    async def _maybe_capture(self, request: ChatCompletionRequest, caller: Caller) -> None:
         # Admitted requests for a served (or the routed) model, cache hits included: the
         # sample is of the traffic the router decides on, not of bad keys, bodies or names.
         # Before generation, so that no open stream waits on this write.
-        if self._capture is None or not self._capture.sampled():
+        if self._capture is None or not self._capture.sampled(caller.tenant, request.store):
             return
         if self._chat.model_label(request.model) != OTHER_MODEL_LABEL:
             await self._capture.keep([m.model_dump(mode="json", exclude_none=True) for m in request.messages])

@@ -121,6 +121,8 @@ def chat_form(request: ResponsesRequest, history: Sequence[dict[str, Any]] = ())
         "max_completion_tokens": request.max_output_tokens,
         "parallel_tool_calls": request.parallel_tool_calls,
         "user": request.user,
+        # A response the client asked not to keep is not captured for labelling either.
+        "store": False if request.store is False else None,
         "router_threshold": request.router_threshold,
     }
     if request.stream:

@@ -3,14 +3,18 @@
 A router for your traffic is trained on labelled samples of it (docs/routers.md), and the
 ledger and traces keep no request text. With ``state.capture.share`` above zero, that share of
 chat requests that were admitted (authenticated, valid, within limits) has its conversation
-kept in one capped Redis list, as the line ``slm-router label`` reads:
-``{"messages": [...]}``. Redis being down loses the sample, never the request.
+kept in one capped Redis sorted set, as the line ``slm-router label`` reads:
+``{"messages": [...]}``, scored by the time it was kept. The score is what retention
+(``max_age_s``) prunes by; a conversation sent again is kept once, at its latest time.
+Requests that say ``"store": false``, and tenants the config excludes, are never kept.
+Redis being down loses the sample, never the request.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -35,21 +39,30 @@ class ConversationCapture:
         health: RedisHealth,
         config: CaptureConfig,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
         self._key = keys.captured_conversations()
         self._health = health
         self._config = config
         self._rng = rng or random.Random()
+        # Wall-clock seconds, shared by every replica's view of an entry's age.
+        self._clock = clock
 
     @property
     def enabled(self) -> bool:
         """Whether any share of requests is sampled."""
         return self._config.share > 0
 
-    def sampled(self) -> bool:
-        """Draw whether this request is kept (share 1 keeps every one)."""
-        return self.enabled and self._rng.random() < self._config.share
+    def sampled(self, tenant: str, store: bool | None = None) -> bool:
+        """Draw whether a request of ``tenant`` is kept (share 1 keeps every one).
+
+        Never for an excluded tenant or a request that says ``store: false`` (OpenAI's flag
+        for "do not keep this for distillation or evals", which is what the sample is for).
+        """
+        if not self.enabled or store is False or tenant in self._config.exclude_tenants:
+            return False
+        return self._rng.random() < self._config.share
 
     async def keep(self, messages: Sequence[Mapping[str, Any]]) -> bool:
         """Keep one conversation; False when it was not kept (too big, Redis down)."""
@@ -59,10 +72,17 @@ class ConversationCapture:
             return False
         if len(line) > self._config.max_entry_bytes or not self._health.allow_attempt():
             return False
+        now = self._clock()
         try:
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.lpush(self._key, line)
-                pipe.ltrim(self._key, 0, self._config.max_entries - 1)
+                pipe.zadd(self._key, {line: now})
+                self._prune(pipe, now)
+                pipe.zremrangebyrank(self._key, 0, -self._config.max_entries - 1)
+                if self._config.max_age_s is None:
+                    pipe.persist(self._key)  # a TTL left by an earlier config must not drop the sample
+                else:
+                    # Without new captures every entry ages out together: the key goes with them.
+                    pipe.pexpire(self._key, max(1, int(self._config.max_age_s * 1000)))
                 await pipe.execute()
         except REDIS_FAILURES as exc:
             self._health.record_failure(exc)
@@ -73,15 +93,32 @@ class ConversationCapture:
     async def export(self, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Up to ``limit`` kept conversations, newest first, and how many are kept in all
         (503 when Redis is down)."""
-        raw, kept = await self._admin(lambda pipe: (pipe.lrange(self._key, 0, max(limit, 1) - 1), pipe.llen(self._key)))
+
+        def read(pipe: Pipeline) -> None:
+            self._prune(pipe, self._clock())
+            pipe.zrevrange(self._key, 0, max(limit, 1) - 1)
+            pipe.zcard(self._key)
+
+        *_, raw, kept = await self._admin(read)
         return [json.loads(item) for item in raw], int(kept)
 
     async def clear(self) -> int:
         """Drop every kept conversation; returns how many there were (503 when Redis is down)."""
-        kept, _ = await self._admin(lambda pipe: (pipe.llen(self._key), pipe.delete(self._key)))
+
+        def drop(pipe: Pipeline) -> None:
+            self._prune(pipe, self._clock())
+            pipe.zcard(self._key)
+            pipe.delete(self._key)
+
+        *_, kept, _ = await self._admin(drop)
         return int(kept)
 
-    async def _admin(self, queue: Callable[[Pipeline], object]) -> list[Any]:
+    def _prune(self, pipe: Pipeline, now: float) -> None:
+        """Queue the removal of conversations past ``max_age_s`` (a no-op without one)."""
+        if self._config.max_age_s is not None:
+            pipe.zremrangebyscore(self._key, "-inf", f"({now - self._config.max_age_s}")
+
+    async def _admin(self, queue: Callable[[Pipeline], None]) -> list[Any]:
         # The admin side, unlike keep(), must not pass a Redis outage off as an empty list.
         try:
             async with self._client.pipeline(transaction=True) as pipe:

@@ -81,7 +81,8 @@ class CaptureConfig(_Strict):
 
     Off by default: conversations are your users' text. With ``share`` above zero, that share
     of chat requests (after authentication, validation and rate limits) is kept in Redis, the
-    newest ``max_entries``, for the admin API to export (``slm-router capture export``).
+    newest ``max_entries`` for at most ``max_age_s``, for the admin API to export
+    (``slm-router capture export``). A request that says ``"store": false`` is never kept.
     """
 
     #: Fraction of requests kept, 0 (off) to 1.
@@ -90,6 +91,11 @@ class CaptureConfig(_Strict):
     max_entries: int = Field(10_000, ge=1, le=1_000_000)
     #: A conversation whose JSON is larger is not kept.
     max_entry_bytes: int = Field(65_536, ge=256)
+    #: Retention: a conversation older than this is dropped, and the whole sample expires
+    #: this long after the last one kept. ``null`` keeps them until ``max_entries`` drops them.
+    max_age_s: float | None = Field(30 * 86_400.0, gt=0)
+    #: Tenants whose requests are never kept (for example those whose contracts forbid it).
+    exclude_tenants: frozenset[str] = frozenset()
 
 
 class StateConfig(_Strict):

@@ -113,7 +113,7 @@ class KeySpace:
     # --- captured conversations -------------------------------------------------------
 
     def captured_conversations(self) -> str:
-        """List of sampled request conversations (JSON, newest first): ``<p>:capture``."""
+        """Sorted set of sampled request conversations (JSON, scored by capture time): ``<p>:capture``."""
         return f"{self._prefix}:capture"
 
     # --- stored responses -------------------------------------------------------------

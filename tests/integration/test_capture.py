@@ -27,8 +27,8 @@ SECOND = [
 ]
 
 
-def _config(redis_url: str, upstream_url: str, share: float) -> Any:
-    state = {"prefix": f"cap{uuid.uuid4().hex[:8]}", "capture": {"share": share}}
+def _config(redis_url: str, upstream_url: str, share: float, **capture: Any) -> Any:
+    state = {"prefix": f"cap{uuid.uuid4().hex[:8]}", "capture": {"share": share, **capture}}
     return gateway_config(redis_url, upstream_url, state=state)
 
 
@@ -80,3 +80,23 @@ async def test_off_by_default(
         assert body == {"object": "list", "data": [], "kept": 0, "sampling": False}
         bad = await client.get("/admin/capture?limit=many", headers=ADMIN)
         assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_store_false_and_excluded_tenants_are_not_kept(
+    make_app: AppFactory, redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream
+) -> None:
+    config = _config(redis_server.url, fake_upstream.base_url, 1.0, exclude_tenants=["no-capture"])
+    async with make_app(config) as (client, _):
+        chat = "/v1/chat/completions"
+        opted_out = await client.post(chat, json={"model": "small-model", "messages": FIRST, "store": False})
+        assert opted_out.status_code == 200
+        responses = await client.post("/v1/responses", json={"model": "small-model", "input": "Hi.", "store": False})
+        assert responses.status_code == 200 and responses.json()["store"] is False
+        excluded = await client.post(
+            chat, json={"model": "small-model", "messages": FIRST}, headers={"x-slm-router-tenant": "no-capture"}
+        )
+        assert excluded.status_code == 200
+        kept = await client.post(chat, json={"model": "small-model", "messages": SECOND, "store": True})
+        assert kept.status_code == 200
+        body = (await client.get("/admin/capture", headers=ADMIN)).json()
+        assert body["kept"] == 1 and [row["messages"] for row in body["data"]] == [SECOND]
