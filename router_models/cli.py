@@ -202,12 +202,18 @@ def _cmd_label(args: argparse.Namespace) -> int:
     for role, (prompt_tokens, completion_tokens) in report.tokens.items():
         if prompt_tokens or completion_tokens:
             print(f"  {role:6s} model: {prompt_tokens} prompt + {completion_tokens} completion tokens")
+    if report.reused:
+        print(f"  {report.reused} replies reused from the earlier run (not asked again)")
     if report.truncated:
         print(f"  {report.truncated} answers stopped at --max-tokens {args.max_tokens} and were graded as they were")
     for where, reason in report.failed:
         print(f"  failed {where}: {reason}", file=sys.stderr)
     if report.failed:
-        print("  rerun the same command to retry the failed prompts (labelled ones are kept)", file=sys.stderr)
+        print(
+            "  rerun the same command to retry the failed prompts (labelled ones are kept, and so are the "
+            f"replies that did arrive, in {args.out}.replies)",
+            file=sys.stderr,
+        )
     return 1 if report.failed else 0
 
 

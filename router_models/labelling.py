@@ -13,7 +13,9 @@ kept for audit.
 
 The run is resumable and never guesses: each finished prompt is appended to the output at once;
 a rerun skips the prompts already there; a prompt whose call failed (after the client's retries)
-or whose judge gave no verdict is reported and left out, never written as a wrong answer.
+or whose judge gave no verdict is reported and left out, never written as a wrong answer. The
+replies that did arrive for it are kept beside the output (:mod:`router_models.reply_cache`),
+so the rerun pays only for the calls that failed.
 Answers are asked for at temperature 0, as the RouteLLM labels were made.
 """
 
@@ -31,6 +33,7 @@ from router_models.conversation import ChatTurn, render_conversation, turn_from_
 from router_models.errors import RouterDataError, RouterError
 from router_models.grading import judge_messages, matches_reference, parse_verdict
 from router_models.labels import conversation_of, jsonl_objects
+from router_models.reply_cache import CachedReply, ReplyCache, request_digest
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -72,12 +75,14 @@ class Endpoint:
 
 @dataclass
 class LabelReport:
-    """What a run did: prompts labelled, skipped (already in the output), failed, and tokens used."""
+    """What a run did: prompts labelled, skipped (already in the output), failed, replies reused
+    from an earlier run, and tokens used (by this run's calls only)."""
 
     labelled: int = 0
     skipped: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     truncated: int = 0
+    reused: int = 0
     tokens: dict[str, list[int]] = field(default_factory=lambda: {r: [0, 0] for r in _ROLES})
 
 
@@ -160,6 +165,8 @@ class Labeller:
         self._judge_max_tokens = judge_max_tokens
         #: Counts of this labeller's work so far (tokens, truncated answers; filled in by :func:`label_file`).
         self.report = LabelReport()
+        #: Replies of earlier runs, and where this run's are kept (set by :func:`label_file`).
+        self.replies: ReplyCache | None = None
 
     @property
     def grader(self) -> str:
@@ -169,6 +176,23 @@ class Labeller:
     async def _complete(
         self, role: str, endpoint: Endpoint, messages: Sequence[Mapping[str, Any]], max_tokens: int
     ) -> str:
+        digest = request_digest(endpoint.model, messages, max_tokens)
+        cached = self.replies.get(digest) if self.replies is not None else None
+        if cached is not None:
+            self.report.reused += 1
+            self.report.truncated += cached.truncated
+            return cached.text
+        text, truncated = await self._call(role, endpoint, messages, max_tokens)
+        # A judge's reply is kept only if it is a verdict: one that is not fails the prompt,
+        # and the rerun should ask again rather than fail the same way.
+        if self.replies is not None and (role != "judge" or parse_verdict(text) is not None):
+            self.replies.put(digest, CachedReply(text, truncated))
+        self.report.truncated += truncated
+        return text
+
+    async def _call(
+        self, role: str, endpoint: Endpoint, messages: Sequence[Mapping[str, Any]], max_tokens: int
+    ) -> tuple[str, bool]:
         from openai import APIError
         from openai.types.chat import ChatCompletion
 
@@ -200,10 +224,9 @@ class Labeller:
             counts[0] += response.usage.prompt_tokens
             counts[1] += response.usage.completion_tokens
         choice = response.choices[0]
-        if role != "judge" and choice.finish_reason == "length":
-            self.report.truncated += 1
+        truncated = role != "judge" and choice.finish_reason == "length"
         # Tool calls read as the router reads them ("name(arguments)"), so a judge can grade them.
-        return turn_from_message(choice.message.model_dump()).text
+        return turn_from_message(choice.message.model_dump()).text, truncated
 
     async def _grade(self, item: LabelItem, answer: str) -> bool:
         if self._judge is None:
@@ -232,14 +255,17 @@ class Labeller:
 
 
 async def _both(first: Coroutine[Any, Any, T], second: Coroutine[Any, Any, U]) -> tuple[T, U]:
-    """Run two calls at once; when one fails, the other is cancelled (not left running unowned)
-    and the first failure is raised as itself."""
-    try:
-        async with asyncio.TaskGroup() as group:
-            one, two = group.create_task(first), group.create_task(second)
-    except ExceptionGroup as failed:
-        raise failed.exceptions[0] from None
-    return one.result(), two.result()
+    """Run two calls at once and wait for both; raise the first one's failure, else the second's.
+
+    A call is not cancelled when the other fails: its reply is kept in the reply cache, and
+    the rerun that retries the failed one does not pay for it again.
+    """
+    one, two = await asyncio.gather(first, second, return_exceptions=True)
+    if isinstance(one, BaseException):
+        raise one
+    if isinstance(two, BaseException):
+        raise two
+    return one, two
 
 
 async def label_file(
@@ -255,7 +281,8 @@ async def label_file(
 
     bar = tqdm(total=len(todo), desc="labelling", unit="prompt", disable=not progress)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("a", encoding="utf-8") as sink:
+    with out.open("a", encoding="utf-8") as sink, ReplyCache.beside(out) as replies:
+        labeller.replies = replies
 
         async def one(item: LabelItem) -> None:
             async with gate:
@@ -274,6 +301,9 @@ async def label_file(
             await asyncio.gather(*(one(item) for item in todo))
         finally:
             bar.close()
+            labeller.replies = None
+        if not report.failed:
+            replies.discard()
     report.failed.sort(key=lambda failure: _line_number(failure[0]))
 
 

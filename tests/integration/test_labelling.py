@@ -130,17 +130,47 @@ def test_failures_are_left_out_and_a_rerun_labels_only_them(
     assert lines["Pick one."]["grader"] == "judge:judge"
     assert (lines["Pick one."]["weak_correct"], lines["Pick one."]["strong_correct"]) == (True, False)
 
+    # The replies that did arrive are kept for the rerun: both answers to 2+2 and the small
+    # model's to 6*7 (its call was not cancelled when the large one failed).
+    replies = out.with_name("labels.jsonl.replies")
+    assert f"replies that did arrive, in {out}.replies" in captured.err
+    assert len(replies.read_text(encoding="utf-8").splitlines()) >= 3
+
     upstream.behaviour.fail_when = None
     upstream.behaviour.reply = lambda body: "CORRECT" if body["model"] == "judge" else _reply(body)
     upstream.behaviour.requests.clear()
     assert _label(upstream, prompts, out, "--judge", "judge", "--judge-max-tokens", "200") == 0
-    assert "2 labelled now, 1 already there, 0 failed" in capsys.readouterr().out
+    report = capsys.readouterr().out
+    assert "2 labelled now, 1 already there, 0 failed" in report
+    assert "3 replies reused from the earlier run" in report
     assert {b["max_tokens"] for b in upstream.behaviour.requests if b["model"] == "judge"} == {200}
-    asked = sorted(_last_user_text(b) for b in upstream.behaviour.requests if b["model"] != "judge")
-    assert asked == ["What is 2+2?", "What is 2+2?", "What is 6*7?", "What is 6*7?"]
+    # Only the failed answer is asked again (the judge too: its token cap changed).
+    asked = [(b["model"], _last_user_text(b)) for b in upstream.behaviour.requests if b["model"] != "judge"]
+    assert asked == [("large", "What is 6*7?")]
     lines = _lines(out)
     assert set(lines) == set(EXPECTED)
     assert (lines["What is 6*7?"]["weak_correct"], lines["What is 6*7?"]["strong_correct"]) == (True, True)
+    assert lines["What is 2+2?"]["strong_answer"] == "2 + 2 = 4"  # the reused answer, as first given
+    assert not replies.exists()  # every reply is in the label file now
+
+
+def test_a_verdict_is_reused_and_a_reply_without_one_is_asked_again(
+    upstream: FakeOpenAIUpstream, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompts = _write(tmp_path / "prompts.jsonl", PROMPTS[:1])
+    out = tmp_path / "labels.jsonl"
+    assert _label(upstream, prompts, out, "--judge", "judge") == 1  # no verdict on "2 + 2 = 4"
+    upstream.behaviour.reply = lambda body: "CORRECT" if body["model"] == "judge" else _reply(body)
+    upstream.behaviour.requests.clear()
+    assert _label(upstream, prompts, out, "--judge", "judge") == 0
+    # Both answers and the verdict on "4" came from the first run; only the judge's refusal is retried.
+    assert "3 replies reused from the earlier run" in capsys.readouterr().out
+    [asked] = upstream.behaviour.requests
+    assert asked["model"] == "judge" and "[Assistant's answer]\n2 + 2 = 4\n" in _last_user_text(asked)
+    # The weak verdict is the first run's (that judge read "4\n\nIs the..." as wrong), not the
+    # rerun judge's CORRECT: it was not asked again.
+    line = _lines(out)["What is 2+2?"]
+    assert (line["weak_correct"], line["strong_correct"]) == (False, True)
 
 
 def test_a_line_cut_short_by_a_crash_is_relabelled(upstream: FakeOpenAIUpstream, tmp_path: Path) -> None:
