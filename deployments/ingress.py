@@ -70,6 +70,7 @@ class GatewayIngress:
                     tier_config.timeout_s,
                     supports_tools=tools,
                     forced_tool_calls=forced_calls,
+                    billed_when_abandoned=not isinstance(tier_config, VLLMTierConfig),
                 )
             )
         # The learned router arrives with Serve's user_config (see reconfigure), which Serve

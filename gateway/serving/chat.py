@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from gateway.engine import CompletionChoice, EngineDelta, GenerationRequest
+from gateway.engine import Completion, CompletionChoice, EngineDelta, GenerationRequest
 from gateway.errors import (
     GatewayError,
     InvalidRequestError,
@@ -367,11 +367,16 @@ class ChatCompletionService:
         decision: RoutingDecision,
         observation: RequestObservation | None,
     ) -> ChatResult:
-        try:
-            async with asyncio.timeout(tier.timeout_s):
-                completion = await tier.engine.complete(generation)
-        except TimeoutError:
-            raise UpstreamTimeoutError(f"{tier.served_model_name} did not answer within {tier.timeout_s:g}s") from None
+        if observation is None or not tier.billed_when_abandoned:
+            completion = await _call(tier, generation)
+        else:
+            call = asyncio.ensure_future(_call(tier, generation))
+            try:
+                completion = await asyncio.shield(call)
+            except asyncio.CancelledError:
+                # The client left; the provider bills the call anyway, so account for it.
+                observation.settle_abandoned(call, tier=tier.name, model=tier.served_model_name)
+                raise
         model = completion.model or tier.served_model_name
         headers = self._headers(tier, model, decision)
         cost = None
@@ -436,6 +441,15 @@ class ChatCompletionService:
             headers=self._headers(tier, model, decision),
             request_id=generation.request_id,
         )
+
+
+async def _call(tier: Tier, generation: GenerationRequest) -> Completion:
+    """``tier``'s whole completion, within its timeout."""
+    try:
+        async with asyncio.timeout(tier.timeout_s):
+            return await tier.engine.complete(generation)
+    except TimeoutError:
+        raise UpstreamTimeoutError(f"{tier.served_model_name} did not answer within {tier.timeout_s:g}s") from None
 
 
 def _response_choice(choice: CompletionChoice, logprobs: bool) -> ChatCompletionChoice:

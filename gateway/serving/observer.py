@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from gateway.accounting import CostRecorder, RequestCost
+from gateway.engine import Completion
 from gateway.errors import GatewayError
 from gateway.routing.live import RoutingControl
 from gateway.routing.policy import RoutingDecision
@@ -197,8 +198,44 @@ class RequestObservation:
         )
         return await asyncio.shield(settlement)
 
+    def settle_abandoned(self, call: asyncio.Future[Completion], *, tier: str, model: str) -> None:
+        """The client left while ``call``, which its provider bills whether or not anyone reads
+        the answer (a hosted API's non-streamed completion), was in flight.
+
+        The call runs on in a detached task and its usage is charged when it lands, as a
+        request of status 499 (``error.type`` ``client_closed_request``) that has a cost: the
+        ledger then matches the provider's bill. A call that fails charges nothing.
+        """
+        if self._finished:
+            return
+        self._finished = True
+
+        async def settle() -> None:
+            try:
+                completion = await call
+            except Exception as error:  # noqa: BLE001 - a GatewayError, or a bug below the engine
+                self._record_unanswered(error, status_code=499, error_type=CLIENT_CLOSED_REQUEST)
+                return
+            await self._settle(
+                tier=tier,
+                model=completion.model or model,
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                stream=False,
+                abandoned=True,
+            )
+
+        self._observer.detach(settle())
+
     async def _settle(
-        self, *, tier: str, model: str, prompt_tokens: int, completion_tokens: int, stream: bool
+        self,
+        *,
+        tier: str,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        stream: bool,
+        abandoned: bool = False,
     ) -> RequestCost | None:
         self._end_upstream(None, (prompt_tokens, completion_tokens), model)
         control = self._observer.routing_control
@@ -238,6 +275,7 @@ class RequestObservation:
                     time_to_first_token_s=self._first_token_s,
                     stream=stream,
                     cost=cost,
+                    error_type=CLIENT_CLOSED_REQUEST if abandoned else None,
                 )
             )
         if self._trace is not None:
@@ -246,7 +284,7 @@ class RequestObservation:
                 self._trace.set_attributes(
                     {"slm_router.cost_usd": cost.cost_usd, "slm_router.savings_usd": cost.savings_usd}
                 )
-            self._trace.end(status_code=200)
+            self._trace.end(status_code=499 if abandoned else 200, error=CLIENT_CLOSED_REQUEST if abandoned else None)
         return cost
 
     def finish_later(self, *, tier: str, model: str, prompt_tokens: int, completion_tokens: int, stream: bool) -> None:
@@ -278,6 +316,9 @@ class RequestObservation:
         if self._finished:
             return
         self._finished = True
+        self._record_unanswered(error, status_code=status_code, error_type=error_type)
+
+    def _record_unanswered(self, error: BaseException | str, *, status_code: int, error_type: str) -> None:
         self._end_upstream(error)
         telemetry = self._observer.telemetry
         if telemetry is not None:

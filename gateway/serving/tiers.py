@@ -44,6 +44,10 @@ class Tier:
     #: Whether the tier makes a call that ``tool_choice`` forces (``ToolNeed`` ``forced``), by
     #: constraining decoding to the function's schema (vLLM tiers; any model can).
     forced_tool_calls: bool = False
+    #: Whether the provider bills a non-streamed call whether or not its answer is read (hosted
+    #: APIs finish it after the connection drops). Such a call runs on when the client leaves,
+    #: and its usage is charged; a self-hosted tier's call is cancelled instead, freeing the GPU.
+    billed_when_abandoned: bool = False
 
     def serves(self, need: ToolNeed) -> bool:
         """Whether the tier can serve a request that needs ``need`` of tool calling."""

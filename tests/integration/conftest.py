@@ -65,7 +65,7 @@ async def make_tiers(
     await large.start()
     return [
         Tier("small", "small-model", small or ScriptedEngine(model="small-model"), 16, 5),
-        Tier("large", "fake-large", large, 64, 5, supports_tools=large_config.tool_calling),
+        Tier("large", "fake-large", large, 64, 5, supports_tools=large_config.tool_calling, billed_when_abandoned=True),
     ]
 
 

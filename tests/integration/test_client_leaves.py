@@ -26,7 +26,7 @@ from gateway.http import GatewayServices, create_http_app
 from gateway.redis_server import EmbeddedRedis
 from gateway.serving.assembly import build_replica_services
 from tests.fakes.engines import ScriptedEngine
-from tests.fakes.openai_upstream import FakeOpenAIUpstream
+from tests.fakes.openai_upstream import FakeOpenAIUpstream, UpstreamBehaviour
 from tests.integration.conftest import ADMIN_KEY, flushed_totals, gateway_config, make_tiers
 from tests.integration.test_keys_limits_cache import request_counts
 
@@ -154,6 +154,61 @@ async def test_a_client_gone_before_the_answer_is_counted_as_a_hang_up_and_charg
         (server,) = [s for s in spans.get_finished_spans() if s.kind.name == "SERVER"]
         assert server.attributes is not None and server.attributes["http.response.status_code"] == 499
         assert server.status.status_code.name != "ERROR"  # a hang-up is not a server failure
+    finally:
+        await services.close()
+
+
+@pytest.mark.parametrize("upstream_fails", [False, True])
+async def test_a_hosted_call_the_client_left_runs_on_and_is_charged_as_billed(
+    redis_server: EmbeddedRedis,
+    fake_upstream: FakeOpenAIUpstream,
+    upstream_behaviour: UpstreamBehaviour,
+    upstream_fails: bool,
+) -> None:
+    # A hosted API finishes (and bills) a non-streamed completion whether or not its caller is
+    # still there; the ledger must show what the provider's invoice will.
+    config = gateway_config(redis_server.url, fake_upstream.base_url)
+    reader, spans = InMemoryMetricReader(), InMemorySpanExporter()
+    services = await build_replica_services(
+        config,
+        await make_tiers(config),
+        environ={"SLM_ROUTER_ADMIN_KEY": ADMIN_KEY},
+        metric_readers=[reader],
+        span_processors=[SimpleSpanProcessor(spans)],
+    )
+    upstream_behaviour.latency_s = 0.5
+    if upstream_fails:
+        upstream_behaviour.fail_status = 500
+    try:
+        app = create_http_app(GatewayServices.of(services), max_body_bytes=config.server.max_body_bytes)
+        body = {"model": "fake-large", "messages": [{"role": "user", "content": "one two three"}]}
+
+        async def send(message: Message) -> None:
+            raise AssertionError(f"nothing should be sent, got {message['type']}")
+
+        receive = receiver(json.dumps(body).encode(), asyncio.Event())
+        call = asyncio.ensure_future(app(scope(PATHS["chat"], "2.4"), receive, send))
+        for _ in range(1000):  # until the call is at the provider (the fake serves from its own thread)
+            if upstream_behaviour.requests:
+                break
+            await asyncio.sleep(0.01)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert await flushed_totals(services) == []  # nothing to charge yet: the answer is not back
+        await services.observer.drain()
+        assert len(upstream_behaviour.requests) == 1  # run on, not retried
+        totals = await flushed_totals(services)
+        if upstream_fails:
+            assert totals == []
+        else:
+            # 3 prompt words; "large says: one two three" is 5 completion words.
+            [(series, counts)] = [(s.series, s.counts) for s in totals]
+            assert (series.tier, counts.requests, counts.prompt_tokens, counts.completion_tokens) == ("large", 1, 3, 5)
+            assert counts.cost_nanos > 0
+        assert request_counts(reader) == {("fake-large", "client_closed_request"): 1}
+        (server,) = [s for s in spans.get_finished_spans() if s.kind.name == "SERVER"]
+        assert server.attributes is not None and server.attributes["http.response.status_code"] == 499
     finally:
         await services.close()
 
