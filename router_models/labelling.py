@@ -7,9 +7,10 @@ and grades each answer, against the prompt's reference answer or by a judge mode
 the label file ``slm-router train --labels`` reads.
 
 Input, one JSON object per line: ``messages`` (OpenAI chat messages) or ``prompt`` (one user
-message), and optionally ``reference``, the expected answer (a string or a number). Output: the
-label format of :mod:`router_models.labels`, with both answers, the reference and the grader
-kept for audit.
+message), and optionally ``reference``, the expected answer (a string or a number), and
+``tools`` / ``tool_choice`` as the request offered them (both models get them, so an agent's
+conversation is answered as in production, tool calls included). Output: the label format of
+:mod:`router_models.labels`, with both answers, the reference and the grader kept for audit.
 
 The run is resumable and never guesses: each finished prompt is appended to the output at once;
 a rerun skips the prompts already there; a prompt whose call failed (after the client's retries)
@@ -42,7 +43,7 @@ __all__ = ["Endpoint", "LabelItem", "LabelReport", "Labeller", "label_file", "re
 
 T = TypeVar("T")
 U = TypeVar("U")
-_INPUT_FIELDS = frozenset({"messages", "prompt", "reference"})
+_INPUT_FIELDS = frozenset({"messages", "prompt", "reference", "tools", "tool_choice"})
 _ROLES = ("weak", "strong", "judge")
 #: Room for a one-word verdict; a judge that reasons before answering needs more (``--judge-max-tokens``).
 DEFAULT_JUDGE_MAX_TOKENS = 16
@@ -63,6 +64,8 @@ class LabelItem:
     source: Mapping[str, Any]
     messages: list[dict[str, Any]]
     reference: str | None
+    #: ``tools`` and ``tool_choice`` for both models' calls (empty when none were offered).
+    tool_options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -122,12 +125,34 @@ def read_prompts(path: Path, need_reference: bool) -> tuple[list[LabelItem], int
             duplicates += 1
             continue
         seen.add(key)
-        source: dict[str, Any] = {k: item[k] for k in ("messages", "prompt") if k in item}
+        options = _tool_options(item, where)
+        source: dict[str, Any] = {k: item[k] for k in ("messages", "prompt") if k in item} | options
         messages = item["messages"] if "messages" in item else [{"role": "user", "content": item["prompt"]}]
-        items.append(LabelItem(where, key, source, messages, None if reference is None else str(reference)))
+        items.append(LabelItem(where, key, source, messages, None if reference is None else str(reference), options))
     if not items:
         raise RouterDataError(f"{path}: no prompts")
     return items, duplicates
+
+
+def _tool_options(item: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``tools`` and ``tool_choice`` of an input line, checked as far as the label run needs
+    (the models' APIs check the rest, and a refusal fails that prompt, naming its line)."""
+    tools, choice = item.get("tools"), item.get("tool_choice")
+    if tools is None:
+        if choice is not None:
+            raise RouterDataError(f"{where}: 'tool_choice' needs 'tools'")
+        return {}
+    if not isinstance(tools, list) or not tools:
+        raise RouterDataError(f"{where}: 'tools' must be a non-empty list")
+    for index, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, Mapping) else None
+        if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+            raise RouterDataError(
+                f"{where}: tools[{index}] must be {{'type': 'function', 'function': {{'name': ...}}}}"
+            )
+    if choice is not None and not isinstance(choice, str | Mapping):
+        raise RouterDataError(f"{where}: 'tool_choice' must be a string or an object")
+    return {"tools": tools} | ({"tool_choice": choice} if choice is not None else {})
 
 
 def _done_keys(path: Path) -> set[str]:
@@ -174,15 +199,21 @@ class Labeller:
         return f"judge:{self._judge.model}" if self._judge is not None else "reference"
 
     async def _complete(
-        self, role: str, endpoint: Endpoint, messages: Sequence[Mapping[str, Any]], max_tokens: int
+        self,
+        role: str,
+        endpoint: Endpoint,
+        messages: Sequence[Mapping[str, Any]],
+        max_tokens: int,
+        tool_options: Mapping[str, Any] | None = None,
     ) -> str:
-        digest = request_digest(endpoint.model, messages, max_tokens)
+        options = dict(tool_options or {})
+        digest = request_digest(endpoint.model, messages, max_tokens, options)
         cached = self.replies.get(digest) if self.replies is not None else None
         if cached is not None:
             self.report.reused += 1
             self.report.truncated += cached.truncated
             return cached.text
-        text, truncated = await self._call(role, endpoint, messages, max_tokens)
+        text, truncated = await self._call(role, endpoint, messages, max_tokens, options)
         # A judge's reply is kept only if it is a verdict: one that is not fails the prompt,
         # and the rerun should ask again rather than fail the same way.
         if self.replies is not None and (role != "judge" or parse_verdict(text) is not None):
@@ -191,7 +222,12 @@ class Labeller:
         return text
 
     async def _call(
-        self, role: str, endpoint: Endpoint, messages: Sequence[Mapping[str, Any]], max_tokens: int
+        self,
+        role: str,
+        endpoint: Endpoint,
+        messages: Sequence[Mapping[str, Any]],
+        max_tokens: int,
+        tool_options: Mapping[str, Any],
     ) -> tuple[str, bool]:
         from openai import APIError
         from openai.types.chat import ChatCompletion
@@ -202,6 +238,7 @@ class Labeller:
                 messages=list(messages),  # type: ignore[arg-type]  # checked by read_prompts
                 temperature=0,
                 max_tokens=max_tokens,
+                **tool_options,
             )
             # Validated, unlike the SDK's own parse(): a malformed body fails this prompt, not the run.
             response = ChatCompletion.model_validate_json(raw.content)
@@ -242,8 +279,8 @@ class Labeller:
     async def label(self, item: LabelItem) -> dict[str, Any]:
         """The label line for ``item``; raises :class:`LabellingError` if it cannot be labelled."""
         weak_answer, strong_answer = await _both(
-            self._complete("weak", self._weak, item.messages, self._max_tokens),
-            self._complete("strong", self._strong, item.messages, self._max_tokens),
+            self._complete("weak", self._weak, item.messages, self._max_tokens, item.tool_options),
+            self._complete("strong", self._strong, item.messages, self._max_tokens, item.tool_options),
         )
         weak_ok, strong_ok = await _both(self._grade(item, weak_answer), self._grade(item, strong_answer))
         line: dict[str, Any] = {**item.source, "weak_correct": weak_ok, "strong_correct": strong_ok}

@@ -17,8 +17,8 @@ content or text parts, ``developer``, ``assistant`` turns with ``tool_calls``, `
 ``strong_correct`` say whether the small and the large model answered acceptably. Blank lines
 are skipped; anything else that is not such an object is an error naming its file and line.
 ``slm-router label`` (:mod:`router_models.labelling`) writes such files, adding ``weak_answer``,
-``strong_answer``, ``reference`` and ``grader`` so a person can audit a grade; training reads
-past them.
+``strong_answer``, ``reference`` and ``grader`` so a person can audit a grade, and ``tools`` and
+``tool_choice`` when the models were offered tools; training reads past them.
 """
 
 from __future__ import annotations
@@ -40,7 +40,18 @@ __all__ = ["LABELS_NAME", "conversation_of", "jsonl_objects", "load_labels"]
 #: The data-set name of labelled prompts (in metadata, eval settings and held-out metrics).
 LABELS_NAME = "labels"
 _FIELDS = frozenset(
-    {"messages", "prompt", "weak_correct", "strong_correct", "weak_answer", "strong_answer", "reference", "grader"}
+    {
+        "messages",
+        "prompt",
+        "tools",
+        "tool_choice",
+        "weak_correct",
+        "strong_correct",
+        "weak_answer",
+        "strong_answer",
+        "reference",
+        "grader",
+    }
 )
 
 

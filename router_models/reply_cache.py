@@ -3,8 +3,8 @@
 ``slm-router label`` writes a label only when both answers and both grades are in. A prompt
 that fails on one side (an upstream error, a judge without a verdict) used to cost its other,
 successful calls again on the rerun. Each reply is now appended to ``<labels>.replies`` as it
-arrives, keyed by a digest of the request (model, messages, token cap: what determines the
-reply at temperature 0), and a rerun takes it from there. The file is removed once a run ends
+arrives, keyed by a digest of the request (model, messages, token cap, tools: what determines
+the reply at temperature 0), and a rerun takes it from there. The file is removed once a run ends
 with every prompt labelled, since the label file then holds every answer.
 """
 
@@ -21,9 +21,12 @@ from typing import IO, Any
 __all__ = ["CachedReply", "ReplyCache", "request_digest"]
 
 
-def request_digest(model: str, messages: Sequence[Mapping[str, Any]], max_tokens: int) -> str:
-    """What identifies a temperature-0 reply: the model, the exact messages and the token cap."""
-    request = {"model": model, "messages": list(messages), "max_tokens": max_tokens}
+def request_digest(
+    model: str, messages: Sequence[Mapping[str, Any]], max_tokens: int, options: Mapping[str, Any] | None = None
+) -> str:
+    """What identifies a temperature-0 reply: the model, the exact messages, the token cap and
+    any other request options (the tools offered)."""
+    request = {"model": model, "messages": list(messages), "max_tokens": max_tokens, **(options or {})}
     return hashlib.sha256(json.dumps(request, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 

@@ -186,7 +186,15 @@ class ChatEndpoint:
         if self._capture is None or not self._capture.sampled(caller.tenant, request.store):
             return
         if self._chat.model_label(request.model) != OTHER_MODEL_LABEL:
-            await self._capture.keep([m.model_dump(mode="json", exclude_none=True) for m in request.messages])
+            messages = [m.model_dump(mode="json", exclude_none=True) for m in request.messages]
+            tool_options: dict[str, Any] = {}
+            if request.tools:
+                # Labelling replays them: an agent's turn answered without its tools is another task.
+                tool_options["tools"] = [t.model_dump(mode="json", exclude_none=True) for t in request.tools]
+                if request.tool_choice is not None:
+                    choice = request.tool_choice
+                    tool_options["tool_choice"] = choice if isinstance(choice, str) else choice.model_dump(mode="json")
+            await self._capture.keep(messages, tool_options)
 
     async def _over_budget(self, caller: Caller) -> bool:
         """Whether the caller's key has spent its dollar budget (429 when the policy says reject)."""

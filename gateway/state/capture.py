@@ -4,7 +4,8 @@ A router for your traffic is trained on labelled samples of it (docs/routers.md)
 ledger and traces keep no request text. With ``state.capture.share`` above zero, that share of
 chat requests that were admitted (authenticated, valid, within limits) has its conversation
 kept in one capped Redis sorted set, as the line ``slm-router label`` reads:
-``{"messages": [...]}``, scored by the time it was kept. The score is what retention
+``{"messages": [...]}`` (plus ``tools`` and ``tool_choice`` when offered), scored by the time
+it was kept. The score is what retention
 (``max_age_s``) prunes by; a conversation sent again is kept once, at its latest time.
 Requests that say ``"store": false``, and tenants the config excludes, are never kept.
 Redis being down loses the sample, never the request.
@@ -64,10 +65,15 @@ class ConversationCapture:
             return False
         return self._rng.random() < self._config.share
 
-    async def keep(self, messages: Sequence[Mapping[str, Any]]) -> bool:
-        """Keep one conversation; False when it was not kept (too big, Redis down)."""
+    async def keep(
+        self, messages: Sequence[Mapping[str, Any]], tool_options: Mapping[str, Any] | None = None
+    ) -> bool:
+        """Keep one conversation, with the ``tools`` and ``tool_choice`` it offered (so that
+        labelling asks the models what production asked); False when it was not kept (too big,
+        Redis down)."""
+        entry = {"messages": list(messages), **(tool_options or {})}
         try:
-            line = json.dumps({"messages": list(messages)}, separators=(",", ":"), ensure_ascii=False).encode()
+            line = json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode()
         except (TypeError, ValueError):
             return False
         if len(line) > self._config.max_entry_bytes or not self._health.allow_attempt():

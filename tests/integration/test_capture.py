@@ -100,3 +100,31 @@ async def test_store_false_and_excluded_tenants_are_not_kept(
         assert kept.status_code == 200
         body = (await client.get("/admin/capture", headers=ADMIN)).json()
         assert body["kept"] == 1 and [row["messages"] for row in body["data"]] == [SECOND]
+
+
+async def test_the_tools_offered_are_kept_for_labelling(
+    make_app: AppFactory, redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream, tmp_path: Path
+) -> None:
+    weather = {
+        "type": "function",
+        "function": {
+            "name": "weather",
+            "description": "Weather in a city.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+    legacy = {"name": "time", "parameters": {"type": "object", "properties": {}}}
+    async with make_app(_config(redis_server.url, fake_upstream.base_url, 1.0)) as (client, _):
+        chat = "/v1/chat/completions"
+        offered = {"model": "fake-large", "messages": SECOND, "tools": [weather], "tool_choice": "auto"}
+        assert (await client.post(chat, json=offered)).status_code == 200
+        # Legacy functions are kept as the tools they are served as.
+        old_style = {"model": "fake-large", "messages": FIRST, "functions": [legacy], "function_call": "auto"}
+        assert (await client.post(chat, json=old_style)).status_code == 200
+        rows = (await client.get("/admin/capture", headers=ADMIN)).json()["data"]
+    assert rows[1] == {"messages": SECOND, "tools": [weather], "tool_choice": "auto"}
+    assert rows[0]["tools"] == [{"type": "function", "function": legacy}] and rows[0]["tool_choice"] == "auto"
+    sample = tmp_path / "sample.jsonl"
+    sample.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    items, _ = read_prompts(sample, need_reference=False)
+    assert items[1].tool_options == {"tools": [weather], "tool_choice": "auto"}

@@ -173,6 +173,25 @@ def test_a_verdict_is_reused_and_a_reply_without_one_is_asked_again(
     assert (line["weak_correct"], line["strong_correct"]) == (False, True)
 
 
+def test_the_tools_a_conversation_offered_reach_both_models_and_the_label(
+    upstream: FakeOpenAIUpstream, tmp_path: Path
+) -> None:
+    calc = {"type": "function", "function": {"name": "calc", "parameters": {"type": "object", "properties": {}}}}
+    line = {"prompt": "What is 6*7?", "reference": "42", "tools": [calc], "tool_choice": "auto"}
+    out = tmp_path / "labels.jsonl"
+    assert _label(upstream, _write(tmp_path / "prompts.jsonl", [line, PROMPTS[0]]), out) == 0
+    offered = [b for b in upstream.behaviour.requests if "tools" in b]
+    assert sorted(b["model"] for b in offered) == ["large", "small"]
+    assert all(b["tools"] == [calc] and b["tool_choice"] == "auto" for b in offered)
+    written = _lines(out)["What is 6*7?"]
+    assert "tools" not in _lines(out)["What is 2+2?"]  # none offered, none written
+    assert written["tools"] == [calc] and written["tool_choice"] == "auto"
+    # The fake calls the offered tool; the call is the answer that was graded (not "42").
+    assert written["weak_answer"].startswith("calc(") and written["strong_answer"].startswith("calc(")
+    assert (written["weak_correct"], written["strong_correct"]) == (False, False)
+    assert len(load_labels([out])) == 2  # training reads past the tools
+
+
 def test_a_line_cut_short_by_a_crash_is_relabelled(upstream: FakeOpenAIUpstream, tmp_path: Path) -> None:
     prompts = _write(tmp_path / "prompts.jsonl", PROMPTS[:2])
     out = tmp_path / "labels.jsonl"
@@ -192,6 +211,9 @@ def test_a_line_cut_short_by_a_crash_is_relabelled(upstream: FakeOpenAIUpstream,
         ({"prompt": "hi", "answer": "4"}, ("--judge", "judge"), "unknown field(s) answer"),
         ({"prompt": "hi", "reference": True}, (), "'reference' must be a string or a number"),
         ({"messages": []}, (), "'messages' must be a non-empty list"),
+        ({"prompt": "hi", "reference": "1", "tool_choice": "auto"}, (), "'tool_choice' needs 'tools'"),
+        ({"prompt": "hi", "reference": "1", "tools": [{"type": "function"}]}, (), "tools[0] must be"),
+        ({"prompt": "hi", "reference": "1", "tools": []}, (), "'tools' must be a non-empty list"),
     ],
 )
 def test_bad_prompt_files_fail_before_any_call(
