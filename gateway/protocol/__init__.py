@@ -18,9 +18,10 @@ from gateway.protocol.chat import (
 from gateway.protocol.models import ModelCard, ModelList
 from gateway.protocol.response_format import JsonSchemaSpec, ResponseFormat, check_json_mode_prompt
 from gateway.protocol.tools import ToolCall, ToolCallDelta, ToolDefinition, check_tool_use
-from gateway.protocol.unsupported import UNSUPPORTED_PARAMETERS, reject_unsupported
+from gateway.protocol.unsupported import TOLERATED_PARAMETERS, UNSUPPORTED_PARAMETERS, reject_unsupported
 
 __all__ = [
+    "TOLERATED_PARAMETERS",
     "UNSUPPORTED_PARAMETERS",
     "ChatCompletionChoice",
     "ChatCompletionChunk",

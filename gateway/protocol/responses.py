@@ -30,6 +30,7 @@ from gateway.protocol.tools import FUNCTION_NAME_PATTERN, MAX_TOOLS
 
 __all__ = [
     "LOGPROBS_INCLUDE",
+    "TOLERATED_RESPONSES_PARAMETERS",
     "UNSUPPORTED_RESPONSES_PARAMETERS",
     "FunctionCallItem",
     "FunctionCallOutputItem",
@@ -306,6 +307,24 @@ UNSUPPORTED_RESPONSES_PARAMETERS: tuple[tuple[str, tuple[Any, ...], str], ...] =
     ("max_tool_calls", (None,), "max_tool_calls is not supported"),
     ("prompt", (None,), "reusable prompts are not supported; send the text in 'input'"),
     ("conversation", (None,), "conversations are not supported; chain responses with 'previous_response_id'"),
+    ("background_options", (None,), "background responses are not supported; stream instead"),
+    ("context_management", (None, []), "context compaction is not supported; a request over the context fails instead"),
+    ("moderation", (None,), "moderated responses are not supported: moderate input and output before the gateway"),
+)
+
+#: Responses parameters accepted and not acted on: tags, hints on latency, price or caching,
+#: and options for what this gateway never handles (image input is refused item by item).
+TOLERATED_RESPONSES_PARAMETERS = frozenset(
+    {
+        "safety_identifier",
+        "service_tier",
+        "prompt_cache_key",
+        "prompt_cache_options",
+        "prompt_cache_retention",
+        "stream_options",
+        "image",
+        "access_programs",
+    }
 )
 
 

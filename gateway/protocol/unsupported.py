@@ -19,7 +19,7 @@ from typing import Any
 from gateway.errors import UnsupportedParameterError
 from gateway.protocol.chat import ChatCompletionRequest
 
-__all__ = ["UNSUPPORTED_PARAMETERS", "reject_unsupported"]
+__all__ = ["TOLERATED_PARAMETERS", "UNSUPPORTED_PARAMETERS", "reject_unsupported"]
 
 
 #: ``(parameter, its "off" values, why any other value is refused)``, checked in this order.
@@ -31,6 +31,31 @@ UNSUPPORTED_PARAMETERS: tuple[tuple[str, tuple[Any, ...], str], ...] = (
     ),
     ("modalities", (None, ["text"]), "only the 'text' output modality is supported"),
     ("audio", (None,), "audio output is not supported"),
+    # Answering without it would look like a moderated answer that was never moderated.
+    ("moderation", (None,), "moderated completions are not supported: moderate input and output before the gateway"),
+    ("web_search_options", (None,), "web search is not supported: no tier has a search tool"),
+    (
+        "reasoning_effort",
+        (None,),
+        "reasoning_effort is not supported: the tiers' models do not take it, and a routed request "
+        "could not promise it on every tier",
+    ),
+    ("verbosity", (None, "medium"), "verbosity is not supported: only the default ('medium') is served"),
+)
+
+#: OpenAI chat parameters accepted and not acted on, because they do not change what a client
+#: parses: tags (``metadata``, ``safety_identifier``), and hints on latency, price or caching.
+#: ``store`` is implemented (the labelling sample), so it is not here.
+TOLERATED_PARAMETERS = frozenset(
+    {
+        "metadata",
+        "safety_identifier",
+        "service_tier",
+        "prediction",
+        "prompt_cache_key",
+        "prompt_cache_options",
+        "prompt_cache_retention",
+    }
 )
 
 

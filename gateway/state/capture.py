@@ -65,9 +65,7 @@ class ConversationCapture:
             return False
         return self._rng.random() < self._config.share
 
-    async def keep(
-        self, messages: Sequence[Mapping[str, Any]], tool_options: Mapping[str, Any] | None = None
-    ) -> bool:
+    async def keep(self, messages: Sequence[Mapping[str, Any]], tool_options: Mapping[str, Any] | None = None) -> bool:
         """Keep one conversation, with the ``tools`` and ``tool_choice`` it offered (so that
         labelling asks the models what production asked); False when it was not kept (too big,
         Redis down)."""

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import pytest
+from openai.resources.chat.completions import AsyncCompletions
+from openai.resources.responses import AsyncResponses
 
 from gateway.errors import UnsupportedParameterError
-from gateway.protocol import UNSUPPORTED_PARAMETERS, ChatCompletionRequest, reject_unsupported
+from gateway.protocol import TOLERATED_PARAMETERS, UNSUPPORTED_PARAMETERS, ChatCompletionRequest, reject_unsupported
+from gateway.protocol.responses import (
+    TOLERATED_RESPONSES_PARAMETERS,
+    UNSUPPORTED_RESPONSES_PARAMETERS,
+    ResponsesRequest,
+)
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
@@ -23,6 +31,11 @@ def request(**fields: Any) -> ChatCompletionRequest:
         ({"logit_bias": {"50256": -100}}, "logit_bias", "token ids"),
         ({"modalities": ["text", "audio"]}, "modalities", "text"),
         ({"audio": {"voice": "alloy", "format": "wav"}}, "audio", "audio"),
+        ({"moderation": {"model": "omni-moderation-latest"}}, "moderation", "moderate input and output"),
+        ({"web_search_options": {}}, "web_search_options", "web search"),
+        ({"reasoning_effort": "high"}, "reasoning_effort", "do not take it"),
+        ({"reasoning_effort": "none"}, "reasoning_effort", "do not take it"),
+        ({"verbosity": "low"}, "verbosity", "medium"),
     ],
 )
 def test_switched_on_parameters_are_refused(fields: dict[str, Any], param: str, fragment: str) -> None:
@@ -65,8 +78,10 @@ def test_switched_on_parameters_are_refused(fields: dict[str, Any], param: str, 
         {"logit_bias": {}},
         {"modalities": ["text"]},
         {"audio": None},
+        {"moderation": None, "web_search_options": None, "reasoning_effort": None, "verbosity": "medium"},
         # Tolerated: they do not change what a client parses.
         {"metadata": {"a": 1}, "store": False, "service_tier": "auto", "prediction": {"type": "content"}},
+        {"safety_identifier": "u1", "prompt_cache_key": "k", "prompt_cache_retention": "24h"},
         {"some_future_field": [1, 2, 3]},
     ],
 )
@@ -79,3 +94,24 @@ def test_every_rule_names_a_distinct_parameter() -> None:
     assert len(names) == len(set(names))
     # None of them is a field the request model implements (those are validated, not refused).
     assert not set(names) & set(ChatCompletionRequest.model_fields)
+
+
+def test_every_parameter_of_the_openai_sdk_is_decided() -> None:
+    # A parameter the SDK sends is implemented (a request field), refused, or tolerated on
+    # purpose; a new SDK release that adds one fails here until it is decided, instead of
+    # being ignored silently as an unknown field.
+    sdk_parameters = set(inspect.signature(AsyncCompletions.create).parameters)
+    sdk_parameters -= {"self", "extra_headers", "extra_query", "extra_body", "timeout"}
+    refused = {name for name, _, _ in UNSUPPORTED_PARAMETERS}
+    decided = set(ChatCompletionRequest.model_fields) | refused | TOLERATED_PARAMETERS
+    assert sdk_parameters - decided == set()
+    assert not TOLERATED_PARAMETERS & (refused | set(ChatCompletionRequest.model_fields))
+
+
+def test_every_parameter_of_the_openai_sdk_responses_call_is_decided() -> None:
+    sdk_parameters = set(inspect.signature(AsyncResponses.create).parameters)
+    sdk_parameters -= {"self", "extra_headers", "extra_query", "extra_body", "timeout"}
+    refused = {name for name, _, _ in UNSUPPORTED_RESPONSES_PARAMETERS}
+    decided = set(ResponsesRequest.model_fields) | refused | TOLERATED_RESPONSES_PARAMETERS
+    assert sdk_parameters - decided == set()
+    assert not TOLERATED_RESPONSES_PARAMETERS & (refused | set(ResponsesRequest.model_fields))
