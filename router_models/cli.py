@@ -157,8 +157,17 @@ def _cmd_label(args: argparse.Namespace) -> int:
 
     from openai import AsyncOpenAI
 
-    from router_models.labelling import Endpoint, Labeller, label_file, read_prompts
+    from router_models.labelling import (
+        DEFAULT_JUDGE_MAX_TOKENS,
+        DEFAULT_REASONING_JUDGE_MAX_TOKENS,
+        Endpoint,
+        Labeller,
+        label_file,
+        read_prompts,
+    )
 
+    if args.judge_max_tokens is None:
+        args.judge_max_tokens = DEFAULT_REASONING_JUDGE_MAX_TOKENS if args.judge_reasoning else DEFAULT_JUDGE_MAX_TOKENS
     if min(args.concurrency, args.max_tokens, args.judge_max_tokens) < 1 or args.timeout <= 0 or args.retries < 0:
         raise RouterError(
             "--concurrency, --max-tokens and --judge-max-tokens must be >= 1, --timeout > 0, --retries >= 0"
@@ -184,6 +193,7 @@ def _cmd_label(args: argparse.Namespace) -> int:
         judge,
         args.max_tokens,
         args.judge_max_tokens,
+        judge_reasoning=args.judge_reasoning,
     )
 
     async def run() -> None:
@@ -289,7 +299,15 @@ def register_commands(subparsers: Any) -> None:
     p.add_argument("--concurrency", type=int, default=8, help="prompts in flight at once")
     p.add_argument("--max-tokens", type=int, default=1024, help="answer length cap for both models")
     p.add_argument(
-        "--judge-max-tokens", type=int, default=16, help="the judge's reply cap (raise it for a judge that reasons)"
+        "--judge-max-tokens",
+        type=int,
+        default=None,
+        help="the judge's reply cap (default 16; 4096 with --judge-reasoning, where reasoning counts too)",
+    )
+    p.add_argument(
+        "--judge-reasoning",
+        action="store_true",
+        help="the judge is a reasoning model: send max_completion_tokens and no temperature (which they refuse)",
     )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per call")
     p.add_argument("--retries", type=int, default=2, help="retries of a failed call")

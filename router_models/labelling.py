@@ -47,6 +47,8 @@ _INPUT_FIELDS = frozenset({"messages", "prompt", "reference", "tools", "tool_cho
 _ROLES = ("weak", "strong", "judge")
 #: Room for a one-word verdict; a judge that reasons before answering needs more (``--judge-max-tokens``).
 DEFAULT_JUDGE_MAX_TOKENS = 16
+#: A reasoning judge's cap counts its hidden reasoning too (``--judge-reasoning``).
+DEFAULT_REASONING_JUDGE_MAX_TOKENS = 4096
 #: The gateway's header naming the model that answered (gateway.serving.chat.HEADER_MODEL).
 _ANSWERED_BY = "x-slm-router-model"
 
@@ -184,10 +186,14 @@ class Labeller:
         judge: Endpoint | None,
         max_tokens: int,
         judge_max_tokens: int = DEFAULT_JUDGE_MAX_TOKENS,
+        judge_reasoning: bool = False,
     ) -> None:
         self._weak, self._strong, self._judge = weak, strong, judge
         self._max_tokens = max_tokens
         self._judge_max_tokens = judge_max_tokens
+        # Reasoning models (OpenAI's o-series and later) refuse ``temperature`` other than the
+        # default and ``max_tokens``: their judge calls send neither, but ``max_completion_tokens``.
+        self._judge_reasoning = judge_reasoning
         #: Counts of this labeller's work so far (tokens, truncated answers; filled in by :func:`label_file`).
         self.report = LabelReport()
         #: Replies of earlier runs, and where this run's are kept (set by :func:`label_file`).
@@ -206,14 +212,16 @@ class Labeller:
         max_tokens: int,
         tool_options: Mapping[str, Any] | None = None,
     ) -> str:
-        options = dict(tool_options or {})
-        digest = request_digest(endpoint.model, messages, max_tokens, options)
+        params: dict[str, Any] = {"temperature": 0, "max_tokens": max_tokens, **(tool_options or {})}
+        if role == "judge" and self._judge_reasoning:
+            params = {"max_completion_tokens": max_tokens}
+        digest = request_digest(endpoint.model, messages, params)
         cached = self.replies.get(digest) if self.replies is not None else None
         if cached is not None:
             self.report.reused += 1
             self.report.truncated += cached.truncated
             return cached.text
-        text, truncated = await self._call(role, endpoint, messages, max_tokens, options)
+        text, truncated = await self._call(role, endpoint, messages, params)
         # A judge's reply is kept only if it is a verdict: one that is not fails the prompt,
         # and the rerun should ask again rather than fail the same way.
         if self.replies is not None and (role != "judge" or parse_verdict(text) is not None):
@@ -226,8 +234,7 @@ class Labeller:
         role: str,
         endpoint: Endpoint,
         messages: Sequence[Mapping[str, Any]],
-        max_tokens: int,
-        tool_options: Mapping[str, Any],
+        params: Mapping[str, Any],
     ) -> tuple[str, bool]:
         from openai import APIError
         from openai.types.chat import ChatCompletion
@@ -236,9 +243,7 @@ class Labeller:
             raw = await endpoint.client.chat.completions.with_raw_response.create(
                 model=endpoint.model,
                 messages=list(messages),  # type: ignore[arg-type]  # checked by read_prompts
-                temperature=0,
-                max_tokens=max_tokens,
-                **tool_options,
+                **params,
             )
             # Validated, unlike the SDK's own parse(): a malformed body fails this prompt, not the run.
             response = ChatCompletion.model_validate_json(raw.content)

@@ -21,12 +21,10 @@ from typing import IO, Any
 __all__ = ["CachedReply", "ReplyCache", "request_digest"]
 
 
-def request_digest(
-    model: str, messages: Sequence[Mapping[str, Any]], max_tokens: int, options: Mapping[str, Any] | None = None
-) -> str:
-    """What identifies a temperature-0 reply: the model, the exact messages, the token cap and
-    any other request options (the tools offered)."""
-    request = {"model": model, "messages": list(messages), "max_tokens": max_tokens, **(options or {})}
+def request_digest(model: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> str:
+    """What identifies a deterministic reply: the model, the exact messages and every other
+    request parameter (temperature, token cap, the tools offered)."""
+    request = {"model": model, "messages": list(messages), **params}
     return hashlib.sha256(json.dumps(request, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 

@@ -192,6 +192,25 @@ def test_the_tools_a_conversation_offered_reach_both_models_and_the_label(
     assert len(load_labels([out])) == 2  # training reads past the tools
 
 
+def test_a_reasoning_judge_gets_only_the_parameters_it_takes(upstream: FakeOpenAIUpstream, tmp_path: Path) -> None:
+    # OpenAI's reasoning models refuse temperature (other than the default) and max_tokens.
+    upstream.behaviour.fail_when = lambda body: (
+        body["model"] == "judge" and ("temperature" in body or "max_tokens" in body)
+    )
+    prompts = _write(tmp_path / "prompts.jsonl", PROMPTS[1:3])
+    assert _label(upstream, prompts, tmp_path / "plain.jsonl", "--judge", "judge") == 1  # refused
+    upstream.behaviour.requests.clear()
+    out = tmp_path / "labels.jsonl"
+    assert _label(upstream, prompts, out, "--judge", "judge", "--judge-reasoning") == 0
+    judged = [b for b in upstream.behaviour.requests if b["model"] == "judge"]
+    assert len(judged) == 4 and all(
+        "temperature" not in b and "max_tokens" not in b and b["max_completion_tokens"] == 4096 for b in judged
+    )
+    answered = [b for b in upstream.behaviour.requests if b["model"] != "judge"]
+    assert all(b["temperature"] == 0 and b["max_tokens"] == 1024 for b in answered)  # the tiers are unchanged
+    assert set(_lines(out)) == {"What is 6*7?", "Pick one."}
+
+
 def test_a_line_cut_short_by_a_crash_is_relabelled(upstream: FakeOpenAIUpstream, tmp_path: Path) -> None:
     prompts = _write(tmp_path / "prompts.jsonl", PROMPTS[:2])
     out = tmp_path / "labels.jsonl"

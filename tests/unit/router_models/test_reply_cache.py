@@ -9,13 +9,15 @@ from router_models.reply_cache import CachedReply, ReplyCache, request_digest
 MESSAGES = [{"role": "user", "content": "What is 2+2?"}]
 
 
-def test_the_digest_is_the_model_the_messages_and_the_cap() -> None:
-    base = request_digest("small", MESSAGES, 64)
-    assert request_digest("small", [dict(m) for m in MESSAGES], 64) == base
-    assert request_digest("large", MESSAGES, 64) != base
-    assert request_digest("small", MESSAGES, 128) != base
-    assert request_digest("small", [{"role": "user", "content": "What is 2+3?"}], 64) != base
-    assert request_digest("small", [{"role": "system", "content": "Be brief."}, *MESSAGES], 64) != base
+def test_the_digest_is_the_model_the_messages_and_the_parameters() -> None:
+    params = {"temperature": 0, "max_tokens": 64}
+    base = request_digest("small", MESSAGES, params)
+    assert request_digest("small", [dict(m) for m in MESSAGES], {"max_tokens": 64, "temperature": 0}) == base
+    assert request_digest("large", MESSAGES, params) != base
+    assert request_digest("small", MESSAGES, {**params, "max_tokens": 128}) != base
+    assert request_digest("small", MESSAGES, {**params, "tools": [{"type": "function"}]}) != base
+    assert request_digest("small", [{"role": "user", "content": "What is 2+3?"}], params) != base
+    assert request_digest("small", [{"role": "system", "content": "Be brief."}, *MESSAGES], params) != base
 
 
 def test_replies_survive_a_restart_and_a_line_cut_short(tmp_path: Path) -> None:
