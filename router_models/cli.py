@@ -8,7 +8,6 @@ imported heavily at import time.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from collections.abc import Sequence
@@ -66,31 +65,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_reference(path: Path) -> list[Any]:
-    """JSONL: each line a string prompt, or {"messages": [{"role", "content"}...]}."""
-    from router_models.conversation import turn_from_message
-
-    out: list[Any] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        item = json.loads(line)
-        if isinstance(item, str):
-            out.append(item)
-        else:
-            out.append([turn_from_message(m) for m in item["messages"]])
-    return out
-
-
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from router_models.artifacts import load_router, read_metadata
     from router_models.calibration import calibration_table, threshold_for_share
-    from router_models.conversation import as_conversation
+    from router_models.labels import read_conversations
 
     if args.reference:
         router = load_router(Path(args.artifact))
-        ref = _read_reference(Path(args.reference))
-        convs = [as_conversation(r) if isinstance(r, str) else r for r in ref]
+        convs = read_conversations(Path(args.reference))
         scores = router.score_many(convs)
         table = calibration_table(scores)
         threshold = threshold_for_share(scores, args.large_share)

@@ -35,7 +35,7 @@ from router_models.conversation import ChatTurn, render_conversation, turn_from_
 from router_models.data import LabeledPrompts
 from router_models.errors import RouterDataError
 
-__all__ = ["LABELS_NAME", "conversation_of", "jsonl_objects", "load_labels"]
+__all__ = ["LABELS_NAME", "conversation_of", "jsonl_objects", "load_labels", "read_conversations"]
 
 #: The data-set name of labelled prompts (in metadata, eval settings and held-out metrics).
 LABELS_NAME = "labels"
@@ -69,6 +69,34 @@ def jsonl_objects(path: Path, text: str) -> Iterator[tuple[str, dict[str, Any]]]
         if not isinstance(item, dict):
             raise RouterDataError(f"{where}: expected a JSON object")
         yield where, item
+
+
+def read_conversations(path: Path) -> list[tuple[ChatTurn, ...]]:
+    """The conversations of a JSONL file, one per line, for calibration: a JSON string (one user
+    prompt) or an object with ``messages`` or ``prompt``, other fields ignored, so a capture
+    export, a prompt file for ``slm-router label`` and a label file all serve. A malformed line
+    raises :class:`RouterDataError` naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RouterDataError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    conversations: list[tuple[ChatTurn, ...]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RouterDataError(f"{where}: not JSON ({exc.msg})") from exc
+        if isinstance(item, str):
+            item = {"prompt": item}
+        if not isinstance(item, dict):
+            raise RouterDataError(f"{where}: expected a JSON string or object")
+        conversations.append(conversation_of(item, where))
+    if not conversations:
+        raise RouterDataError(f"{path}: no conversations")
+    return conversations
 
 
 def conversation_of(item: Mapping[str, Any], where: str) -> tuple[ChatTurn, ...]:

@@ -47,6 +47,21 @@ def test_cli_train_then_calibrate(routellm_dir: Path, tmp_path: Path, capsys: py
     )
     assert main(["calibrate", "--artifact", str(out), "--large-share", "0.5", "--reference", str(ref)]) == 0
     assert "21 reference prompts" in capsys.readouterr().out
+    # A capture export (tools and all), a prompt file and a label file serve as they are.
+    mixed = tmp_path / "mixed.jsonl"
+    lines = [
+        {"messages": [{"role": "user", "content": "Weather in Oslo?"}], "tools": [{"type": "function"}]},
+        {"prompt": "What is 6*7?", "reference": "42"},
+        {"prompt": "Name a prime.", "weak_correct": True, "strong_correct": True, "grader": "reference"},
+    ]
+    mixed.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n")
+    assert main(["calibrate", "--artifact", str(out), "--large-share", "0.5", "--reference", str(mixed)]) == 0
+    assert "3 reference prompts" in capsys.readouterr().out
+    # A bad line is named, not a traceback.
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps("fine") + "\n" + json.dumps({"text": "no messages"}) + "\n")
+    assert main(["calibrate", "--artifact", str(out), "--large-share", "0.5", "--reference", str(bad)]) == 2
+    assert f"{bad}:2: give either 'messages' or 'prompt'" in capsys.readouterr().err
 
 
 def test_cli_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
