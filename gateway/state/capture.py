@@ -5,10 +5,9 @@ ledger and traces keep no request text. With ``state.capture.share`` above zero,
 chat requests that were admitted (authenticated, valid, within limits) has its conversation
 kept in one capped Redis sorted set, as the line ``slm-router label`` reads:
 ``{"messages": [...]}`` (plus ``tools`` and ``tool_choice`` when offered), scored by the time
-it was kept. The score is what retention
-(``max_age_s``) prunes by; a conversation sent again is kept once, at its latest time.
-Requests that say ``"store": false``, and tenants the config excludes, are never kept.
-Redis being down loses the sample, never the request.
+it was kept. Retention (``max_age_s``) prunes by that score; a conversation sent again is kept
+once, at its latest time. Requests that say ``"store": false``, and tenants the config
+excludes, are never kept. Redis being down loses the sample, never the request.
 """
 
 from __future__ import annotations
