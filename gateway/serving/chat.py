@@ -222,6 +222,11 @@ class ChatCompletionService:
             return model
         return self._virtual_model_name if self.is_routed(model) else OTHER_MODEL_LABEL
 
+    def has_tier_choice(self, request: ChatCompletionRequest) -> bool:
+        """Whether more than one tier can serve ``request``: where only one can (tool calling
+        that only the large model has), no routing decision is made for it."""
+        return len(self._ladder.serving(request.tool_need())) > 1
+
     def is_routed(self, model: str) -> bool:
         """Whether ``model`` names the virtual router model (plain or with a threshold)."""
         return model == self._virtual_model_name or (

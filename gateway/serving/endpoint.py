@@ -181,11 +181,12 @@ class ChatEndpoint:
 
     async def _maybe_capture(self, request: ChatCompletionRequest, caller: Caller) -> None:
         # Admitted requests for a served (or the routed) model, cache hits included: the
-        # sample is of the traffic the router decides on, not of bad keys, bodies or names.
+        # sample is of the traffic the router decides on, not of bad keys, bodies or names,
+        # nor of requests only one tier can serve (labelling would ask a tier that refuses it).
         # Before generation, so that no open stream waits on this write.
         if self._capture is None or not self._capture.sampled(caller.tenant, request.store):
             return
-        if self._chat.model_label(request.model) != OTHER_MODEL_LABEL:
+        if self._chat.model_label(request.model) != OTHER_MODEL_LABEL and self._chat.has_tier_choice(request):
             messages = [m.model_dump(mode="json", exclude_none=True) for m in request.messages]
             tool_options: dict[str, Any] = {}
             if request.tools:

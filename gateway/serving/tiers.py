@@ -81,13 +81,17 @@ class TierLadder:
         self._tiers = {tier.name: tier for tier in tiers}
         self._order = list(self._tiers)
 
+    def serving(self, need: ToolNeed) -> list[str]:
+        """The tiers that can serve a request needing ``need``, cheapest first."""
+        return [name for name, tier in self._tiers.items() if tier.serves(need)]
+
     def for_tools(
         self, request: ChatCompletionRequest, decision: RoutingDecision, *, routed: bool, need: ToolNeed
     ) -> RoutingDecision:
         """Move a request that needs tool calling to a tier that has it (or refuse it)."""
         if self._tiers[decision.tier].serves(need):
             return decision
-        capable = [name for name, tier in self._tiers.items() if tier.serves(need)]
+        capable = self.serving(need)
         param = "tools" if request.calls_tools() else "messages"
         what = "calls tools" if request.calls_tools() else "holds tool calls and their results"
         if not capable:

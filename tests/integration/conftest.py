@@ -55,7 +55,11 @@ def gateway_config(redis_url: str | None, upstream_url: str, **sections: Any) ->
 
 
 async def make_tiers(
-    config: GatewayConfig, small: ScriptedEngine | None = None, *, scripted_large: bool = False
+    config: GatewayConfig,
+    small: ScriptedEngine | None = None,
+    *,
+    scripted_large: bool = False,
+    small_forced_tool_calls: bool = False,
 ) -> list[Tier]:
     large_config = config.tiers["large"]
     assert isinstance(large_config, LiteLLMTierConfig)
@@ -64,7 +68,14 @@ async def make_tiers(
     )
     await large.start()
     return [
-        Tier("small", "small-model", small or ScriptedEngine(model="small-model"), 16, 5),
+        Tier(
+            "small",
+            "small-model",
+            small or ScriptedEngine(model="small-model"),
+            16,
+            5,
+            forced_tool_calls=small_forced_tool_calls,
+        ),
         Tier("large", "fake-large", large, 64, 5, supports_tools=large_config.tool_calling, billed_when_abandoned=True),
     ]
 
@@ -96,10 +107,13 @@ def make_app(fake_upstream: FakeOpenAIUpstream) -> AppFactory:
         *,
         small: ScriptedEngine | None = None,
         scripted_large: bool = False,
+        small_forced_tool_calls: bool = False,
         environ: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[tuple[httpx.AsyncClient, ReplicaServices]]:
-        tiers = await make_tiers(config, small, scripted_large=scripted_large)
+        tiers = await make_tiers(
+            config, small, scripted_large=scripted_large, small_forced_tool_calls=small_forced_tool_calls
+        )
         env = {"SLM_ROUTER_ADMIN_KEY": ADMIN_KEY, **(environ or {})}
         services = await build_replica_services(config, tiers, environ=env, **kwargs)
         app = create_http_app(

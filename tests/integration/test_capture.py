@@ -102,7 +102,7 @@ async def test_store_false_and_excluded_tenants_are_not_kept(
         assert body["kept"] == 1 and [row["messages"] for row in body["data"]] == [SECOND]
 
 
-async def test_the_tools_offered_are_kept_for_labelling(
+async def test_the_tools_offered_are_kept_and_requests_only_one_tier_serves_are_not(
     make_app: AppFactory, redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream, tmp_path: Path
 ) -> None:
     weather = {
@@ -114,17 +114,27 @@ async def test_the_tools_offered_are_kept_for_labelling(
         },
     }
     legacy = {"name": "time", "parameters": {"type": "object", "properties": {}}}
-    async with make_app(_config(redis_server.url, fake_upstream.base_url, 1.0)) as (client, _):
+    forced = {"type": "function", "function": {"name": "weather"}}
+    config = _config(redis_server.url, fake_upstream.base_url, 1.0)
+    # The small tier makes forced calls (as vLLM tiers do), and calls no tools otherwise.
+    async with make_app(config, small_forced_tool_calls=True) as (client, _):
         chat = "/v1/chat/completions"
-        offered = {"model": "fake-large", "messages": SECOND, "tools": [weather], "tool_choice": "auto"}
-        assert (await client.post(chat, json=offered)).status_code == 200
+        # Free tool calling: only the large tier serves it, so no routing decision to label.
+        free = {"model": "router", "messages": SECOND, "tools": [weather], "tool_choice": "auto"}
+        assert (await client.post(chat, json=free)).status_code == 200
+        # A forced call: both tiers serve it, the router decides, and labelling replays the tools.
+        call = {"model": "router", "messages": SECOND, "tools": [weather], "tool_choice": forced}
+        assert (await client.post(chat, json=call)).status_code == 200
         # Legacy functions are kept as the tools they are served as.
-        old_style = {"model": "fake-large", "messages": FIRST, "functions": [legacy], "function_call": "auto"}
+        old_style = {"model": "router", "messages": FIRST, "functions": [legacy], "function_call": {"name": "time"}}
         assert (await client.post(chat, json=old_style)).status_code == 200
-        rows = (await client.get("/admin/capture", headers=ADMIN)).json()["data"]
-    assert rows[1] == {"messages": SECOND, "tools": [weather], "tool_choice": "auto"}
-    assert rows[0]["tools"] == [{"type": "function", "function": legacy}] and rows[0]["tool_choice"] == "auto"
+        body = (await client.get("/admin/capture", headers=ADMIN)).json()
+    assert body["kept"] == 2
+    rows = body["data"]
+    assert rows[1] == {"messages": SECOND, "tools": [weather], "tool_choice": forced}
+    assert rows[0]["tools"] == [{"type": "function", "function": legacy}]
+    assert rows[0]["tool_choice"] == {"type": "function", "function": {"name": "time"}}
     sample = tmp_path / "sample.jsonl"
     sample.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     items, _ = read_prompts(sample, need_reference=False)
-    assert items[1].tool_options == {"tools": [weather], "tool_choice": "auto"}
+    assert items[1].tool_options == {"tools": [weather], "tool_choice": forced}
