@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -94,3 +96,16 @@ def _small_loader() -> Callable[[str, Path | None], LabeledPrompts]:
         return d.subset(np.arange(min(len(d), 400)))
 
     return load
+
+
+def test_a_reader_that_leaves_the_pipe_gets_no_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `slm-router calibrate ... | head -1`: head exits, and the next write fails with EPIPE.
+    from gateway.cli import main as slm_router
+
+    read, write = os.pipe()
+    os.close(read)
+    with os.fdopen(write, "w", buffering=1) as closed_pipe:
+        monkeypatch.setattr(sys, "stdout", closed_pipe)
+        argv = ["calibrate", "--artifact", str(default_artifact_path()), "--large-share", "0.3"]
+        assert slm_router(argv) == 1
+        print("more output, at exit too", flush=True)  # goes nowhere now, without raising
