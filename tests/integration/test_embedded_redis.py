@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import pytest
 import redis
 
 from gateway.redis_server import EmbeddedRedis, find_redis_server_binary
@@ -28,3 +32,32 @@ def test_start_persist_restart_stop(tmp_path: Path) -> None:
         pass
     else:
         raise AssertionError("redis-server still running after stop")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's prctl")
+def test_the_server_dies_with_a_parent_killed_without_cleanup(tmp_path: Path) -> None:
+    # A gateway killed by SIGKILL (or cut short by Ray's SIGTERM handler) runs no stop():
+    # its redis-server must not live on holding the state folder's append-only file.
+    script = (
+        "import sys, time\n"
+        "from gateway.redis_server import EmbeddedRedis\n"
+        f"print(EmbeddedRedis({str(tmp_path / 'state')!r}).start(), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        url = parent.stdout.readline().strip()
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+        assert client.ping()
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            client.ping()
+        except redis.ConnectionError:
+            return
+        time.sleep(0.1)
+    raise AssertionError("redis-server outlived the process that started it")
