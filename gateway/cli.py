@@ -66,9 +66,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     print("starting slm-router (first start prepares the local model; this takes a minute)...", flush=True)
+    from gateway.redis_server import EmbeddedRedisError
+
     gateway = LocalGateway(config)
     try:
-        gateway.start()
+        try:
+            gateway.start()
+        except EmbeddedRedisError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         url = gateway.base_url
         print(
             f"\nslm-router is ready at {url}\n"

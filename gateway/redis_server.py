@@ -7,12 +7,15 @@ close. Nothing here is a fake: tests and the local profile talk to a real server
 On Linux the server also dies with the process that started it, however that process ends
 (SIGKILL, or Ray's own SIGTERM handler cutting a shutdown short). An orphan would keep the
 state folder's append-only file open while the next ``slm-router serve`` starts a second
-server writing to the same file.
+server writing to the same file. For the same reason a state folder serves one server at a
+time: a lock on ``<state>/redis.lock``, shared with the server process, is held for as long as
+either lives, and a second start on the folder fails, naming it.
 """
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import shutil
 import signal
@@ -24,7 +27,11 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["EmbeddedRedis", "find_redis_server_binary"]
+__all__ = ["EmbeddedRedis", "EmbeddedRedisError", "find_redis_server_binary"]
+
+
+class EmbeddedRedisError(RuntimeError):
+    """The embedded redis-server could not start (the message says why)."""
 
 
 def find_redis_server_binary() -> Path:
@@ -79,6 +86,7 @@ class EmbeddedRedis:
         self._port = port
         self._persist = persist
         self._process: subprocess.Popen[bytes] | None = None
+        self._lock_fd: int | None = None
 
     @property
     def url(self) -> str:
@@ -114,25 +122,51 @@ class EmbeddedRedis:
             "--logfile",
             str((self._state_dir / "redis.log").resolve()),
         ]
-        self._process = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            preexec_fn=_death_signal_setter(),  # fork-safe: see _death_signal_setter
-        )
+        self._lock_fd = self._lock_state_dir()
+        try:
+            self._process = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                preexec_fn=_death_signal_setter(),  # fork-safe: see _death_signal_setter
+                # The server holds the folder's lock too: it stays locked while the server runs.
+                pass_fds=(self._lock_fd,),
+            )
+        except OSError:
+            self._unlock()
+            raise
         self._port = port
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 err = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
                 self._process = None
-                raise RuntimeError(f"redis-server exited at start: {err.strip() or 'see redis.log'}")
+                self._unlock()
+                raise EmbeddedRedisError(f"redis-server exited at start: {err.strip() or 'see redis.log'}")
             if self._ping(port):
                 return self.url
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"redis-server did not answer within {timeout_s:g}s")
+        raise EmbeddedRedisError(f"redis-server did not answer within {timeout_s:g}s")
+
+    def _lock_state_dir(self) -> int:
+        path = self._state_dir / "redis.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise EmbeddedRedisError(
+                f"another redis-server already uses {self._state_dir.resolve()} (is another slm-router running?); "
+                "stop it, or give this one its own redis.state_dir or a REDIS_URL"
+            ) from None
+        return fd
+
+    def _unlock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
 
     @staticmethod
     def _ping(port: int) -> bool:
@@ -146,14 +180,17 @@ class EmbeddedRedis:
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the server (SIGTERM lets it save), killing it if it does not exit."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
         try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            if process is None or process.poll() is not None:
+                return
+            process.terminate()
+            try:
+                process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        finally:
+            self._unlock()
 
     def __enter__(self) -> EmbeddedRedis:
         self.start()

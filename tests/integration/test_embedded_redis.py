@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from gateway.redis_server import EmbeddedRedis, find_redis_server_binary
+from gateway.redis_server import EmbeddedRedis, EmbeddedRedisError, find_redis_server_binary
 
 
 def test_binary_is_redislites() -> None:
@@ -61,3 +61,30 @@ def test_the_server_dies_with_a_parent_killed_without_cleanup(tmp_path: Path) ->
             return
         time.sleep(0.1)
     raise AssertionError("redis-server outlived the process that started it")
+
+
+def test_a_state_folder_serves_one_server_at_a_time(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with EmbeddedRedis(state) as first:
+        with pytest.raises(EmbeddedRedisError, match=r"another redis-server already uses \S*state"):
+            EmbeddedRedis(state).start()
+        assert redis.Redis.from_url(first.url).ping()  # the refused start touched nothing
+    with EmbeddedRedis(state) as second:  # free again once the first one stopped
+        assert redis.Redis.from_url(second.url).ping()
+
+
+def test_serve_on_a_state_folder_in_use_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.cli import main
+
+    monkeypatch.delenv("REDIS_URL", raising=False)  # the embedded server, whatever the environment
+
+    state = tmp_path / "state"
+    config = tmp_path / "config.yaml"
+    packaged = (Path(__file__).parents[2] / "gateway" / "default_config.yaml").read_text(encoding="utf-8")
+    assert "  state_dir: .state/redis\n" in packaged
+    config.write_text(packaged.replace("  state_dir: .state/redis\n", f"  state_dir: {state}\n"), encoding="utf-8")
+    with EmbeddedRedis(state):
+        assert main(["serve", "--config", str(config)]) == 2
+    assert "error: another redis-server already uses" in capsys.readouterr().err
