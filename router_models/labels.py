@@ -55,9 +55,10 @@ _FIELDS = frozenset(
 )
 
 
-def jsonl_objects(path: Path, text: str) -> Iterator[tuple[str, dict[str, Any]]]:
+def jsonl_objects(path: Path, text: str, *, strings_as: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(where, object)`` for each non-blank line of ``text`` (read from ``path``); ``where`` is
-    ``path:line``. A line that is not a JSON object raises :class:`RouterDataError` naming it."""
+    ``path:line``. With ``strings_as``, a line that is a JSON string reads as ``{strings_as:
+    string}``. Any other line that is not a JSON object raises :class:`RouterDataError` naming it."""
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -66,8 +67,10 @@ def jsonl_objects(path: Path, text: str) -> Iterator[tuple[str, dict[str, Any]]]
             item = json.loads(line)
         except json.JSONDecodeError as exc:
             raise RouterDataError(f"{where}: not JSON ({exc.msg})") from exc
+        if strings_as is not None and isinstance(item, str):
+            item = {strings_as: item}
         if not isinstance(item, dict):
-            raise RouterDataError(f"{where}: expected a JSON object")
+            raise RouterDataError(f"{where}: expected a JSON {'string or ' if strings_as else ''}object")
         yield where, item
 
 
@@ -80,20 +83,7 @@ def read_conversations(path: Path) -> list[tuple[ChatTurn, ...]]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RouterDataError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    conversations: list[tuple[ChatTurn, ...]] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RouterDataError(f"{where}: not JSON ({exc.msg})") from exc
-        if isinstance(item, str):
-            item = {"prompt": item}
-        if not isinstance(item, dict):
-            raise RouterDataError(f"{where}: expected a JSON string or object")
-        conversations.append(conversation_of(item, where))
+    conversations = [conversation_of(item, where) for where, item in jsonl_objects(path, text, strings_as="prompt")]
     if not conversations:
         raise RouterDataError(f"{path}: no conversations")
     return conversations
