@@ -43,6 +43,7 @@ class ConversationCapture:
     ) -> None:
         self._client = client
         self._key = keys.captured_conversations()
+        self._legacy_key = keys.legacy_captured_conversations()
         self._health = health
         self._config = config
         self._rng = rng or random.Random()
@@ -106,15 +107,20 @@ class ConversationCapture:
         return [json.loads(item) for item in raw], int(kept)
 
     async def clear(self) -> int:
-        """Drop every kept conversation; returns how many there were (503 when Redis is down)."""
+        """Drop every kept conversation; returns how many there were (503 when Redis is down).
+
+        An earlier version's sample (a list without retention) goes too: clearing is how an
+        operator removes captured text, whichever version kept it.
+        """
 
         def drop(pipe: Pipeline) -> None:
             self._prune(pipe, self._clock())
             pipe.zcard(self._key)
-            pipe.delete(self._key)
+            pipe.llen(self._legacy_key)
+            pipe.delete(self._key, self._legacy_key)
 
-        *_, kept, _ = await self._admin(drop)
-        return int(kept)
+        *_, kept, legacy, _ = await self._admin(drop)
+        return int(kept) + int(legacy)
 
     def _prune(self, pipe: Pipeline, now: float) -> None:
         """Queue the removal of conversations past ``max_age_s`` (a no-op without one)."""

@@ -113,7 +113,13 @@ class KeySpace:
     # --- captured conversations -------------------------------------------------------
 
     def captured_conversations(self) -> str:
-        """Sorted set of sampled request conversations (JSON, scored by capture time): ``<p>:capture``."""
+        """Sorted set of sampled request conversations (JSON, scored by capture time):
+        ``<p>:capture:conversations``."""
+        return f"{self._prefix}:capture:conversations"
+
+    def legacy_captured_conversations(self) -> str:
+        """The list earlier versions kept the sample in (``<p>:capture``, no TTL), which
+        ``DELETE /admin/capture`` still removes."""
         return f"{self._prefix}:capture"
 
     # --- stored responses -------------------------------------------------------------

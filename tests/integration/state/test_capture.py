@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from typing import Any
 
@@ -127,3 +128,15 @@ async def test_a_repeated_conversation_is_kept_once_at_its_latest_time(make_stor
         assert await capture.keep(_conversation(i))
         clock.now += 1
     assert await capture.export(limit=10) == ([{"messages": _conversation(0)}, {"messages": _conversation(1)}], 2)
+
+
+async def test_clear_also_drops_an_earlier_versions_list(make_store: StoreFactory) -> None:
+    store = make_store(capture={"share": 1.0})
+    legacy = store.keys.legacy_captured_conversations()
+    await store.client.lpush(
+        legacy, json.dumps({"messages": _conversation(0)}), json.dumps({"messages": _conversation(1)})
+    )
+    assert await store.capture.keep(_conversation(2))  # the new sample lives beside it, not in it
+    assert await store.capture.export(limit=10) == ([{"messages": _conversation(2)}], 1)
+    assert await store.capture.clear() == 3
+    assert not await store.client.exists(legacy)
