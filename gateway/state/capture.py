@@ -116,10 +116,15 @@ class ConversationCapture:
         def drop(pipe: Pipeline) -> None:
             self._prune(pipe, self._clock())
             pipe.zcard(self._key)
-            pipe.llen(self._legacy_key)
-            pipe.delete(self._key, self._legacy_key)
+            pipe.delete(self._key)
 
-        *_, kept, legacy, _ = await self._admin(drop)
+        def drop_legacy(pipe: Pipeline) -> None:
+            pipe.llen(self._legacy_key)
+            pipe.delete(self._legacy_key)
+
+        *_, kept, _ = await self._admin(drop)
+        # A transaction of its own: on Redis Cluster the two keys may live in different slots.
+        legacy, _ = await self._admin(drop_legacy)
         return int(kept) + int(legacy)
 
     def _prune(self, pipe: Pipeline, now: float) -> None:
