@@ -30,6 +30,9 @@ def test_key_layout_and_hash_tags() -> None:
     assert keys.key_usage(KEY_ID) == "slm:{key:0123456789abcdef}:usage"
     assert keys.tenant_usage("acme") == "slm:{tenant:acme}:usage"
     assert keys.api_key_index() == "slm:keys"
+    # The sample's sorted set, and the list of earlier versions (never the same key: WRONGTYPE).
+    assert keys.captured_conversations() == "slm:capture:conversations"
+    assert keys.legacy_captured_conversations() == "slm:capture"
     digest = "ab" * 32
     assert keys.cache_entry(digest) == f"slm:{{cache}}:e:{digest}"
     assert keys.cache_entry(digest).startswith(keys.cache_entry_prefix())
