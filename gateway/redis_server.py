@@ -8,8 +8,8 @@ On Linux the server also dies with the process that started it, however that pro
 (SIGKILL, or Ray's own SIGTERM handler cutting a shutdown short). An orphan would keep the
 state folder's append-only file open while the next ``slm-router serve`` starts a second
 server writing to the same file. For the same reason a state folder serves one server at a
-time: a lock on ``<state>/redis.lock``, shared with the server process, is held for as long as
-either lives, and a second start on the folder fails, naming it.
+time: the server process holds a lock on ``<state>/redis.lock`` for as long as it runs, and a
+second start on the folder fails, naming it.
 """
 
 from __future__ import annotations
@@ -86,7 +86,6 @@ class EmbeddedRedis:
         self._port = port
         self._persist = persist
         self._process: subprocess.Popen[bytes] | None = None
-        self._lock_fd: int | None = None
 
     @property
     def url(self) -> str:
@@ -122,7 +121,7 @@ class EmbeddedRedis:
             "--logfile",
             str((self._state_dir / "redis.log").resolve()),
         ]
-        self._lock_fd = self._lock_state_dir()
+        lock = self._lock_state_dir()
         try:
             self._process = subprocess.Popen(
                 args,
@@ -130,19 +129,18 @@ class EmbeddedRedis:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 preexec_fn=_death_signal_setter(),  # fork-safe: see _death_signal_setter
-                # The server holds the folder's lock too: it stays locked while the server runs.
-                pass_fds=(self._lock_fd,),
+                # The server inherits the folder's lock: locked exactly while it runs, however
+                # it ends (a fault test's SIGKILL frees the folder for the next start).
+                pass_fds=(lock,),
             )
-        except OSError:
-            self._unlock()
-            raise
+        finally:
+            os.close(lock)
         self._port = port
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 err = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
                 self._process = None
-                self._unlock()
                 raise EmbeddedRedisError(f"redis-server exited at start: {err.strip() or 'see redis.log'}")
             if self._ping(port):
                 return self.url
@@ -163,11 +161,6 @@ class EmbeddedRedis:
             ) from None
         return fd
 
-    def _unlock(self) -> None:
-        fd, self._lock_fd = self._lock_fd, None
-        if fd is not None:
-            os.close(fd)
-
     @staticmethod
     def _ping(port: int) -> bool:
         try:
@@ -180,17 +173,14 @@ class EmbeddedRedis:
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the server (SIGTERM lets it save), killing it if it does not exit."""
         process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
         try:
-            if process is None or process.poll() is not None:
-                return
-            process.terminate()
-            try:
-                process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        finally:
-            self._unlock()
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
     def __enter__(self) -> EmbeddedRedis:
         self.start()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -71,6 +73,11 @@ def test_a_state_folder_serves_one_server_at_a_time(tmp_path: Path) -> None:
         assert redis.Redis.from_url(first.url).ping()  # the refused start touched nothing
     with EmbeddedRedis(state) as second:  # free again once the first one stopped
         assert redis.Redis.from_url(second.url).ping()
+        # A fault test SIGKILLs the server behind the owner's back and starts another on the
+        # folder: the lock dies with the server, not with the object that started it.
+        os.kill(int(redis.Redis.from_url(second.url).info("server")["process_id"]), signal.SIGKILL)
+        with EmbeddedRedis(state) as third:
+            assert redis.Redis.from_url(third.url).ping()
 
 
 def test_serve_on_a_state_folder_in_use_is_a_clear_error(
