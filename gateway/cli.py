@@ -61,13 +61,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.host is not None:
         config = config.model_copy(update={"server": config.server.model_copy(update={"host": args.host})})
     from deployments.runtime import LocalGateway
-
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    print("starting slm-router (first start prepares the local model; this takes a minute)...", flush=True)
     from gateway.redis_server import EmbeddedRedisError
 
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    print("starting slm-router (first start prepares the local model; this takes a minute)...", flush=True)
     gateway = LocalGateway(config)
     try:
         try:
@@ -89,6 +87,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     finally:
         print("stopping slm-router...", flush=True)
         gateway.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 

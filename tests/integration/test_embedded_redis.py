@@ -92,6 +92,8 @@ def test_serve_on_a_state_folder_in_use_is_a_clear_error(
     packaged = (Path(__file__).parents[2] / "gateway" / "default_config.yaml").read_text(encoding="utf-8")
     assert "  state_dir: .state/redis\n" in packaged
     config.write_text(packaged.replace("  state_dir: .state/redis\n", f"  state_dir: {state}\n"), encoding="utf-8")
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     with EmbeddedRedis(state):
         assert main(["serve", "--config", str(config)]) == 2
     assert "error: another redis-server already uses" in capsys.readouterr().err
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers  # Ctrl-C works again
