@@ -30,7 +30,7 @@ __all__ = ["ConversationCapture"]
 
 
 class ConversationCapture:
-    """Samples conversations into ``<prefix>:capture`` and reads them back for export."""
+    """Samples conversations into ``<prefix>:capture:conversations`` and reads them back for export."""
 
     def __init__(
         self,
