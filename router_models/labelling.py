@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from router_models.conversation import ChatTurn, render_conversation, turn_from_message
 from router_models.errors import RouterDataError, RouterError
 from router_models.grading import judge_messages, matches_reference, parse_verdict
-from router_models.labels import conversation_of, jsonl_objects
+from router_models.labels import conversation_of, jsonl_objects, read_text
 from router_models.reply_cache import CachedReply, ReplyCache, request_digest
 
 if TYPE_CHECKING:
@@ -103,10 +103,7 @@ def read_prompts(path: Path, need_reference: bool) -> tuple[list[LabelItem], int
     A repeated conversation is labelled once. Raises :class:`RouterDataError` naming the line of
     the first malformed one, or of one without ``reference`` when ``need_reference``.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RouterDataError(f"cannot read prompt file {path}: {exc.strerror or exc}") from exc
+    text = read_text(path, "prompt file")
     items: list[LabelItem] = []
     seen: set[str] = set()
     duplicates = 0

@@ -35,7 +35,7 @@ from router_models.conversation import ChatTurn, render_conversation, turn_from_
 from router_models.data import LabeledPrompts
 from router_models.errors import RouterDataError
 
-__all__ = ["LABELS_NAME", "conversation_of", "jsonl_objects", "load_labels", "read_conversations"]
+__all__ = ["LABELS_NAME", "conversation_of", "jsonl_objects", "load_labels", "read_conversations", "read_text"]
 
 #: The data-set name of labelled prompts (in metadata, eval settings and held-out metrics).
 LABELS_NAME = "labels"
@@ -74,15 +74,20 @@ def jsonl_objects(path: Path, text: str, *, strings_as: str | None = None) -> It
         yield where, item
 
 
+def read_text(path: Path, what: str) -> str:
+    """``path``'s text; an unreadable file raises :class:`RouterDataError` naming it as ``what``."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RouterDataError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+
+
 def read_conversations(path: Path) -> list[tuple[ChatTurn, ...]]:
     """The conversations of a JSONL file, one per line, for calibration: a JSON string (one user
     prompt) or an object with ``messages`` or ``prompt``, other fields ignored, so a capture
     export, a prompt file for ``slm-router label`` and a label file all serve. A malformed line
     raises :class:`RouterDataError` naming it."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RouterDataError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    text = read_text(path, "reference file")
     conversations = [conversation_of(item, where) for where, item in jsonl_objects(path, text, strings_as="prompt")]
     if not conversations:
         raise RouterDataError(f"{path}: no conversations")
