@@ -222,6 +222,19 @@ class ChatCompletionRequest(Tolerant):
             return "forced"
         return "any" if self.needs_tool_calling() else "none"
 
+    def offered_tools(self) -> dict[str, Any]:
+        """``tools`` and ``tool_choice`` as OpenAI's JSON, for an engine or a replay (empty
+        when no tools are offered; ``tool_choice`` only when set)."""
+        if not self.tools:
+            return {}
+        offered: dict[str, Any] = {"tools": [tool.model_dump(mode="json", exclude_none=True) for tool in self.tools]}
+        choice = self.tool_choice
+        if choice is not None:
+            offered["tool_choice"] = (
+                choice if isinstance(choice, str) else choice.model_dump(mode="json", exclude_none=True)
+            )
+        return offered
+
     def _holds_tool_turns(self) -> bool:
         return any(m.role == "tool" or m.tool_calls for m in self.messages)
 

@@ -17,8 +17,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel
-
 from gateway.engine import Completion, CompletionChoice, EngineDelta, GenerationRequest
 from gateway.errors import (
     GatewayError,
@@ -277,8 +275,7 @@ class ChatCompletionService:
         # and so does a tier that makes the call tool_choice forces, told which function.
         forced = request.forced_function() if tier.forced_tool_calls and not tier.supports_tools else None
         takes_tools = tier.supports_tools or forced is not None
-        tools = [t.model_dump(exclude_none=True) for t in request.tools or ()] if takes_tools else []
-        tool_choice = request.tool_choice if tools else None
+        offered = request.offered_tools() if takes_tools else {}
         return GenerationRequest(
             request_id=f"chatcmpl-{uuid.uuid4().hex}",
             messages=messages,
@@ -294,11 +291,9 @@ class ChatCompletionService:
             response_format=request.response_format.for_engine() if request.response_format else None,
             logprobs=bool(request.logprobs),
             top_logprobs=request.top_logprobs or 0,
-            tools=tools or None,
-            tool_choice=tool_choice.model_dump(exclude_none=True)
-            if isinstance(tool_choice, BaseModel)
-            else tool_choice,
-            parallel_tool_calls=request.parallel_tool_calls if tools else None,
+            tools=offered.get("tools"),
+            tool_choice=offered.get("tool_choice"),
+            parallel_tool_calls=request.parallel_tool_calls if offered else None,
             forced_function=forced.model_dump(exclude_none=True) if forced is not None else None,
         )
 

@@ -188,14 +188,8 @@ class ChatEndpoint:
             return
         if self._chat.model_label(request.model) != OTHER_MODEL_LABEL and self._chat.has_tier_choice(request):
             messages = [m.model_dump(mode="json", exclude_none=True) for m in request.messages]
-            tool_options: dict[str, Any] = {}
-            if request.tools:
-                # Labelling replays them: an agent's turn answered without its tools is another task.
-                tool_options["tools"] = [t.model_dump(mode="json", exclude_none=True) for t in request.tools]
-                if request.tool_choice is not None:
-                    choice = request.tool_choice
-                    tool_options["tool_choice"] = choice if isinstance(choice, str) else choice.model_dump(mode="json")
-            await self._capture.keep(messages, tool_options)
+            # Labelling replays the tools: an agent's turn answered without them is another task.
+            await self._capture.keep(messages, request.offered_tools())
 
     async def _over_budget(self, caller: Caller) -> bool:
         """Whether the caller's key has spent its dollar budget (429 when the policy says reject)."""
