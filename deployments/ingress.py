@@ -55,7 +55,7 @@ class GatewayIngress:
                 )
                 checks[f"tier:{name}"] = handle_engine.check_health
                 engine, max_tokens = handle_engine, tier_config.default_max_tokens
-                tools, forced_calls = False, tier_config.forced_tool_calls
+                tools, forced_calls = tier_config.tool_calling, tier_config.forced_tool_calls
             else:
                 engine = build_hosted_engine(tier_config, api_base=self._api_base(tier_config))
                 max_tokens = tier_config.default_max_tokens or 1024

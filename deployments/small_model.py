@@ -34,6 +34,11 @@ def engine_from_tier(tier: VLLMTierConfig) -> ChatEngine:
         "enforce_eager": tier.enforce_eager,
         "engine_kwargs": dict(tier.engine_kwargs),
     }
+    # Only when set, so engine classes without tool calling of their own need not take them.
+    if tier.tool_call_parser is not None:
+        kwargs["tool_call_parser"] = tier.tool_call_parser
+    if tier.chat_template is not None:
+        kwargs["chat_template"] = str(tier.chat_template)
     return engine_cls(**kwargs)
 
 

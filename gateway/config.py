@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, field_validator, model_validator
 
 from gateway.accounting.config import AccountingConfig
 from gateway.errors import ConfigError
@@ -142,9 +142,24 @@ class VLLMTierConfig(_Strict):
     #: function offered (the usual way to ask for structured extraction, as instructor and
     #: LangChain do), by constraining decoding to the function's parameters schema, so such a
     #: request need not go to a tier with tool calling. Other tool use (``auto``, ``required``
-    #: among several functions, tool turns in the conversation) still does.
+    #: among several functions, tool turns in the conversation) still does, unless this tier
+    #: has a ``tool_call_parser``.
     forced_tool_calls: bool = True
+    #: vLLM's parser of the model's own tool-call syntax (its server's ``--tool-call-parser``:
+    #: ``hermes`` for Qwen2.5 and Hermes models, ``llama3_json``, ``mistral``, ``pythonic``, ...).
+    #: With one, the tier has tool calling: ``auto``, ``required`` among several functions and
+    #: conversations with tool turns are served by it, and routed to it like any request. An
+    #: unknown name fails the tier's start-up, naming the known ones.
+    tool_call_parser: str | None = Field(None, min_length=1)
+    #: A Jinja chat template file used instead of the model's own: for a model whose template
+    #: does not render ``tools`` in the syntax its parser reads.
+    chat_template: FilePath | None = None
     deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
+
+    @property
+    def tool_calling(self) -> bool:
+        """Whether requests that need tool calling may go to this tier (it has a ``tool_call_parser``)."""
+        return self.tool_call_parser is not None
 
 
 class LiteLLMTierConfig(_Strict):

@@ -118,6 +118,30 @@ def test_invalid_configs(tmp_path: Path, yaml_text: str, expected: str) -> None:
     assert expected in info.value.message
 
 
+def test_a_vllm_tier_with_a_tool_parser_passes_it_and_its_template_to_its_engine(tmp_path: Path) -> None:
+    from deployments.small_model import engine_from_tier
+
+    template = tmp_path / "tools.jinja"
+    template.write_text("{{ messages }}")
+    tier = VLLMTierConfig(
+        served_model_name="s",
+        engine_class="tests.unit.test_small_model_deployment:DeadEngine",
+        tool_call_parser="hermes",
+        chat_template=template,
+    )
+    assert tier.tool_calling and not tier.model_copy(update={"tool_call_parser": None}).tool_calling
+    engine = engine_from_tier(tier)
+    assert (engine.kwargs["tool_call_parser"], engine.kwargs["chat_template"]) == ("hermes", str(template))  # type: ignore[attr-defined]
+    # Unset, they are not passed, so engine classes without tool calling need not take them.
+    plain = engine_from_tier(tier.model_copy(update={"tool_call_parser": None, "chat_template": None}))
+    assert not {"tool_call_parser", "chat_template"} & set(plain.kwargs)  # type: ignore[attr-defined]
+    # A template file that is not there fails the config at start-up, naming the field.
+    text = f"tiers:\n  small: {{kind: vllm, served_model_name: s, chat_template: {tmp_path / 'absent.jinja'}}}\n"
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), environ={})
+    assert "tiers.small.vllm.chat_template" in info.value.message
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "absent.yaml", environ={})

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from deployments.vllm_engine import _finish_reason, _forced_call_instruction, _forced_call_schema, _with_system_note
+from deployments.vllm_engine import _finish_reason, _forced_call_instruction, _with_system_note
+from deployments.vllm_tool_calls import function_parameters
 from gateway.engine import GenerationRequest
 from gateway.errors import RateLimitError, UpstreamError
 from gateway.routing.policy import ThresholdPolicy
@@ -141,5 +142,5 @@ def test_the_small_model_is_told_of_the_forced_function_in_the_system_turn() -> 
     assert _with_system_note([system, USER], note) == [{"role": "system", "content": f"Be brief.\n\n{note}"}, USER]
     assert _with_system_note([USER], note) == [{"role": "system", "content": note}, USER]
     # A function without parameters takes an empty object.
-    assert _forced_call_schema({"name": "now"}) == {"type": "object", "properties": {}}
-    assert _forced_call_schema(TIME["function"]) == {"type": "object"}
+    assert function_parameters({"name": "now"}) == {"type": "object", "properties": {}}
+    assert function_parameters(TIME["function"]) == {"type": "object"}
