@@ -148,18 +148,25 @@ class EmbeddedRedis:
         self.stop()
         raise EmbeddedRedisError(f"redis-server did not answer within {timeout_s:g}s")
 
-    def _lock_state_dir(self) -> int:
+    def _lock_state_dir(self, wait_s: float = 2.0) -> int:
         path = self._state_dir / "redis.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise EmbeddedRedisError(
-                f"another redis-server already uses {self._state_dir.resolve()} (is another slm-router running?); "
-                "stop it, or give this one its own redis.state_dir or a REDIS_URL"
-            ) from None
-        return fd
+        # A server that was just killed holds the lock until the kernel has finished its exit,
+        # so a start right after a crash waits a moment before calling the folder taken.
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                os.close(fd)
+                raise EmbeddedRedisError(
+                    f"another redis-server already uses {self._state_dir.resolve()} (is another slm-router "
+                    "running?); stop it, or give this one its own redis.state_dir or a REDIS_URL"
+                ) from None
 
     @staticmethod
     def _ping(port: int) -> bool:

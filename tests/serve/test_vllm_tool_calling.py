@@ -7,6 +7,7 @@ engine serves every kind of tool use end to end."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,10 @@ async def engine() -> AsyncIterator[VLLMChatEngine]:
     await started.shutdown()
 
 
-async def generate(engine: VLLMChatEngine, messages: list[dict[str, Any]], **fields: Any) -> list[EngineDelta]:
-    request = GenerationRequest("tools-" + str(len(messages)), messages, 32, temperature=0, tools=TOOLS, **fields)
+async def generate(
+    engine: VLLMChatEngine, messages: list[dict[str, Any]], max_tokens: int = 32, **fields: Any
+) -> list[EngineDelta]:
+    request = GenerationRequest(f"tools-{uuid.uuid4().hex}", messages, max_tokens, temperature=0, tools=TOOLS, **fields)
     return [delta async for delta in engine.stream(request)]
 
 
@@ -100,7 +103,7 @@ async def test_a_named_function_is_called_after_tool_turns_the_template_renders(
 
 
 async def test_auto_streams_the_models_own_answer(engine: VLLMChatEngine) -> None:
-    deltas = await generate(engine, TOOL_TURNS, tool_choice="auto")
+    deltas = await generate(engine, TOOL_TURNS, 12, tool_choice="auto")
     text = "".join(d.text for d in deltas)
     calls = merge_tool_calls(part for d in deltas for part in d.tool_calls)
     # Whatever the model chose: text never carries call markup, and a call is a parsed one.
@@ -111,8 +114,8 @@ async def test_auto_streams_the_models_own_answer(engine: VLLMChatEngine) -> Non
     assert deltas[-1].finish_reason in ("stop", "length", "tool_calls")
     # Offered tools are in the prompt; declined ones are left out.
     assert "<tools>" in prompt_text(engine, QUESTION, TOOLS)
-    declined = await generate(engine, QUESTION, tool_choice="none")
-    offered = await generate(engine, QUESTION, tool_choice="auto")
+    declined = await generate(engine, QUESTION, 1, tool_choice="none")
+    offered = await generate(engine, QUESTION, 1, tool_choice="auto")
     assert declined[-1].prompt_tokens < offered[-1].prompt_tokens
     assert not any(d.tool_calls for d in declined)
 
