@@ -21,19 +21,15 @@ from deployments.vllm_tool_calls import (
 )
 from gateway.engine import GenerationRequest, ToolCallPart, merge_tool_calls
 from gateway.errors import ConfigError
-from gateway.local_models import cache_root, prepare_builtin_model
+from gateway.local_models import resolve_model_path
 from tests.unit.test_tool_calls import CALL, TIME, USER, WEATHER
-
-#: Read at collection, before tests/unit/router_models' session fixture points the cache at a
-#: temporary folder: SmolLM2 is prepared once per machine (41 s), where the serve tests use it.
-MODEL_CACHE = cache_root()
 
 
 @pytest.fixture(scope="module")
 def tokenizer() -> Any:
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(prepare_builtin_model("smollm2-135m-instruct", MODEL_CACHE)))
+    return AutoTokenizer.from_pretrained(str(resolve_model_path("builtin:smollm2-135m-instruct")))
 
 
 @pytest.fixture(scope="module")

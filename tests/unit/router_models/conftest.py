@@ -47,9 +47,12 @@ def mmlu_split(mmlu: LabeledPrompts) -> tuple[LabeledPrompts, LabeledPrompts]:
     return mmlu.subset(idx[:4000]), mmlu.subset(idx[4000:5500])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Embedding/ONNX cache in a temp dir so tests never touch the user's cache."""
+    """Embedding/ONNX cache in a temp dir so tests never touch the user's cache.
+
+    Package-scoped: the variable is restored once this package's tests are done, so later
+    tests (the vLLM parser tests' SmolLM2, say) find the machine's prepared models."""
     path = tmp_path_factory.mktemp("slm-router-cache")
     old = os.environ.get("SLM_ROUTER_CACHE")
     os.environ["SLM_ROUTER_CACHE"] = str(path)
