@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,8 +107,8 @@ class _ToolPlan:
     schema: dict[str, Any] | None = None
     #: ``tools`` for the chat template (a tier with tool calling only).
     template_tools: list[dict[str, Any]] | None = None
-    #: Makes each choice's reader of tool calls in the output.
-    reader: Callable[[], ToolCallReader] | None = None
+    #: Each choice's reader of tool calls in the output, by choice index.
+    readers: tuple[ToolCallReader, ...] = ()
     skip_special_tokens: bool = True
 
 
@@ -143,6 +144,17 @@ def _client_error(exc: Exception, request: GenerationRequest) -> InvalidRequestE
     schema_from = "tools" if request.calls_tools else "response_format" if request.response_format else None
     param = getattr(exc, "parameter", None) or schema_from
     return InvalidRequestError(str(exc), param=param, code="invalid_value")
+
+
+@contextmanager
+def _client_errors(request: GenerationRequest) -> Iterator[None]:
+    """Re-raise vLLM's client errors from the block as the client's 400 (see :func:`_client_error`)."""
+    try:
+        yield
+    except Exception as exc:
+        if (client_error := _client_error(exc, request)) is not None:
+            raise client_error from exc
+        raise
 
 
 def _entry(candidate: Any, alternatives: tuple[TokenLogprob, ...] = ()) -> TokenLogprob:
@@ -266,15 +278,11 @@ class VLLMChatEngine(ChatEngine):
         if request.tool_choice == "required":
             for tool in tools or ():
                 _checked_parameters(tool["function"])
-            return _ToolPlan(schema=required_calls_schema(request), template_tools=tools, reader=RequiredToolCalls)
-        # Each choice gets a parser of its own (parsers keep state); the first one also says
-        # whether its model's call markers are special tokens that decoding must keep.
-        first = ParsedToolCalls(parser, tokenizer, request)
-        return _ToolPlan(
-            template_tools=tools,
-            reader=lambda: ParsedToolCalls(parser, tokenizer, request),
-            skip_special_tokens=first.skip_special_tokens,
-        )
+            readers = tuple(RequiredToolCalls() for _ in range(request.n))
+            return _ToolPlan(schema=required_calls_schema(request), template_tools=tools, readers=readers)
+        parsed = ParsedToolCalls.for_choices(parser, tokenizer, request, request.n)
+        # Some models' call markers are special tokens, which decoding must then keep.
+        return _ToolPlan(template_tools=tools, readers=tuple(parsed), skip_special_tokens=parsed[0].skip_special_tokens)
 
     def _sampling_params(self, request: GenerationRequest, max_tokens: int, n: int, plan: _ToolPlan) -> Any:
         from vllm import SamplingParams
@@ -313,7 +321,8 @@ class VLLMChatEngine(ChatEngine):
                 f"{self._served_model_name} is at capacity ({self._pending} requests in flight)",
                 retry_after=1,
             )
-        plan = self._plan_tools(request)
+        with _client_errors(request):
+            plan = self._plan_tools(request)
         messages = request.messages
         if plan.forced is not None:
             messages = _with_system_note(messages, _forced_call_instruction(plan.forced))
@@ -330,18 +339,12 @@ class VLLMChatEngine(ChatEngine):
         # choices: decode one sequence and send it as every choice (usage counts each copy,
         # as it counts the tokens of every choice).
         copies = request.n if request.n > 1 and request.temperature is not None and request.temperature < 1e-5 else 1
-        try:
+        with _client_errors(request):
             params = self._sampling_params(request, min(request.max_tokens, room), n=request.n // copies, plan=plan)
-        except Exception as exc:
-            if (client_error := _client_error(exc, request)) is not None:
-                raise client_error from exc
-            raise
         completion_tokens = 0
         forced = plan.forced
         # A forced call's id, by choice: its first fragment carries the id and the name.
         call_ids: dict[int, str] = {}
-        # Tool calls in the model's output, read by choice.
-        readers: dict[int, ToolCallReader] = {}
 
         self._pending += 1
         try:
@@ -371,8 +374,8 @@ class VLLMChatEngine(ChatEngine):
                                 ToolCallPart(0, call_id if first else None, forced["name"] if first else None, text),
                             )
                             text = ""
-                        elif plan.reader is not None:
-                            reader = readers.get(index) or readers.setdefault(index, plan.reader())
+                        elif plan.readers:
+                            reader = plan.readers[index]
                             text, calls = reader.feed(piece.text, list(piece.token_ids))
                             if piece.finish_reason is not None:
                                 rest, more = reader.finish(piece.finish_reason)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from abc import ABC, abstractmethod
 from typing import Any
 
 from gateway.engine import GenerationRequest, ToolCallPart
@@ -76,23 +77,14 @@ def named_function(request: GenerationRequest) -> dict[str, Any] | None:
 
 
 def required_calls_schema(request: GenerationRequest) -> dict[str, Any]:
-    """The JSON Schema of ``required`` among several functions: an array of one or more
-    ``{"name", "parameters"}`` calls (one at most when ``parallel_tool_calls`` is false), the
-    shape vLLM's own server constrains such a request to."""
-    calls = [
-        {
-            "type": "object",
-            "properties": {
-                "name": {"type": "string", "enum": [tool["function"]["name"]]},
-                "parameters": function_parameters(tool["function"]),
-            },
-            "required": ["name", "parameters"],
-        }
-        for tool in request.tools or ()
-    ]
-    schema: dict[str, Any] = {"type": "array", "minItems": 1, "items": {"type": "object", "anyOf": calls}}
-    if request.parallel_tool_calls is False:
-        schema["maxItems"] = 1
+    """The JSON Schema of ``required`` among several functions, as vLLM's own server builds it:
+    an array of one or more ``{"name", "parameters"}`` calls (one at most when
+    ``parallel_tool_calls`` is false), the functions' ``$defs`` gathered at the top, where
+    their ``$ref``s point. Conflicting ``$defs`` raise vLLM's client error (a 400)."""
+    from vllm.tool_parsers.utils import get_json_schema_from_tools
+
+    schema = get_json_schema_from_tools("required", _vllm_request(request).tools, request.parallel_tool_calls)
+    assert isinstance(schema, dict)  # "required" with tools always has one
     return schema
 
 
@@ -118,26 +110,29 @@ def _with_object_arguments(call: dict[str, Any]) -> dict[str, Any]:
     return {**call, "function": {**function, "arguments": arguments}}
 
 
-class ToolCallReader:
+class ToolCallReader(ABC):
     """Turns one choice's generated text into content and tool calls, piece by piece."""
 
     #: Whether any tool call has been emitted (the choice then finishes with ``tool_calls``).
     called = False
 
+    @abstractmethod
     def feed(self, text: str, token_ids: list[int]) -> tuple[str, tuple[ToolCallPart, ...]]:
         """Content and call fragments for the next generated piece."""
-        raise NotImplementedError
 
+    @abstractmethod
     def finish(self, reason: str | None) -> tuple[str, tuple[ToolCallPart, ...]]:
         """What is left to send once the choice has finished for ``reason``."""
-        raise NotImplementedError
 
 
 class ParsedToolCalls(ToolCallReader):
     """``auto``: a vLLM tool parser reads the model's own call syntax as it streams."""
 
-    def __init__(self, parser_class: type[Any], tokenizer: Any, request: GenerationRequest) -> None:
-        self._request = vllm_request(request)
+    def __init__(
+        self, parser_class: type[Any], tokenizer: Any, request: GenerationRequest, vllm_request: Any = None
+    ) -> None:
+        # Parsers keep state, so each choice has its own; they only read vLLM's request.
+        self._request = vllm_request if vllm_request is not None else _vllm_request(request)
         self._parser = parser_class(tokenizer, self._request.tools)
         self._parser.adjust_request(self._request)
         self._single = request.parallel_tool_calls is False
@@ -145,6 +140,14 @@ class ParsedToolCalls(ToolCallReader):
         self._token_ids: list[int] = []
         self._sent_content = ""
         self._ids: dict[int, str] = {}
+
+    @classmethod
+    def for_choices(
+        cls, parser_class: type[Any], tokenizer: Any, request: GenerationRequest, choices: int
+    ) -> list[ParsedToolCalls]:
+        """One reader per choice, sharing one translation of the request."""
+        shared = _vllm_request(request)
+        return [cls(parser_class, tokenizer, request, shared) for _ in range(choices)]
 
     @property
     def skip_special_tokens(self) -> bool:
@@ -168,10 +171,7 @@ class ParsedToolCalls(ToolCallReader):
             # A parser may hold back the end of the last call's arguments until it knows the
             # call is complete; what it parsed but did not send goes out now.
             rest = self._parser.get_remaining_unstreamed_args()
-            index = len(self._ids) - 1
-            if rest and not (self._single and index > 0):
-                return "", (ToolCallPart(index, arguments=rest),)
-            return "", ()
+            return "", (ToolCallPart(len(self._ids) - 1, arguments=rest),) if rest else ()
         # Without a call, text a parser held back as the possible start of one is content.
         if self._text.startswith(self._sent_content) and len(self._text) > len(self._sent_content):
             rest = self._text[len(self._sent_content) :]
@@ -220,7 +220,7 @@ class RequiredToolCalls(ToolCallReader):
         )
 
 
-def vllm_request(request: GenerationRequest) -> Any:
+def _vllm_request(request: GenerationRequest) -> Any:
     """The request as vLLM's own Chat Completions model, which its tool parsers read."""
     from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 

@@ -32,14 +32,19 @@ def tokenizer() -> Any:
     return AutoTokenizer.from_pretrained(str(resolve_model_path("builtin:smollm2-135m-instruct")))
 
 
-@pytest.fixture(scope="module")
-def hermes() -> type[Any]:
-    """vLLM's parser of Hermes' ``<tool_call>`` syntax."""
+@pytest.fixture(scope="module", autouse=True)
+def _vllm_importable() -> None:
     # pip's internals (imported by test_supply_chain) leave the standard library's distutils
     # loaded, and setuptools' shim, which torch imports under vLLM, then refuses to load.
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SETUPTOOLS_USE_DISTUTILS", "stdlib")
-        return load_tool_parser("hermes")
+        import vllm.tool_parsers.utils  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def hermes() -> type[Any]:
+    """vLLM's parser of Hermes' ``<tool_call>`` syntax."""
+    return load_tool_parser("hermes")
 
 
 def request(**fields: Any) -> GenerationRequest:
@@ -142,6 +147,24 @@ def test_the_required_schema_admits_only_calls_of_offered_functions_with_their_a
     single = required_calls_schema(request(tool_choice="required", parallel_tool_calls=False))
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate([{"name": "get_time", "parameters": {}}] * 2, single)
+    # Parameters that refer to their own $defs (as pydantic writes them) keep working inside the array.
+    place = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    book = {
+        "type": "function",
+        "function": {
+            "name": "book",
+            "parameters": {
+                "type": "object",
+                "properties": {"to": {"$ref": "#/$defs/Place"}},
+                "$defs": {"Place": place},
+            },
+        },
+    }
+    with_defs = required_calls_schema(request(tools=[book, TIME], tool_choice="required"))
+    jsonschema.validate([{"name": "book", "parameters": {"to": {"city": "Oslo"}}}], with_defs)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate([{"name": "book", "parameters": {"to": {}}}], with_defs)
+    assert book["function"]["parameters"]["$defs"] == {"Place": place}  # the request's own tools are left as they were
 
 
 def test_the_named_or_only_required_function_is_made_by_constrained_decoding() -> None:
