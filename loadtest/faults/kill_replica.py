@@ -64,6 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=3, help="closed-loop clients sending routed requests")
     parser.add_argument("--warmup", type=float, default=8.0, help="seconds of load before each kill")
     parser.add_argument("--after", type=float, default=5.0, help="seconds of load after recovery")
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=0.0,
+        help="seconds each client waits between requests (0: back to back, the harshest load)",
+    )
     parser.add_argument("--phases", default=",".join(PHASES), help=f"what to kill, in order (of {', '.join(PHASES)})")
     parser.add_argument(
         "--ignore-retry-after",
@@ -93,6 +99,7 @@ async def run(target: FaultTarget, args: argparse.Namespace) -> FaultReport:
         max_failover_s=args.max_failover,
         max_engine_stop_s=args.max_engine_stop,
         honour_retry_after=not args.ignore_retry_after,
+        think_s=args.think,
     )
 
 
@@ -193,6 +200,7 @@ async def _phase(
     max_failover_s: float,
     max_engine_stop_s: float,
     honour_retry_after: bool,
+    think_s: float,
 ) -> list[Outcome]:
     deployment = phase.deployment
     config = target.config
@@ -210,6 +218,7 @@ async def _phase(
         lanes=lanes,
         timeout_s=config.tiers[small].timeout_s + 60,
         honour_retry_after=honour_retry_after,
+        think_s=think_s,
         seed=phase.seed,
     )
     load = asyncio.create_task(generator.run(warmup_s + 2 * max_recovery_s, stop))
@@ -347,8 +356,14 @@ async def kill_replica(
     max_failover_s: float = 10.0,
     max_engine_stop_s: float = 30.0,
     honour_retry_after: bool = True,
+    think_s: float = 0.0,
 ) -> FaultReport:
-    """Run the phases on a running gateway (each waits for its replacement replica)."""
+    """Run the phases on a running gateway (each waits for its replacement replica).
+
+    ``think_s`` paces each client: failed-over requests take well under a second, so
+    back-to-back clients send ~10 a second, and on a small machine that load competes with the
+    replacement's cold start for the CPU.
+    """
     config = target.config
     small = small_tier(config)
     unknown = [p for p in phases if p not in PHASES]
@@ -364,9 +379,12 @@ async def kill_replica(
             if honour_retry_after
             else "A refused client sends its next request at once (Retry-After ignored). "
         )
+        + (f"Each client waits {think_s:g} s between requests. " if think_s else "")
         + f"Ingress replicas: {config.ingress.num_replicas}; small-tier timeout {config.tiers[small].timeout_s:g} s.",
         f"flock /tmp/slm-ray.lock .venv/bin/python -m loadtest.faults.{NAME} --phases {','.join(phases)} "
-        f"--duration {max_recovery_s:g}" + ("" if honour_retry_after else " --ignore-retry-after"),
+        f"--duration {max_recovery_s:g}"
+        + ("" if honour_retry_after else " --ignore-retry-after")
+        + (f" --think {think_s:g}" if think_s else ""),
     )
     began = time.monotonic()
     for phase in phases:
@@ -381,6 +399,7 @@ async def kill_replica(
             max_failover_s=max_failover_s,
             max_engine_stop_s=max_engine_stop_s,
             honour_retry_after=honour_retry_after,
+            think_s=think_s,
         )
     report.seconds = time.monotonic() - began
     report.notes.append(
