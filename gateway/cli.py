@@ -64,7 +64,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from gateway.redis_server import EmbeddedRedisError
 
     stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def request_stop(*_: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     print("starting slm-router (first start prepares the local model; this takes a minute)...", flush=True)
     gateway = LocalGateway(config)
     try:
@@ -73,6 +77,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         except EmbeddedRedisError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        # ray.init replaced the SIGTERM handler (its own exits at once, and Ray's core worker
+        # aborts the process on the way out): take it back, so a SIGTERM from a process
+        # manager stops the gateway in order (requests drained, Redis saved) and exits 0.
+        for sig in previous:
+            signal.signal(sig, request_stop)
         url = gateway.base_url
         print(
             f"\nslm-router is ready at {url}\n"

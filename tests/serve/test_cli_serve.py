@@ -1,0 +1,147 @@
+"""``slm-router serve`` as a process manager runs it: started from the command line, stopped by SIGTERM.
+
+Hosted tiers only (both at the fake upstream), so the stack starts in ~30 s without vLLM:
+what is tested is the command's own life cycle, not the engines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from gateway.config import load_config
+from gateway.redis_server import EmbeddedRedis
+from loadtest.faults.ledger import read_ledger
+from tests.conftest import free_port
+from tests.fakes.openai_upstream import FakeOpenAIUpstream, hosted_tier_settings
+
+READY_TIMEOUT_S = 300
+STOP_TIMEOUT_S = 120
+
+
+def _session_processes(sid: int) -> dict[int, str]:
+    """Live processes of session ``sid`` (Linux /proc), by pid: their command names."""
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp session ...": comm may hold spaces, so split after ")".
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z" and int(fields[3]) == sid:
+            found[int(entry.name)] = comm
+    return found
+
+
+def _hosted_only_config(tmp_path: Path, upstream_url: str, port: int) -> Path:
+    config = {
+        "server": {"port": port},
+        "redis": {"state_dir": str(tmp_path / "redis")},
+        "state": {"auth": {"enabled": False}},
+        "accounting": {
+            "prices": {
+                "small": {"kind": "per_million", "input_usd_per_million": 0.1, "output_usd_per_million": 0.2},
+                "large": {"kind": "litellm", "model": "gpt-4o"},
+            }
+        },
+        "tiers": {
+            "small": hosted_tier_settings(upstream_url, served_model_name="fake-small", model="openai/fake-small"),
+            "large": hosted_tier_settings(upstream_url),
+        },
+        "standin": {"enabled": False},
+    }
+    path = tmp_path / "hosted.yaml"
+    path.write_text(json.dumps(config))  # JSON is YAML
+    return path
+
+
+def test_sigterm_stops_serve_in_order_and_keeps_the_ledger(tmp_path: Path, fake_upstream: FakeOpenAIUpstream) -> None:
+    port = free_port()
+    config = _hosted_only_config(tmp_path, fake_upstream.base_url, port)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+    env |= {"SLM_ROUTER_ADMIN_KEY": "a" * 32, "SLM_TEST_UPSTREAM_KEY": "sk-test", "PYTHONUNBUFFERED": "1"}
+    command = [str(Path(sys.executable).parent / "slm-router"), "serve", "--config", str(config)]
+    # Its own session, so every process the stack starts (Ray's, Redis) can be found afterwards.
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    output: list[str] = []
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+
+    def read_until(marker: str, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=0.5)
+            except queue.Empty:
+                if process.poll() is not None and lines.empty():
+                    return False
+                continue
+            output.append(line)
+            if marker in line:
+                return True
+        return False
+
+    try:
+        assert read_until("is ready at", READY_TIMEOUT_S), "".join(output[-40:])
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            json={"model": "router", "messages": [{"role": "user", "content": "hello"}]},
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        stack = _session_processes(process.pid)
+        assert len(stack) >= 3, stack  # the CLI, Ray's processes, redis-server
+
+        process.send_signal(signal.SIGTERM)
+        returncode = process.wait(timeout=STOP_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    read_until("\0", 2)  # drain what is left
+    printed = "".join(output)
+    # Ray's handler used to take SIGTERM: the process exited at once, and Ray's core worker
+    # aborted it (exit -6) with "*** SIGTERM received" and a stack trace.
+    assert returncode == 0, printed[-3000:]
+    assert "stopping slm-router" in printed
+    assert "SIGTERM received" not in printed
+
+    deadline = time.monotonic() + 30
+    while (left := _session_processes(process.pid)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left, left
+
+    # The answer's ledger entry is on disk: a fresh server on the same folder reads it back.
+    redis = EmbeddedRedis(tmp_path / "redis")
+    try:
+        ledger = read_ledger(redis.start(), load_config(config).accounting.ledger.key_prefix)
+    finally:
+        redis.stop()
+    assert ledger.requests == 1, ledger
