@@ -115,8 +115,17 @@ class LocalGateway:
         try:
             import ray
             from ray import serve
+            from ray.exceptions import RayError
+            from ray.serve.exceptions import RayServeException
 
             if ray.is_initialized():
+                # Deleting the application first lets its replicas finish the requests in
+                # flight (Serve's graceful shutdown) while the proxy still carries their
+                # answers; serve.shutdown alone takes the proxy down under them.
+                try:
+                    serve.delete(APP_NAME)
+                except (RayServeException, RayError, TimeoutError) as exc:  # e.g. a failed start left none
+                    logger.warning("could not drain the application before shutdown: %s", exc)
                 serve.shutdown()
                 if self._started_ray:
                     ray.shutdown()

@@ -1,5 +1,8 @@
 """``slm-router serve`` as a process manager runs it: started from the command line, stopped by SIGTERM.
 
+The stop is orderly: a request in flight is answered, the ledger is on disk, nothing is left
+running, and the exit status is 0.
+
 Hosted tiers only (both at the fake upstream), so the stack starts in ~30 s without vLLM:
 what is tested is the command's own life cycle, not the engines.
 """
@@ -22,7 +25,7 @@ from gateway.config import load_config
 from gateway.redis_server import EmbeddedRedis
 from loadtest.faults.ledger import read_ledger
 from tests.conftest import free_port
-from tests.fakes.openai_upstream import FakeOpenAIUpstream, hosted_tier_settings
+from tests.fakes.openai_upstream import FakeOpenAIUpstream, UpstreamBehaviour, hosted_tier_settings
 
 READY_TIMEOUT_S = 300
 STOP_TIMEOUT_S = 120
@@ -58,8 +61,10 @@ def _hosted_only_config(tmp_path: Path, upstream_url: str, port: int) -> Path:
             }
         },
         "tiers": {
-            "small": hosted_tier_settings(upstream_url, served_model_name="fake-small", model="openai/fake-small"),
-            "large": hosted_tier_settings(upstream_url),
+            "small": hosted_tier_settings(
+                upstream_url, served_model_name="fake-small", model="openai/fake-small", timeout_s=30
+            ),
+            "large": hosted_tier_settings(upstream_url, timeout_s=30),
         },
         "standin": {"enabled": False},
     }
@@ -68,7 +73,9 @@ def _hosted_only_config(tmp_path: Path, upstream_url: str, port: int) -> Path:
     return path
 
 
-def test_sigterm_stops_serve_in_order_and_keeps_the_ledger(tmp_path: Path, fake_upstream: FakeOpenAIUpstream) -> None:
+def test_sigterm_stops_serve_in_order_and_keeps_the_ledger(
+    tmp_path: Path, fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour
+) -> None:
     port = free_port()
     config = _hosted_only_config(tmp_path, fake_upstream.base_url, port)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
@@ -119,8 +126,29 @@ def test_sigterm_stops_serve_in_order_and_keeps_the_ledger(tmp_path: Path, fake_
         stack = _session_processes(process.pid)
         assert len(stack) >= 3, stack  # the CLI, Ray's processes, redis-server
 
+        # A request still in flight when SIGTERM comes is answered before the stack goes.
+        upstream_behaviour.latency_s = 4.0
+        seen = len(upstream_behaviour.requests)
+        in_flight: list[int | str] = []
+
+        def send_slow() -> None:
+            try:
+                body = {"model": "router", "messages": [{"role": "user", "content": "slow"}]}
+                answer = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=60)
+                in_flight.append(answer.status_code)
+            except httpx.HTTPError as exc:
+                in_flight.append(repr(exc))
+
+        sender = threading.Thread(target=send_slow)
+        sender.start()
+        deadline = time.monotonic() + 30
+        while len(upstream_behaviour.requests) == seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(upstream_behaviour.requests) == seen + 1  # it reached the upstream: in flight
+
         process.send_signal(signal.SIGTERM)
         returncode = process.wait(timeout=STOP_TIMEOUT_S)
+        sender.join(timeout=30)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -132,6 +160,8 @@ def test_sigterm_stops_serve_in_order_and_keeps_the_ledger(tmp_path: Path, fake_
     assert returncode == 0, printed[-3000:]
     assert "stopping slm-router" in printed
     assert "SIGTERM received" not in printed
+    # Serve tore down its proxy with the request still in flight: "Server disconnected".
+    assert in_flight == [200]
 
     deadline = time.monotonic() + 30
     while (left := _session_processes(process.pid)) and time.monotonic() < deadline:
@@ -144,4 +174,4 @@ def test_sigterm_stops_serve_in_order_and_keeps_the_ledger(tmp_path: Path, fake_
         ledger = read_ledger(redis.start(), load_config(config).accounting.ledger.key_prefix)
     finally:
         redis.stop()
-    assert ledger.requests == 1, ledger
+    assert ledger.requests == 2, ledger
