@@ -94,6 +94,11 @@ class DeploymentConfig(_Strict):
     #: error state).
     health_check_period_s: float = Field(2.0, gt=0)
     health_check_timeout_s: float = Field(30.0, gt=0)
+    #: How long a replica that Serve stops (scale-down, redeploy, shutdown) may keep serving the
+    #: requests it has: past it they are cut off. Serve's default is 20 s; a generation or a
+    #: failover chain can run longer, up to the tiers' ``timeout_s``. On Kubernetes keep the
+    #: pods' ``terminationGracePeriodSeconds`` above it.
+    graceful_shutdown_timeout_s: float = Field(20.0, gt=0)
 
     @property
     def scales_to_zero(self) -> bool:
@@ -108,6 +113,7 @@ class DeploymentConfig(_Strict):
             "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
             "health_check_period_s": self.health_check_period_s,
             "health_check_timeout_s": self.health_check_timeout_s,
+            "graceful_shutdown_timeout_s": self.graceful_shutdown_timeout_s,
         }
         if self.autoscaling is not None:
             options["autoscaling_config"] = self.autoscaling.model_dump(exclude_none=True)

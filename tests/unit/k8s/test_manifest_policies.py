@@ -292,6 +292,26 @@ def test_ray_probes(overlay: RenderedOverlay) -> None:
             assert "/health/ready" not in json.dumps(container.get(probe, {})), owner
 
 
+def test_replicas_finish_their_requests_before_their_pod_is_killed(overlay: RenderedOverlay, tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(overlay.config_map_data("slm-router-config")["config.yaml"], encoding="utf-8")
+    config = load_config(path, environ=overlay.container_environment(overlay.groups[0].ray_container.spec))
+    longest_tier = max(tier.timeout_s for tier in config.tiers.values())
+    # A stopped replica keeps serving what it has for graceful_shutdown_timeout_s: a small-model
+    # replica as long as the gateway waits for it, the ingress at least as long as one attempt.
+    for name, tier in config.vllm_tiers().items():
+        assert tier.deployment.graceful_shutdown_timeout_s >= tier.timeout_s, name
+    assert config.ingress.graceful_shutdown_timeout_s >= longest_tier
+    longest_drain = max(
+        [config.ingress.graceful_shutdown_timeout_s]
+        + [t.deployment.graceful_shutdown_timeout_s for t in config.vllm_tiers().values()]
+    )
+    for group in overlay.workers:
+        # Kubernetes' default is 30 s, after which the kubelet SIGKILLs the pod mid-drain.
+        grace = group.pod_spec.get("terminationGracePeriodSeconds", 30)
+        assert grace > longest_drain, f"{group.name}: {grace} s <= {longest_drain} s of Serve's drain"
+
+
 def test_resources_are_valid_and_bounded(overlay: RenderedOverlay) -> None:
     for owner, container in all_containers(overlay):
         resources = container.get("resources") or {}

@@ -46,6 +46,7 @@ class BuiltDeployment:
     max_ongoing_requests: int
     target_ongoing_requests: float | None
     user_config: Any
+    graceful_shutdown_timeout_s: float
     configured: frozenset[str]
 
 
@@ -106,6 +107,7 @@ def build_from_manifest(
             max_ongoing_requests=int(config.max_ongoing_requests),
             target_ongoing_requests=autoscaling.target_ongoing_requests if autoscaling else None,
             user_config=config.user_config,
+            graceful_shutdown_timeout_s=float(config.graceful_shutdown_timeout_s),
             configured=frozenset(config.user_configured_option_names),
         )
     return out
@@ -172,12 +174,22 @@ def test_live_routing_override_matches_the_config(overlay: RenderedOverlay, tmp_
     assert live == effective_config(overlay, tmp_path).routing.live_settings()
 
 
-def test_built_app_has_the_expected_deployments(built: dict[str, BuiltDeployment], overlay: RenderedOverlay) -> None:
+def test_built_app_has_the_expected_deployments(
+    built: dict[str, BuiltDeployment], overlay: RenderedOverlay, tmp_path: Path
+) -> None:
     assert set(built) == {"GatewayIngress", "Model-small"}
+    config = effective_config(overlay, tmp_path)
+    drains = {
+        "GatewayIngress": config.ingress.graceful_shutdown_timeout_s,
+        "Model-small": config.tiers["small"].deployment.graceful_shutdown_timeout_s,  # type: ignore[union-attr]
+    }
     for deployment in built.values():
         # Ray's default of 5 collapses throughput: always explicit (see gateway/config.py).
         assert "max_ongoing_requests" in deployment.configured, deployment.name
         assert "health_check_period_s" in deployment.configured, deployment.name
+        # Serve's 20 s default would cut a generation short when a replica is scaled down.
+        assert "graceful_shutdown_timeout_s" in deployment.configured, deployment.name
+        assert deployment.graceful_shutdown_timeout_s == drains[deployment.name] > 20, deployment.name
         if deployment.target_ongoing_requests is not None:
             assert deployment.target_ongoing_requests <= deployment.max_ongoing_requests, deployment.name
     assert (
