@@ -129,6 +129,11 @@ class EmbeddedRedis:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 preexec_fn=_death_signal_setter(),  # fork-safe: see _death_signal_setter
+                # Its own session: a Ctrl-C at the terminal (SIGINT to the whole foreground
+                # process group) must not stop it before the gateway has written the ledger
+                # entries of the requests it is still finishing. The owner stops it (stop()),
+                # or its death does (the death signal above).
+                start_new_session=True,
                 # The server inherits the folder's lock: locked exactly while it runs, however
                 # it ends (a fault test's SIGKILL frees the folder for the next start).
                 pass_fds=(lock,),

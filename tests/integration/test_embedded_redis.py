@@ -65,6 +65,40 @@ def test_the_server_dies_with_a_parent_killed_without_cleanup(tmp_path: Path) ->
     raise AssertionError("redis-server outlived the process that started it")
 
 
+def test_a_ctrl_c_at_the_terminal_leaves_the_server_to_its_owner(tmp_path: Path) -> None:
+    # Ctrl-C sends SIGINT to the whole foreground process group. The gateway finishes the
+    # requests in flight and writes their ledger entries before it stops Redis; a server in
+    # the group would die first and take those entries with it.
+    script = (
+        "import signal, sys, time\n"
+        "from gateway.redis_server import EmbeddedRedis\n"
+        f"server = EmbeddedRedis({str(tmp_path / 'state')!r})\n"
+        "print(server.start(), flush=True)\n"
+        "try:\n"
+        "    time.sleep(600)\n"
+        "except KeyboardInterrupt:\n"
+        "    import redis\n"
+        "    print(redis.Redis.from_url(server.url, socket_connect_timeout=1).ping(), flush=True)\n"
+        "    server.stop()\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert owner.stdout is not None
+        url = owner.stdout.readline().strip()
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+        assert client.ping()
+        os.killpg(owner.pid, signal.SIGINT)  # the terminal's Ctrl-C
+        # The owner still reaches its server after the Ctrl-C, then stops it itself.
+        assert owner.stdout.readline().strip() == "True"
+        assert owner.wait(timeout=15) == 0
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+    with pytest.raises(redis.ConnectionError):
+        client.ping()
+
+
 def test_a_state_folder_serves_one_server_at_a_time(tmp_path: Path) -> None:
     state = tmp_path / "state"
     with EmbeddedRedis(state) as first:

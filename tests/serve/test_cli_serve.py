@@ -124,7 +124,7 @@ def test_sigterm_stops_serve_in_order_and_keeps_the_ledger(
         )
         assert answer.status_code == 200, answer.text
         stack = _session_processes(process.pid)
-        assert len(stack) >= 3, stack  # the CLI, Ray's processes, redis-server
+        assert len(stack) >= 3, stack  # the CLI and Ray's processes (Redis has a session of its own)
 
         # A request still in flight when SIGTERM comes is answered before the stack goes.
         upstream_behaviour.latency_s = 4.0
@@ -168,7 +168,8 @@ def test_sigterm_stops_serve_in_order_and_keeps_the_ledger(
         time.sleep(0.5)
     assert not left, left
 
-    # The answer's ledger entry is on disk: a fresh server on the same folder reads it back.
+    # Both answers' ledger entries are on disk: a fresh server on the same folder reads them
+    # back (it could not start while the old one still held the folder).
     redis = EmbeddedRedis(tmp_path / "redis")
     try:
         ledger = read_ledger(redis.start(), load_config(config).accounting.ledger.key_prefix)
