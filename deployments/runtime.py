@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -65,6 +67,12 @@ class LocalGateway:
         # Local models and the router's encoder load from disk; never wait on a model hub.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         if not ray.is_initialized():
+            # ray.init puts a SIGTERM handler of its own in the driver (exit at once; Ray's core
+            # worker then aborts the process): keep the caller's, if it has one, so a program
+            # that stops on SIGTERM (slm-router serve) still stops in order.
+            kept = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+            if not callable(kept):
+                kept = None  # the default action: Ray's exit, which runs cleanups, is better
             ray.init(
                 num_cpus=self._num_cpus,
                 include_dashboard=False,
@@ -73,6 +81,8 @@ class LocalGateway:
                 log_to_driver=True,
             )
             self._started_ray = True
+            if kept is not None:
+                signal.signal(signal.SIGTERM, kept)
         server = self._config.server
         serve.start(http_options={"host": server.host, "port": server.port})
         serve.run(build_app(self._config), name=APP_NAME, route_prefix="/", blocking=False)

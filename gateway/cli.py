@@ -50,6 +50,11 @@ def _cmd_prepare_models(args: argparse.Namespace) -> int:
     return 0
 
 
+class _StopRequested(BaseException):
+    """A stop signal arrived while the gateway was still starting (a BaseException, like
+    KeyboardInterrupt, so that no ``except Exception`` on the way swallows it)."""
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
@@ -63,10 +68,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from deployments.runtime import LocalGateway
     from gateway.redis_server import EmbeddedRedisError
 
-    stop = threading.Event()
+    stop, starting = threading.Event(), threading.Event()
+    starting.set()
 
     def request_stop(*_: object) -> None:
+        # SIGTERM (a process manager) or SIGINT (Ctrl-C): once serving, stop in order (requests
+        # in flight answered, Redis saved, exit 0); while still starting, which can take minutes,
+        # break off the start at once (once: a second signal must not break off the teardown).
         stop.set()
+        if starting.is_set():
+            starting.clear()
+            raise _StopRequested
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     print("starting slm-router (first start prepares the local model; this takes a minute)...", flush=True)
@@ -74,14 +86,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         try:
             gateway.start()
+            starting.clear()
         except EmbeddedRedisError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        # ray.init replaced the SIGTERM handler (its own exits at once, and Ray's core worker
-        # aborts the process on the way out): take it back, so a SIGTERM from a process
-        # manager stops the gateway in order (requests drained, Redis saved) and exits 0.
-        for sig in previous:
-            signal.signal(sig, request_stop)
+        except _StopRequested:
+            return 0
         url = gateway.base_url
         print(
             f"\nslm-router is ready at {url}\n"
@@ -94,6 +104,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
         stop.wait()
     finally:
+        starting.clear()
         print("stopping slm-router...", flush=True)
         gateway.stop()
         for sig, handler in previous.items():

@@ -73,57 +73,87 @@ def _hosted_only_config(tmp_path: Path, upstream_url: str, port: int) -> Path:
     return path
 
 
+class ServeProcess:
+    """``slm-router serve --config CONFIG`` in a session of its own, its output read line by line."""
+
+    def __init__(self, config: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+        env |= {"SLM_ROUTER_ADMIN_KEY": "a" * 32, "SLM_TEST_UPSTREAM_KEY": "sk-test", "PYTHONUNBUFFERED": "1"}
+        command = [str(Path(sys.executable).parent / "slm-router"), "serve", "--config", str(config)]
+        # Its own session, so every process the stack starts (Ray's) can be found afterwards.
+        self.process = subprocess.Popen(
+            command,
+            cwd=config.parent,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.output: list[str] = []
+        self._lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.put(line)
+
+    def read_until(self, marker: str, timeout_s: float) -> bool:
+        """Read output until a line holds ``marker`` (False: timed out, or the process ended)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                line = self._lines.get(timeout=0.5)
+            except queue.Empty:
+                if self.process.poll() is not None and self._lines.empty():
+                    return False
+                continue
+            self.output.append(line)
+            if marker in line:
+                return True
+        return False
+
+    def stack(self) -> dict[int, str]:
+        """The processes of its session still alive."""
+        return _session_processes(self.process.pid)
+
+    def stop_with(self, signum: int) -> int:
+        """Send ``signum`` to the command alone, as a process manager does; its exit status."""
+        self.process.send_signal(signum)
+        return self.process.wait(timeout=STOP_TIMEOUT_S)
+
+    def printed(self) -> str:
+        self.read_until("\0", 2)  # what is left
+        return "".join(self.output)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def assert_nothing_left(self) -> None:
+        deadline = time.monotonic() + 30
+        while (left := self.stack()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not left, left
+
+
 def test_sigterm_stops_serve_in_order_and_keeps_the_ledger(
     tmp_path: Path, fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour
 ) -> None:
     port = free_port()
     config = _hosted_only_config(tmp_path, fake_upstream.base_url, port)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
-    env |= {"SLM_ROUTER_ADMIN_KEY": "a" * 32, "SLM_TEST_UPSTREAM_KEY": "sk-test", "PYTHONUNBUFFERED": "1"}
-    command = [str(Path(sys.executable).parent / "slm-router"), "serve", "--config", str(config)]
-    # Its own session, so every process the stack starts (Ray's, Redis) can be found afterwards.
-    process = subprocess.Popen(
-        command,
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    output: list[str] = []
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line)
-
-    threading.Thread(target=read, daemon=True).start()
-
-    def read_until(marker: str, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=0.5)
-            except queue.Empty:
-                if process.poll() is not None and lines.empty():
-                    return False
-                continue
-            output.append(line)
-            if marker in line:
-                return True
-        return False
-
+    serve = ServeProcess(config)
     try:
-        assert read_until("is ready at", READY_TIMEOUT_S), "".join(output[-40:])
+        assert serve.read_until("is ready at", READY_TIMEOUT_S), "".join(serve.output[-40:])
         answer = httpx.post(
             f"http://127.0.0.1:{port}/v1/chat/completions",
             json={"model": "router", "messages": [{"role": "user", "content": "hello"}]},
             timeout=60,
         )
         assert answer.status_code == 200, answer.text
-        stack = _session_processes(process.pid)
+        stack = serve.stack()
         assert len(stack) >= 3, stack  # the CLI and Ray's processes (Redis has a session of its own)
 
         # A request still in flight when SIGTERM comes is answered before the stack goes.
@@ -146,15 +176,11 @@ def test_sigterm_stops_serve_in_order_and_keeps_the_ledger(
             time.sleep(0.05)
         assert len(upstream_behaviour.requests) == seen + 1  # it reached the upstream: in flight
 
-        process.send_signal(signal.SIGTERM)
-        returncode = process.wait(timeout=STOP_TIMEOUT_S)
+        returncode = serve.stop_with(signal.SIGTERM)
         sender.join(timeout=30)
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    read_until("\0", 2)  # drain what is left
-    printed = "".join(output)
+        serve.kill()
+    printed = serve.printed()
     # Ray's handler used to take SIGTERM: the process exited at once, and Ray's core worker
     # aborted it (exit -6) with "*** SIGTERM received" and a stack trace.
     assert returncode == 0, printed[-3000:]
@@ -162,11 +188,7 @@ def test_sigterm_stops_serve_in_order_and_keeps_the_ledger(
     assert "SIGTERM received" not in printed
     # Serve tore down its proxy with the request still in flight: "Server disconnected".
     assert in_flight == [200]
-
-    deadline = time.monotonic() + 30
-    while (left := _session_processes(process.pid)) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not left, left
+    serve.assert_nothing_left()
 
     # Both answers' ledger entries are on disk: a fresh server on the same folder reads them
     # back (it could not start while the old one still held the folder).
@@ -176,3 +198,24 @@ def test_sigterm_stops_serve_in_order_and_keeps_the_ledger(
     finally:
         redis.stop()
     assert ledger.requests == 2, ledger
+
+
+def test_sigterm_while_starting_breaks_off_the_start(tmp_path: Path, fake_upstream: FakeOpenAIUpstream) -> None:
+    # A start can take minutes (the first one prepares the model): a process manager's stop
+    # (or a Ctrl-C) must not wait for it, nor fall to Ray's own handler (exit at once, abort).
+    config = _hosted_only_config(tmp_path, fake_upstream.base_url, free_port())
+    serve = ServeProcess(config)
+    try:
+        # Ray is up and Serve's proxy is starting: the application is not deployed yet.
+        assert serve.read_until("Proxy starting", READY_TIMEOUT_S), "".join(serve.output[-40:])
+        stack = serve.stack()
+        returncode = serve.stop_with(signal.SIGTERM)
+    finally:
+        serve.kill()
+    printed = serve.printed()
+    assert len(stack) >= 3, stack  # Ray's processes were up
+    assert returncode == 0, printed[-3000:]
+    assert "is ready at" not in printed  # broken off, not finished first
+    assert "stopping slm-router" in printed
+    assert "SIGTERM received" not in printed
+    serve.assert_nothing_left()
