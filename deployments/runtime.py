@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 import urllib.error
@@ -16,6 +17,7 @@ import urllib.request
 from types import TracebackType
 
 from gateway.config import GatewayConfig
+from gateway.errors import ConfigError
 from gateway.redis_server import EmbeddedRedis
 
 __all__ = ["APP_NAME", "LocalGateway"]
@@ -23,6 +25,25 @@ __all__ = ["APP_NAME", "LocalGateway"]
 logger = logging.getLogger(__name__)
 
 APP_NAME = "slm-router"
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Raise :class:`ConfigError` when another process listens on ``host:port``.
+
+    Serve's proxy would find out only after Redis and Ray are up (~15 s), and then fail with a
+    traceback. A check, not a reservation: the port can still be taken in between.
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind, proto) as probe:
+        # As a server binds: a port left in TIME_WAIT by an earlier run is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ConfigError(
+                f"server.port {port} on {host} is not free ({exc.strerror}): another process uses it; "
+                "choose another port (server.port, SLM_ROUTER__SERVER__PORT or serve --port)"
+            ) from exc
 
 
 class LocalGateway:
@@ -55,6 +76,7 @@ class LocalGateway:
         from deployments.app_builder import build_app
         from gateway.accounting import CostCalculator
 
+        _check_port_free(self._config.server.host, self._config.server.port)
         if self._config.accounting.enabled:
             # Fail before Ray starts when a tier has no price (the replicas would loop on it).
             CostCalculator.from_config(self._config.accounting, self._config.tiers)

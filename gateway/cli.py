@@ -90,6 +90,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         except EmbeddedRedisError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except ConfigError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 2
         except _StopRequested:
             return 0
         url = gateway.base_url
