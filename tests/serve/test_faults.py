@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -33,10 +34,10 @@ from loadtest.faults.redis_restart import redis_restart
 from loadtest.faults.target import RunningGateway, served_name, small_tier
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 
-#: Paced clients for the replica kills: back to back, failed-over requests (~10 a second) slowed
-#: the replacement's cold start on 2 cores from ~80 s to ~125 s; a few a second still prove the
-#: failover.
-THINK_S = 1.0
+#: Load and limits of both replica kills. The clients are paced (1 s between requests): back to
+#: back, failed-over requests (~10 a second) slowed the replacement's cold start on 2 cores from
+#: ~70 s to ~125 s; a few a second still prove the failover.
+KILL_LOAD: dict[str, Any] = {"max_recovery_s": 360, "concurrency": 2, "warmup_s": 4, "after_s": 2, "think_s": 1.0}
 
 
 @pytest.fixture(scope="session")
@@ -105,12 +106,8 @@ async def test_killed_small_replica_routed_requests_escalate_at_once(fault_targe
     report = await kill_replica(
         fault_target,
         phases=("small",),
-        max_recovery_s=360,
-        concurrency=2,
-        warmup_s=4,
-        after_s=2,
         max_failover_s=50,
-        think_s=THINK_S,
+        **KILL_LOAD,
     )
     assert report.passed, report.markdown()
 
@@ -122,12 +119,8 @@ async def test_dead_small_engine_fails_over_and_its_replica_is_replaced(fault_ta
     report = await kill_replica(
         fault_target,
         phases=("engine",),
-        max_recovery_s=360,
-        concurrency=2,
-        warmup_s=4,
-        after_s=2,
         max_failover_s=10,
         max_engine_stop_s=30,
-        think_s=THINK_S,
+        **KILL_LOAD,
     )
     assert report.passed, report.markdown()
