@@ -87,11 +87,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         try:
             gateway.start()
             starting.clear()
-        except EmbeddedRedisError as exc:
+        except (EmbeddedRedisError, ConfigError) as exc:  # a state folder or a port in use
             print(f"error: {exc}", file=sys.stderr)
-            return 2
-        except ConfigError as exc:
-            print(f"error: {exc.message}", file=sys.stderr)
             return 2
         except _StopRequested:
             return 0

@@ -9,6 +9,7 @@ what is tested is the command's own life cycle, not the engines.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 from gateway.config import load_config
 from gateway.redis_server import EmbeddedRedis
@@ -32,20 +34,12 @@ STOP_TIMEOUT_S = 120
 
 
 def _session_processes(sid: int) -> dict[int, str]:
-    """Live processes of session ``sid`` (Linux /proc), by pid: their command names."""
+    """Live processes of session ``sid``, by pid: their names."""
     found: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid pgrp session ...": comm may hold spaces, so split after ")".
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if fields[0] != "Z" and int(fields[3]) == sid:
-            found[int(entry.name)] = comm
+    for process in psutil.process_iter(["pid", "name", "status"]):
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if process.info["status"] != psutil.STATUS_ZOMBIE and os.getsid(process.info["pid"]) == sid:
+                found[process.info["pid"]] = process.info["name"]
     return found
 
 
