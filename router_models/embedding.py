@@ -73,6 +73,17 @@ def check_encoder(config_fingerprint: str, encoder: MiniLMEncoder) -> None:
         )
 
 
+def trained_encoder(fingerprint: str, encoder: MiniLMEncoder | None = None) -> MiniLMEncoder:
+    """The encoder an artifact was trained with, checked by :func:`check_encoder`.
+
+    ``encoder`` when given (a combined router shares one between its members), else the
+    installed profile whose fingerprint is ``fingerprint``.
+    """
+    enc = encoder or MiniLMEncoder.matching(fingerprint)
+    check_encoder(fingerprint, enc)
+    return enc
+
+
 class EmbeddingRouter(Router):
     """MiniLM embedding + shape features → multinomial logistic regression on routing gain."""
 
@@ -129,8 +140,7 @@ class EmbeddingRouter(Router):
         """Rebuild from :meth:`export` output; verifies the encoder weights fingerprint."""
         try:
             cfg = EmbeddingConfig(**config)
-            enc = encoder or MiniLMEncoder.matching(cfg.encoder_fingerprint)
-            check_encoder(cfg.encoder_fingerprint, enc)
+            enc = trained_encoder(cfg.encoder_fingerprint, encoder)
             feats = EmbeddedFeatures(
                 enc,
                 np.asarray(arrays["shape_mean"], np.float32),

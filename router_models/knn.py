@@ -18,7 +18,7 @@ import numpy.typing as npt
 from router_models.base import Router
 from router_models.conversation import ChatTurn, render_conversation
 from router_models.data import LabeledPrompts
-from router_models.embedding import check_encoder, embed_dataset
+from router_models.embedding import embed_dataset, trained_encoder
 from router_models.encoder import EMBED_DIM, MiniLMEncoder
 from router_models.errors import RouterArtifactError
 from router_models.heads import gain_labels
@@ -156,8 +156,7 @@ class KnnRouter(Router):
         """Rebuild from :meth:`export` output; verifies the encoder weights fingerprint."""
         try:
             cfg = KnnConfig(**config)
-            enc = encoder or MiniLMEncoder.matching(cfg.encoder_fingerprint)
-            check_encoder(cfg.encoder_fingerprint, enc)
+            enc = trained_encoder(cfg.encoder_fingerprint, encoder)
             index = KnnIndex.from_arrays(cfg, arrays)
         except (KeyError, TypeError, ValueError) as exc:
             raise RouterArtifactError(f"kNN artifact is malformed: {exc}") from exc

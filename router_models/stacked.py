@@ -1,6 +1,6 @@
 """Stacked router: the ensemble's three components plus a boosted "difficulty" model.
 
-Four components are combined like :mod:`router_models.ensemble` (mean held-out percentile):
+Four components are combined by their mean held-out percentile (:mod:`router_models.percentile`):
 
 * ``lexical``, ``embedding`` and ``knn`` (similarity-weighted mean gain of the 100 nearest training
   prompts), as in the ensemble;
@@ -30,16 +30,15 @@ import numpy as np
 import numpy.typing as npt
 
 from router_models.base import Router
-from router_models.conversation import ChatTurn, render_conversation
 from router_models.data import LabeledPrompts
-from router_models.embedding import EmbeddingConfig, EmbeddingRouter, check_encoder, embed_dataset, train_embedding
+from router_models.embedding import EmbeddingConfig, EmbeddingRouter, embed_dataset, train_embedding, trained_encoder
 from router_models.encoder import MiniLMEncoder
-from router_models.ensemble import QUANTILES, mean_percentile, percentile_table, unprefix
 from router_models.errors import RouterArtifactError
 from router_models.features import CHOICE_FEATURE_NAMES, FEATURE_NAMES, choice_matrix, feature_matrix
 from router_models.heads import gain_labels
 from router_models.knn import KnnConfig, KnnIndex, build_index
 from router_models.lexical import LexicalConfig, LexicalRouter, train_lexical
+from router_models.percentile import QUANTILES, PercentileRouter, percentile_table, unprefix
 from router_models.splits import group_folds, holdout_split
 from router_models.trees import TreeEnsemble, constant_trees, flatten_hgb
 
@@ -173,10 +172,11 @@ def _boost_score(trees: TreeEnsemble, x: FloatArray) -> FloatArray:
     return np.asarray(np.clip(p[:, 2] + 0.5 * p[:, 1], 0.0, 1.0), np.float64)
 
 
-class StackedRouter(Router):
+class StackedRouter(PercentileRouter):
     """Mean held-out percentile of the lexical, embedding, kNN and boosted-difficulty routers."""
 
     name = "stacked"
+    COMPONENTS = COMPONENTS
 
     def __init__(
         self,
@@ -188,48 +188,25 @@ class StackedRouter(Router):
         config: StackedConfig,
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(metadata)
-        if tables.shape != (len(COMPONENTS), QUANTILES):
-            raise RouterArtifactError(f"stacked percentile tables have shape {tables.shape}")
+        super().__init__(lexical, embedding, tables, metadata)
         if trees.n_features != len(BOOSTED_FEATURES):
             raise RouterArtifactError(f"boosted trees expect {trees.n_features} features, not {len(BOOSTED_FEATURES)}")
-        self._lexical = lexical
-        self._embedding = embedding
         self._neighbours = neighbours
         self._trees = trees
-        self._tables = tables
         self._config = config
 
-    def component_scores(self, conversations: Sequence[Sequence[ChatTurn]]) -> FloatArray:
-        """``(n, 4)`` raw component scores (lexical, embedding, kNN, boosted)."""
-        texts = [render_conversation(c) for c in conversations]
-        turns = [len(c) for c in conversations]
-        emb = self._embedding.encoder.encode(texts)
+    def _embedding_members(
+        self, emb: npt.NDArray[np.float32], texts: Sequence[str], turns: Sequence[int]
+    ) -> list[FloatArray]:
         stats = self._neighbours.stats(emb)
-        return np.column_stack(
-            [
-                self._lexical.score_many(conversations),
-                self._embedding.score_embeddings(emb, texts, turns),
-                (1.0 + stats[:, NEIGHBOUR_STATS.index("gain_k100")]) / 2.0,
-                _boost_score(self._trees, _boosted_features(stats, texts, turns)),
-            ]
-        )
-
-    def score(self, conversation: Sequence[ChatTurn]) -> float:
-        """Score one conversation (all turns rendered together)."""
-        return float(self.score_many([conversation])[0])
-
-    def score_many(self, conversations: Sequence[Sequence[ChatTurn]]) -> FloatArray:
-        """Batched scoring."""
-        return mean_percentile(self.component_scores(conversations), self._tables)
+        return [
+            (1.0 + stats[:, NEIGHBOUR_STATS.index("gain_k100")]) / 2.0,
+            _boost_score(self._trees, _boosted_features(stats, texts, turns)),
+        ]
 
     def export(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
-        """(JSON config, arrays): component arrays are prefixed by component name."""
-        lex_cfg, lex_arrays = self._lexical.export()
-        emb_cfg, emb_arrays = self._embedding.export()
-        arrays: dict[str, npt.NDArray[Any]] = {"tables": self._tables}
-        arrays.update({f"lexical.{k}": v for k, v in lex_arrays.items()})
-        arrays.update({f"embedding.{k}": v for k, v in emb_arrays.items()})
+        """(JSON config, arrays): member arrays are prefixed by member name."""
+        lex_cfg, emb_cfg, arrays = self._export_shared()
         arrays.update({f"knn.{k}": v for k, v in self._neighbours.arrays().items()})
         arrays.update(self._trees.arrays("trees."))
         cfg = StackedConfig(
@@ -249,15 +226,11 @@ class StackedRouter(Router):
         try:
             cfg = StackedConfig(**config)
             BoostConfig(**cfg.boost)
-            enc = encoder or MiniLMEncoder.matching(cfg.knn.get("encoder_fingerprint", ""))
-
-            lexical = LexicalRouter.from_parts(cfg.lexical, unprefix(arrays, "lexical"), {})
-            embedding = EmbeddingRouter.from_parts(cfg.embedding, unprefix(arrays, "embedding"), {}, encoder=enc)
             knn_cfg = KnnConfig(**cfg.knn)
-            check_encoder(knn_cfg.encoder_fingerprint, enc)
+            enc = trained_encoder(knn_cfg.encoder_fingerprint, encoder)
+            lexical, embedding, tables = cls._load_shared(cfg.lexical, cfg.embedding, arrays, enc)
             neighbours = NeighbourIndex.from_arrays(knn_cfg, unprefix(arrays, "knn"))
             trees = TreeEnsemble.from_arrays(arrays, len(BOOSTED_FEATURES), prefix="trees.")
-            tables = np.asarray(arrays["tables"], np.float64)
         except (KeyError, TypeError, ValueError) as exc:
             raise RouterArtifactError(f"stacked artifact is malformed: {exc}") from exc
         return cls(lexical, embedding, neighbours, trees, tables, cfg, metadata)

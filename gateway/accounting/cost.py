@@ -39,6 +39,7 @@ __all__ = [
     "NANOS_PER_USD",
     "Attempt",
     "CostCalculator",
+    "CostFigures",
     "RequestCost",
     "format_usd",
     "nanos_to_usd",
@@ -71,16 +72,15 @@ def format_usd(nanos: int) -> str:
     return f"{sign}{whole}.{frac:09d}"
 
 
-@dataclass(frozen=True, slots=True)
-class RequestCost:
-    """What one request cost, what the baseline would have cost, and the difference.
+class CostFigures:
+    """The savings and USD figures of ``cost_nanos`` and ``baseline_nanos``, derived in one place.
 
-    The ``*_nanos`` integers are the source of truth; the ``*_usd`` floats are derived
-    from them so every consumer rounds the same way.
+    A base for the records that carry the two integers (one request, or a sum of them), so every
+    consumer rounds the same way.
     """
 
-    prompt_tokens: int
-    completion_tokens: int
+    __slots__ = ()
+
     cost_nanos: int
     baseline_nanos: int
 
@@ -91,7 +91,7 @@ class RequestCost:
 
     @property
     def cost_usd(self) -> float:
-        """What the request cost, in USD."""
+        """What was spent, in USD."""
         return nanos_to_usd(self.cost_nanos)
 
     @property
@@ -110,6 +110,20 @@ class RequestCost:
         if self.baseline_nanos == 0:
             return None
         return 100.0 * self.savings_nanos / self.baseline_nanos
+
+
+@dataclass(frozen=True, slots=True)
+class RequestCost(CostFigures):
+    """What one request cost, what the baseline would have cost, and the difference.
+
+    The ``*_nanos`` integers are the source of truth; the ``*_usd`` floats are derived
+    from them so every consumer rounds the same way.
+    """
+
+    prompt_tokens: int
+    completion_tokens: int
+    cost_nanos: int
+    baseline_nanos: int
 
     def headers(self) -> dict[str, str]:
         """Response headers with the exact decimal figures."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from gateway.accounting.cost import format_usd, nanos_to_usd
+from gateway.accounting.cost import CostFigures, format_usd
 from gateway.accounting.layout import METRICS, SeriesKey, decode_field
 
 __all__ = ["Counts", "Group", "LedgerSummary", "SeriesCounts", "SummaryRow", "parse_bucket", "summarize"]
@@ -20,7 +20,7 @@ Group = Literal["tier", "model", "key", "total"]
 
 
 @dataclass(frozen=True, slots=True)
-class Counts:
+class Counts(CostFigures):
     """Summed ledger counters (integers: exact)."""
 
     requests: int = 0
@@ -37,33 +37,6 @@ class Counts:
             self.cost_nanos + other.cost_nanos,
             self.baseline_nanos + other.baseline_nanos,
         )
-
-    @property
-    def savings_nanos(self) -> int:
-        """Baseline minus cost."""
-        return self.baseline_nanos - self.cost_nanos
-
-    @property
-    def cost_usd(self) -> float:
-        """Cost in USD."""
-        return nanos_to_usd(self.cost_nanos)
-
-    @property
-    def baseline_usd(self) -> float:
-        """Baseline cost in USD."""
-        return nanos_to_usd(self.baseline_nanos)
-
-    @property
-    def savings_usd(self) -> float:
-        """Savings in USD."""
-        return nanos_to_usd(self.savings_nanos)
-
-    @property
-    def savings_pct(self) -> float | None:
-        """Savings as a percentage of the baseline (``None`` when the baseline is zero)."""
-        if self.baseline_nanos == 0:
-            return None
-        return 100.0 * self.savings_nanos / self.baseline_nanos
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,7 +86,7 @@ def test_input_validation() -> None:
 
 
 def test_ensemble_percentiles_keep_order_out_of_range() -> None:
-    from router_models.ensemble import percentile_table, squash, to_percentile
+    from router_models.percentile import percentile_table, squash, to_percentile
 
     table = percentile_table(np.linspace(0.2, 0.6, 500))
     xs = np.array([-1.0, 0.0, 0.1, 0.2, 0.4, 0.6, 0.7, 1.0, 5.0])
@@ -101,7 +101,7 @@ def test_ensemble_percentiles_keep_order_out_of_range() -> None:
 def test_a_component_constant_on_held_out_prompts_stays_neutral() -> None:
     # Boosted trees fitted on too few rows are constant; a value off that constant must not be
     # extrapolated from a zero-width table (it came out as 1e8 and swamped the other members).
-    from router_models.ensemble import percentile_table, to_percentile
+    from router_models.percentile import percentile_table, to_percentile
 
     flat = percentile_table(np.full(40, 0.3))
     np.testing.assert_array_equal(to_percentile(np.array([0.0, 0.3, 0.31, 1.0]), flat), [0.5, 0.5, 0.5, 0.5])
