@@ -39,6 +39,8 @@ def engine_from_tier(tier: VLLMTierConfig) -> ChatEngine:
         kwargs["tool_call_parser"] = tier.tool_call_parser
     if tier.chat_template is not None:
         kwargs["chat_template"] = str(tier.chat_template)
+    if not tier.compact_json:
+        kwargs["compact_json"] = False
     return engine_cls(**kwargs)
 
 

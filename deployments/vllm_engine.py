@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +47,7 @@ from gateway.errors import (
 from gateway.local_models import resolve_model_path
 from gateway.protocol.response_format import json_schema_problem
 
-__all__ = ["VLLMChatEngine"]
+__all__ = ["VLLMChatEngine", "engine_arguments"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,29 @@ def _structured_outputs(response_format: dict[str, Any]) -> dict[str, Any]:
         if schema is not None:
             return {"json": schema}
     return {"json_object": True}
+
+
+def engine_arguments(engine_args: Mapping[str, Any], *, compact_json: bool) -> dict[str, Any]:
+    """``AsyncEngineArgs`` keywords: the tier's own, with the structured-outputs config vLLM takes.
+
+    With ``compact_json`` and no config of the operator's, constrained JSON is decoded with no
+    whitespace between tokens, as OpenAI's models write it: a small model otherwise pads it with
+    newlines, which costs tokens and runs JSON mode into ``max_tokens`` (docs/benchmarks.md, 4b).
+    vLLM takes that only with a named backend: llguidance, which compiles more of JSON Schema
+    than xgrammar (the backend "auto" tries first, falling back to llguidance).
+    """
+    from vllm.config import StructuredOutputsConfig
+
+    args = dict(engine_args)
+    config = args.get("structured_outputs_config")
+    if config is None and compact_json:
+        # Objects keep to their listed properties unless the schema says otherwise, as xgrammar's
+        # strict mode (the "auto" default) had them: a small model pads a lax schema with keys.
+        config = {"backend": "guidance", "disable_any_whitespace": True, "disable_additional_properties": True}
+    if isinstance(config, Mapping):
+        # EngineArgs builds most nested configs from a mapping (as YAML gives them), not this one.
+        args["structured_outputs_config"] = StructuredOutputsConfig(**config)
+    return args
 
 
 def _forced_call_instruction(function: dict[str, Any]) -> str:
@@ -197,6 +220,7 @@ class VLLMChatEngine(ChatEngine):
         max_pending_requests: int | None = None,
         tool_call_parser: str | None = None,
         chat_template: str | None = None,
+        compact_json: bool = True,
     ) -> None:
         self._model = model
         self._served_model_name = served_model_name
@@ -221,6 +245,7 @@ class VLLMChatEngine(ChatEngine):
         #: A Jinja chat template file used instead of the model's own.
         self._chat_template_path = chat_template
         self._chat_template: str | None = None
+        self._compact_json = compact_json
 
     @property
     def max_model_len(self) -> int:
@@ -238,7 +263,8 @@ class VLLMChatEngine(ChatEngine):
         if self._chat_template_path is not None:
             self._chat_template = await asyncio.to_thread(_read_chat_template, self._chat_template_path)
         model_path = await asyncio.to_thread(resolve_model_path, self._model)
-        args = AsyncEngineArgs(model=str(model_path), served_model_name=self._served_model_name, **self._engine_args)
+        engine_args = engine_arguments(self._engine_args, compact_json=self._compact_json)
+        args = AsyncEngineArgs(model=str(model_path), served_model_name=self._served_model_name, **engine_args)
         self._engine = AsyncLLM.from_engine_args(args)
         self._tokenizer = self._engine.get_tokenizer()
         logger.info("vLLM engine ready: %s from %s", self._served_model_name, model_path)

@@ -160,6 +160,12 @@ class VLLMTierConfig(_Strict):
     #: A Jinja chat template file used instead of the model's own: for a model whose template
     #: does not render ``tools`` in the syntax its parser reads.
     chat_template: FilePath | None = None
+    #: Constrained JSON (``response_format``, forced tool calls) is decoded compact, with no
+    #: whitespace between its tokens, as OpenAI's models write it. Otherwise a small model pads
+    #: it with newlines: more tokens, slower answers, and JSON mode answers cut at
+    #: ``max_tokens`` (docs/benchmarks.md, 4b). Uses vLLM's llguidance backend; a
+    #: ``structured_outputs_config`` in ``engine_kwargs`` takes precedence.
+    compact_json: bool = True
     deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
 
     @property

@@ -13,6 +13,19 @@ from tests.fakes.openai_upstream import UpstreamBehaviour
 SMALL = "smollm2-135m-instruct"
 
 
+def whitespace_outside_strings(text: str) -> str:
+    """The whitespace of JSON ``text`` that is not inside a string (none in compact JSON)."""
+    found, in_string, escaped = [], False, False
+    for char in text:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
+        elif char == '"':
+            in_string = True
+        elif char.isspace():
+            found.append(char)
+    return "".join(found)
+
+
 @pytest.fixture(scope="module")
 def client(base_url: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0, timeout=120)
@@ -226,6 +239,8 @@ def test_the_small_model_makes_the_call_tool_choice_forces(client: openai.OpenAI
     arguments = json.loads(calls[0].function.arguments)
     assert set(arguments) == {"city"} and isinstance(arguments["city"], str) and len(arguments["city"]) <= 20
     assert choice.finish_reason == "stop"  # as OpenAI answers a call it was told to make
+    # Compact, as OpenAI's models write arguments (the tier's compact_json): no newlines padding it.
+    assert whitespace_outside_strings(calls[0].function.arguments) == "", calls[0].function.arguments
 
     # Streamed, from the small model named directly, with "required" and the one function:
     # the fragments join to the same call, which the model was asked to choose.
@@ -282,6 +297,8 @@ def test_structured_outputs_parse_into_the_clients_type(client: openai.OpenAI, m
     assert choice.finish_reason == "stop"
     assert isinstance(choice.message.parsed, Person), choice.message.content
     assert choice.message.parsed.name
+    assert choice.message.content is not None
+    assert whitespace_outside_strings(choice.message.content) == "", choice.message.content
 
 
 def test_json_mode_stream_from_the_small_model_is_one_json_object(client: openai.OpenAI) -> None:
@@ -297,6 +314,7 @@ def test_json_mode_stream_from_the_small_model_is_one_json_object(client: openai
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
     assert isinstance(json.loads(text), dict), text
+    assert whitespace_outside_strings(text) == "", text
 
 
 def test_json_requests_the_small_model_cannot_honour_are_400(client: openai.OpenAI) -> None:
