@@ -86,8 +86,8 @@ def engine_arguments(engine_args: Mapping[str, Any], *, compact_json: bool) -> d
     args = dict(engine_args)
     config = args.get("structured_outputs_config")
     if config is None and compact_json:
-        # Objects keep to their listed properties unless the schema says otherwise, as xgrammar's
-        # strict mode (the "auto" default) had them: a small model pads a lax schema with keys.
+        # And objects keep to their listed properties unless the schema allows others: with
+        # vLLM's default, a small model padded such schemas with keys of its own.
         config = {"backend": "guidance", "disable_any_whitespace": True, "disable_additional_properties": True}
     if isinstance(config, Mapping):
         # EngineArgs builds most nested configs from a mapping (as YAML gives them), not this one.

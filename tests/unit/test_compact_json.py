@@ -18,7 +18,7 @@ def test_by_default_the_engine_decodes_json_without_whitespace_on_llguidance() -
     args = engine_arguments({"max_model_len": 512}, compact_json=True)
     config = args["structured_outputs_config"]
     assert (config.backend, config.disable_any_whitespace) == ("guidance", True)
-    # Objects without "additionalProperties" get only their listed keys, as under xgrammar.
+    # Objects without "additionalProperties" get only their listed keys (a small model pads them).
     assert config.disable_additional_properties
     assert args["max_model_len"] == 512
 
