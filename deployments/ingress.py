@@ -80,6 +80,7 @@ class GatewayIngress:
         self._services: ReplicaServices = await build_replica_services(
             self._config, tiers, hard_checks=checks, instance_id=_replica_id(), health_info=self._info
         )
+        self._open_requests = OpenRequests(_replica_id())
         self._standin: ReplicaServices | None = None
         if self._config.standin_in_use():
             self._standin = await self._build_standin()
@@ -150,23 +151,29 @@ class GatewayIngress:
         host = "127.0.0.1" if server.host in ("0.0.0.0", "::") else server.host
         return f"http://{host}:{server.port}{self._config.standin.route_prefix}/v1"
 
-    @staticmethod
-    def _http_services(services: ReplicaServices, *, metrics: bool) -> GatewayServices:
-        return GatewayServices.of(
-            services, operator_routes=metrics, open_requests=OpenRequests(_replica_id()) if metrics else None
-        )
-
     def __serve_build_asgi_app__(self) -> Any:
         limit = self._config.server.max_body_bytes
-        app = create_http_app(self._http_services(self._services, metrics=True), max_body_bytes=limit)
+        services = GatewayServices.of(self._services, open_requests=self._open_requests)
+        app = create_http_app(services, max_body_bytes=limit)
         if self._standin is not None:
+            # Not counted and never refused while draining: the large tier's calls in flight
+            # come back through it.
             standin_app = create_http_app(
-                self._http_services(self._standin, metrics=False),
+                GatewayServices.of(self._standin, operator_routes=False),
                 max_body_bytes=limit,
                 title="slm-router local large-model stand-in",
             )
             app.mount(self._config.standin.route_prefix, standin_app)
         return app
+
+    async def drain(self, timeout_s: float) -> tuple[str, int]:
+        """Answer new API requests with 503 from now on and wait for the open ones to finish.
+
+        Called on every replica before the application is deleted (``LocalGateway.stop``).
+        Returns this replica's id and how many requests were still open at ``timeout_s``.
+        """
+        left = await self._open_requests.drain(timeout_s)
+        return self._open_requests.replica, left
 
     async def check_health(self) -> None:
         """Serve's replica health check: the process is serving (tier health is in /health/ready)."""

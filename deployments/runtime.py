@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from types import TracebackType
+from typing import Any
 
 from gateway.config import GatewayConfig
 from gateway.errors import ConfigError
@@ -25,6 +26,21 @@ __all__ = ["APP_NAME", "LocalGateway"]
 logger = logging.getLogger(__name__)
 
 APP_NAME = "slm-router"
+
+#: After the last request has left the replicas, how long the proxy gets to write it out.
+_PROXY_FLUSH_S = 0.5
+#: Pause between rounds of drain calls while a replica still holds requests.
+_DRAIN_POLL_S = 0.1
+
+
+def _drain_round(handle: Any, calls: int, *, wait_s: float) -> dict[str, int]:
+    """Send ``calls`` drain calls at once: the open requests of each replica that answered."""
+    replies = [handle.drain.remote(wait_s) for _ in range(calls)]
+    answered: dict[str, int] = {}
+    for reply in replies:
+        replica, still_open = reply.result(timeout_s=wait_s + 10)
+        answered[replica] = still_open
+    return answered
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -151,13 +167,27 @@ class LocalGateway:
             from ray.serve.exceptions import RayServeException
 
             if ray.is_initialized():
-                # Deleting the application first lets its replicas finish the requests in
-                # flight (Serve's graceful shutdown) while the proxy still carries their
+                # Draining first: newcomers get a retryable 503 from the replicas while the
+                # route still exists, and the requests in flight finish. Once the application
+                # is deleted, Serve's proxy answers newcomers with a plain-text 404 for as long
+                # as its replicas take to stop (2 s at least), so with nothing left open the
+                # stop goes straight to serve.shutdown (the proxy closes: connection refused),
+                # after a moment for the proxy to write out the last answers it holds.
+                # Otherwise deleting the application first lets the replicas finish what is
+                # still open (Serve's graceful shutdown) while the proxy still carries the
                 # answers; serve.shutdown alone takes the proxy down under them.
                 try:
-                    serve.delete(APP_NAME)
-                except (RayServeException, RayError, TimeoutError) as exc:  # e.g. a failed start left none
-                    logger.warning("could not drain the application before shutdown: %s", exc)
+                    drained = self._drain_ingress()
+                except Exception as exc:  # noqa: BLE001 - a courtesy to clients; the stop must go on
+                    logger.warning("could not drain the ingress replicas: %s", exc)
+                    drained = False
+                if drained:
+                    time.sleep(_PROXY_FLUSH_S)
+                else:
+                    try:
+                        serve.delete(APP_NAME)
+                    except (RayServeException, RayError, TimeoutError) as exc:  # e.g. a failed start left none
+                        logger.warning("could not drain the application before shutdown: %s", exc)
                 serve.shutdown()
                 if self._started_ray:
                     ray.shutdown()
@@ -165,6 +195,41 @@ class LocalGateway:
             if self._redis is not None:
                 self._redis.stop()
                 self._redis = None
+
+    def _drain_ingress(self) -> bool:
+        """Put every running ingress replica into drain and wait until each has no request open.
+
+        True when every replica has drained; False when one still holds requests at the
+        ingress's ``graceful_shutdown_timeout_s``, or none was running (a failed start).
+        Serve has no call that reaches every replica, so each round sends the ``drain`` call
+        more times than there are replicas (they load-balance) until every replica id has
+        answered: first with no wait, so that all of them refuse newcomers at once, then
+        waiting until each says it has nothing open (a drained replica answers at once).
+        """
+        from ray import serve
+
+        from deployments.app_builder import INGRESS_NAME
+
+        status = serve.status().applications.get(APP_NAME)
+        deployment = status.deployments.get(INGRESS_NAME) if status is not None else None
+        running = deployment.replica_states.get("RUNNING", 0) if deployment is not None else 0
+        if running == 0:
+            return False
+        handle = serve.get_app_handle(APP_NAME)
+        deadline = time.monotonic() + self._config.ingress.graceful_shutdown_timeout_s
+        still_open: dict[str, int] = {}
+        while len(still_open) < running and time.monotonic() < deadline:
+            still_open |= _drain_round(handle, 2 * running, wait_s=0.0)
+        while any(still_open.values()) and (left := deadline - time.monotonic()) > 0:
+            still_open |= _drain_round(handle, 2 * running, wait_s=left)
+            time.sleep(_DRAIN_POLL_S)
+        logger.info(
+            "drained %d of %d ingress replicas; requests still open: %d",
+            len(still_open),
+            running,
+            sum(still_open.values()),
+        )
+        return len(still_open) >= running and not any(still_open.values())
 
     def __enter__(self) -> LocalGateway:
         return self.start()

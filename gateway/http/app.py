@@ -184,6 +184,9 @@ def create_http_app(services: GatewayServices, *, max_body_bytes: int, title: st
     @app.get("/health/ready")
     async def ready() -> JSONResponse:
         report = await services.health.readiness()
+        if open_requests is not None and open_requests.draining:
+            # A balancer that sees this stops sending before the replica goes.
+            return JSONResponse({**report.as_dict(), "status": "draining"}, status_code=503)
         return JSONResponse(report.as_dict(), status_code=200 if report.ready else 503)
 
     if services.metrics is not None:

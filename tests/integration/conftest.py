@@ -16,6 +16,7 @@ from gateway.accounting.ledger import SeriesCounts
 from gateway.config import GatewayConfig, LiteLLMTierConfig
 from gateway.engine import ChatEngine
 from gateway.http import GatewayServices, create_http_app
+from gateway.http.open_requests import OpenRequests
 from gateway.serving import Tier
 from gateway.serving.assembly import ReplicaServices, build_replica_services
 from tests.fakes.engines import ScriptedEngine
@@ -109,6 +110,7 @@ def make_app(fake_upstream: FakeOpenAIUpstream) -> AppFactory:
         scripted_large: bool = False,
         small_forced_tool_calls: bool = False,
         environ: Mapping[str, str] | None = None,
+        open_requests: OpenRequests | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[tuple[httpx.AsyncClient, ReplicaServices]]:
         tiers = await make_tiers(
@@ -117,7 +119,7 @@ def make_app(fake_upstream: FakeOpenAIUpstream) -> AppFactory:
         env = {"SLM_ROUTER_ADMIN_KEY": ADMIN_KEY, **(environ or {})}
         services = await build_replica_services(config, tiers, environ=env, **kwargs)
         app = create_http_app(
-            GatewayServices.of(services),
+            GatewayServices.of(services, open_requests=open_requests),
             max_body_bytes=config.server.max_body_bytes,
         )
         transport = httpx.ASGITransport(app=app)

@@ -1,7 +1,7 @@
 """``slm-router serve`` as a process manager runs it: started from the command line, stopped by SIGTERM.
 
-The stop is orderly: a request in flight is answered, the ledger is on disk, nothing is left
-running, and the exit status is 0.
+The stop is orderly: a request in flight is answered, a newcomer is told to retry (503), the
+ledger is on disk, nothing is left running, and the exit status is 0.
 
 Hosted tiers only (both at the fake upstream), so the stack starts in ~30 s without vLLM:
 what is tested is the command's own life cycle, not the engines.
@@ -46,6 +46,7 @@ def _session_processes(sid: int) -> dict[int, str]:
 def _hosted_only_config(tmp_path: Path, upstream_url: str, port: int) -> Path:
     config = {
         "server": {"port": port},
+        "ingress": {"num_replicas": 2},
         "redis": {"state_dir": str(tmp_path / "redis")},
         "state": {"auth": {"enabled": False}},
         "accounting": {
@@ -73,7 +74,7 @@ class ServeProcess:
     def __init__(self, config: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
         env |= {"SLM_ROUTER_ADMIN_KEY": "a" * 32, "SLM_TEST_UPSTREAM_KEY": "sk-test", "PYTHONUNBUFFERED": "1"}
-        command = [str(Path(sys.executable).parent / "slm-router"), "serve", "--config", str(config)]
+        command = [str(Path(sys.executable).parent / "slm-router"), "-v", "serve", "--config", str(config)]
         # Its own session, so every process the stack starts (Ray's) can be found afterwards.
         self.process = subprocess.Popen(
             command,
@@ -133,6 +134,19 @@ class ServeProcess:
         assert not left, left
 
 
+def _answers_until_closed(base_url: str, timeout_s: float = 60) -> list[httpx.Response]:
+    """Ask ``GET /v1/models`` every 20 ms until the connection is refused: every answer."""
+    answers: list[httpx.Response] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            answers.append(httpx.get(f"{base_url}/v1/models", timeout=5))
+        except httpx.HTTPError:
+            return answers
+        time.sleep(0.02)
+    raise AssertionError("the gateway was still answering")
+
+
 def test_sigterm_stops_serve_in_order_and_keeps_the_ledger(
     tmp_path: Path, fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour
 ) -> None:
@@ -170,11 +184,22 @@ def test_sigterm_stops_serve_in_order_and_keeps_the_ledger(
             time.sleep(0.05)
         assert len(upstream_behaviour.requests) == seen + 1  # it reached the upstream: in flight
 
-        returncode = serve.stop_with(signal.SIGTERM)
+        serve.process.send_signal(signal.SIGTERM)
+        answers = _answers_until_closed(f"http://127.0.0.1:{port}")
+        returncode = serve.process.wait(timeout=STOP_TIMEOUT_S)
         sender.join(timeout=30)
     finally:
         serve.kill()
     printed = serve.printed()
+    # Newcomers while both replicas drain are told to retry; Serve's proxy used to answer them
+    # with a plain-text 404 (the application was deleted while the request above finished).
+    assert "drained 2 of 2 ingress replicas; requests still open: 0" in printed
+    refusals = [answer for answer in answers if answer.status_code != 200]
+    assert refusals, [answer.status_code for answer in answers]
+    for refusal in refusals:
+        assert refusal.status_code == 503, refusal.text
+        assert refusal.json()["error"]["code"] == "shutting_down"
+        assert refusal.headers["retry-after"] == "1"
     # Ray's handler used to take SIGTERM: the process exited at once, and Ray's core worker
     # aborted it (exit -6) with "*** SIGTERM received" and a stack trace.
     assert returncode == 0, printed[-3000:]
