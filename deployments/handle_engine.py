@@ -17,9 +17,24 @@ from gateway.errors import (
     UpstreamError,
 )
 
-__all__ = ["DeploymentHandleEngine", "translate_ray_error"]
+__all__ = ["DeploymentHandleEngine", "EngineRefusal", "translate_ray_error"]
 
 _T = TypeVar("_T")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EngineRefusal:
+    """A gateway error the model deployment's engine raised, sent to the caller as a value.
+
+    Raised inside a replica, Serve logs it as a failed request with its whole traceback at
+    ERROR, so every prompt over the context window, every schema the engine cannot compile
+    and every request refused at capacity would read as an incident in an operator's logs.
+    The deployment returns (or, in a stream, yields) this instead, and
+    :class:`DeploymentHandleEngine` raises the error on the caller's side, where it is
+    handled like any other tier's. Anything else the engine raises stays an exception.
+    """
+
+    error: GatewayError
 
 
 def translate_ray_error(exc: BaseException, target: str) -> GatewayError:
@@ -145,9 +160,9 @@ class DeploymentHandleEngine(ChatEngine):
                 first = await self._unless_replicas_vanish(response.__anext__(), response.cancel)
             except StopAsyncIteration:
                 return
-            yield self._relabelled(first)
+            yield self._relabelled(_delta(first))
             async for delta in response:
-                yield self._relabelled(delta)
+                yield self._relabelled(_delta(delta))
         except Exception as exc:
             raise self._failed(exc) from exc
         finally:
@@ -158,7 +173,9 @@ class DeploymentHandleEngine(ChatEngine):
         self._refuse_without_replica()
         try:
             response = self._handle.complete.remote(request)
-            completion: Completion = await self._unless_replicas_vanish(response, response.cancel)
+            completion: Completion | EngineRefusal = await self._unless_replicas_vanish(response, response.cancel)
+            if isinstance(completion, EngineRefusal):
+                raise completion.error
         except Exception as exc:
             raise self._failed(exc) from exc
         if self._report_model_as is not None:
@@ -172,3 +189,9 @@ class DeploymentHandleEngine(ChatEngine):
             await self._handle.check_health.remote()
         except Exception as exc:
             raise self._failed(exc) from exc
+
+
+def _delta(item: EngineDelta | EngineRefusal) -> EngineDelta:
+    if isinstance(item, EngineRefusal):
+        raise item.error
+    return item

@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from deployments.handle_engine import EngineRefusal
 from gateway.config import VLLMTierConfig
 from gateway.engine import ChatEngine, Completion, EngineDelta, GenerationRequest, import_engine_class
 from gateway.errors import GatewayError, ServiceUnavailableError
@@ -58,14 +59,23 @@ class SmallModelDeployment:
             logger.exception("the %s engine failed to start", tier.served_model_name)
             raise _for_the_controller(exc, "the engine failed to start") from None
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta]:
-        """Stream a completion (called through a handle with ``stream=True``)."""
-        async for delta in self._engine.stream(request):
-            yield delta
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta | EngineRefusal]:
+        """Stream a completion (called through a handle with ``stream=True``).
 
-    async def complete(self, request: GenerationRequest) -> Completion:
-        """Generate a whole completion."""
-        return await self._engine.complete(request)
+        A gateway error ends the stream as an :class:`EngineRefusal` item, not an exception.
+        """
+        try:
+            async for delta in self._engine.stream(request):
+                yield delta
+        except GatewayError as exc:
+            yield EngineRefusal(exc)
+
+    async def complete(self, request: GenerationRequest) -> Completion | EngineRefusal:
+        """Generate a whole completion (a gateway error comes back as an :class:`EngineRefusal`)."""
+        try:
+            return await self._engine.complete(request)
+        except GatewayError as exc:
+            return EngineRefusal(exc)
 
     async def engine_stats(self) -> dict[str, Any]:
         """The engine's request counters (``{}`` for engines without ``stats()``), for operators and fault tests."""

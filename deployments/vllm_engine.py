@@ -355,9 +355,12 @@ class VLLMChatEngine(ChatEngine):
         prompt_ids = self._prompt_token_ids(messages, plan.template_tools)
         room = self._max_model_len - len(prompt_ids)
         if room < 1:
+            # OpenAI's wording, which client libraries (litellm, for the stand-in among them)
+            # recognise as a context-window error.
             raise InvalidRequestError(
-                f"the prompt is {len(prompt_ids)} tokens; {self._served_model_name} accepts at most "
-                f"{self._max_model_len - 1}",
+                f"This model's maximum context length is {self._max_model_len} tokens. However, your messages "
+                f"resulted in {len(prompt_ids)} tokens, which leaves no room for an answer. Please reduce the "
+                f"length of the messages. (model: {self._served_model_name})",
                 param="messages",
                 code="context_length_exceeded",
             )

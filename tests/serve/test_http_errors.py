@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
 import httpx
 import pytest
+import ray
 
 from tests.fakes.openai_upstream import UpstreamBehaviour
 
@@ -124,6 +127,32 @@ def test_unknown_model_is_404(http: httpx.Client) -> None:
 def test_body_over_limit_is_413(http: httpx.Client) -> None:
     big = {"model": "router", "messages": [{"role": "user", "content": "x" * 70_000}]}
     assert_envelope(http.post(URL, content=json.dumps(big).encode()), 413)
+
+
+def _failed_requests_logged() -> int:
+    """How many failed requests Serve's replicas have logged (with a traceback) in this Ray session."""
+    logs = Path(ray._private.worker._global_node.get_logs_dir_path())
+    files = [*logs.glob("worker-*.err"), *logs.glob("serve/replica_*.log")]  # stderr; Serve's own files
+    return sum(path.read_text(errors="replace").count("Request failed.") for path in files)
+
+
+def test_a_prompt_over_the_small_context_window(http: httpx.Client) -> None:
+    prompt = [{"role": "user", "content": "word " * 1500}]  # ~1,500 tokens; the small tier holds 1,024
+    logged = _failed_requests_logged()
+    small = http.post(URL, json={"model": "smollm2-135m-instruct", "messages": prompt, "max_tokens": 4})
+    error = assert_envelope(small, 400, param="messages", code="context_length_exceeded")
+    # OpenAI's wording: the stand-in's litellm client reads it as a context-window error too.
+    assert str(error["message"]).startswith("This model's maximum context length is 1024 tokens.")
+    # Routed to the small model (threshold 1), it climbs past the stand-in (the same model) to
+    # the large tier, for the reason that it is too long (it was an upstream "error" before).
+    routed = http.post(URL, json={"model": "router", "messages": prompt}, headers={"x-slm-router-threshold": "1"})
+    assert routed.status_code == 200, routed.text
+    assert routed.headers["x-slm-router-tier"] == "large"
+    assert routed.headers["x-slm-router-reason"] == "escalated:context_length"
+    # A client's error is not a failed request in the model replica's logs (Serve logged each
+    # one with its traceback at ERROR).
+    time.sleep(1)  # the replicas' log handlers write as they go; leave them a moment
+    assert _failed_requests_logged() == logged
 
 
 def test_upstream_failure_is_502(http: httpx.Client, upstream_behaviour: UpstreamBehaviour) -> None:
