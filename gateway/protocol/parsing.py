@@ -95,8 +95,14 @@ def parse_body(body: bytes, model: type[ModelT]) -> ModelT:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        param = _error_param(tuple(first["loc"]))
+        errors = exc.errors()
+        param = _error_param(tuple(errors[0]["loc"]))
+        # A union field reports one error per branch, the type mismatches first ("stop": five
+        # strings are not "a valid string"); a bound another branch broke says what is wrong.
+        first = next(
+            (e for e in errors if _error_param(tuple(e["loc"])) == param and not e["type"].endswith("_type")),
+            errors[0],
+        )
         where = f"'{param}': " if param else ""
         more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
         raise InvalidRequestError(f"{where}{first['msg']}{more}", param=param, code="invalid_value") from None

@@ -55,6 +55,22 @@ def test_validation_error_names_the_param() -> None:
     assert info.value.param is not None and info.value.param.startswith("messages[0].content")
 
 
+@pytest.mark.parametrize(
+    ("field", "fragment"),
+    [
+        # A union's type mismatch ("should be a valid string") came first and said nothing.
+        ('"stop": ["a", "b", "c", "d", "e"]', "at most 4 items"),
+        ('"stop": 5', "valid string"),  # every branch is a mismatch: the first is as good as any
+    ],
+)
+def test_a_union_field_reports_the_bound_it_broke(field: str, fragment: str) -> None:
+    body = '{"model": "r", "messages": [{"role": "user", "content": "x"}], ' + field + "}"
+    with pytest.raises(InvalidRequestError) as info:
+        parse_body(body.encode(), ChatCompletionRequest)
+    assert info.value.param == "stop"
+    assert fragment in info.value.message, info.value.message
+
+
 def test_user_message_needs_content() -> None:
     with pytest.raises(InvalidRequestError):
         parse_body(b'{"model": "r", "messages": [{"role": "user"}]}', ChatCompletionRequest)
