@@ -86,6 +86,8 @@ def _threshold(args: argparse.Namespace) -> int:
         data = _call(args, "GET", f"/admin/routing/simulate?threshold={args.value}")
     elif action == "audit":
         data = _call(args, "GET", "/admin/routing/audit")
+    elif action == "reset":
+        data = _call(args, "PUT", "/admin/routing", {"reset": True})
     else:
         change: dict[str, Any] = {
             "set": {"threshold": args.value},
@@ -148,6 +150,7 @@ def register_commands(sub: Any) -> None:
         ("set", "a fixed threshold in [0, 1] for every replica", float),
         ("target", "keep this share of traffic on the large model, e.g. 0.25", float),
         ("budget", "cap large-model spend in USD per hour (omit the value to remove the cap)", float),
+        ("reset", "back to the configured (or calibrated) thresholds: drops set and target (not budget)", None),
         ("simulate", "what a threshold would have done on recent traffic", float),
         ("audit", "recent changes: who, when, old and new value", None),
     ):

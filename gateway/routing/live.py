@@ -44,6 +44,10 @@ class LiveRouting(BaseModel):
     mode: Literal["threshold", "target"] = "threshold"
     #: Fixed boundaries (``None``: the config's or the artifact's calibrated ones).
     thresholds: list[float] | None = None
+    #: The router (``name@digest``) the fixed boundaries were set for. A score is only
+    #: comparable with thresholds for the router that gave it: once another artifact is
+    #: loaded, the boundaries are set aside (``None``: set before routers were recorded).
+    router: str | None = None
     target_share: float | None = Field(None, ge=0.0, le=1.0)
     #: Cap on large-tier spend per hour in USD (``None``: no cap).
     budget_usd_per_hour: float | None = Field(None, ge=0.0)
@@ -67,6 +71,9 @@ class RoutingUpdate(BaseModel):
     #: ``threshold`` mode drops a target; ``clear_budget`` removes the cap.
     mode: Literal["threshold", "target"] | None = None
     clear_budget: bool = False
+    #: Back to the configured (or the artifact's calibrated) thresholds: drops fixed
+    #: thresholds and a target; the budget stays unless ``clear_budget`` says otherwise.
+    reset: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> RoutingUpdate:
@@ -77,6 +84,8 @@ class RoutingUpdate(BaseModel):
             raise ValueError("thresholds must be ascending values within [0, 1]")
         if self.threshold is not None and self.thresholds is not None:
             raise ValueError("give threshold or thresholds, not both")
+        if self.reset and (self.threshold, self.thresholds, self.target_share, self.mode) != (None,) * 4:
+            raise ValueError("reset takes no threshold, thresholds, target_share or mode")
         return self
 
 
@@ -111,6 +120,12 @@ class RoutingControl:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._version_seen = -1
+        #: The router this replica scores with (``name@digest``; ``None``: no learned router).
+        self.router: str | None = None
+
+    def use_router(self, router: str | None) -> None:
+        """Score with ``router`` from now on: fixed thresholds and the window are per router."""
+        self.router = router
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -175,7 +190,7 @@ class RoutingControl:
         chosen: list[float] | None = list(base) if base else None
         if self.settings.mode == "target" and self._target_thresholds is not None:
             chosen = list(self._target_thresholds)
-        elif self.settings.thresholds:
+        elif self.settings.thresholds and not self.thresholds_stale:
             chosen = list(self.settings.thresholds)
         if chosen is None:
             return None
@@ -186,6 +201,12 @@ class RoutingControl:
         return chosen
 
     @property
+    def thresholds_stale(self) -> bool:
+        """Whether the fixed thresholds were set for another router than the one loaded here."""
+        set_for = self.settings.router
+        return set_for is not None and set_for != self.router
+
+    @property
     def budget(self) -> BudgetState | None:
         """Large-tier spend this hour against the cap (``None`` without a cap)."""
         return self._budget
@@ -194,7 +215,8 @@ class RoutingControl:
 
     def observe(self, score: float, tier: str, prompt_tokens: int, completion_tokens: int) -> None:
         """Record one routed request (flushed to the shared window in the background)."""
-        self._pending.append(f"{score:.6f}|{int(tier == self._large)}|{prompt_tokens}|{completion_tokens}")
+        router = self.router or ""
+        self._pending.append(f"{score:.6f}|{int(tier == self._large)}|{prompt_tokens}|{completion_tokens}|{router}")
 
     async def _flush_window(self) -> None:
         if not self._pending:
@@ -207,11 +229,17 @@ class RoutingControl:
         await pipe.execute()
 
     async def window(self) -> list[tuple[float, bool, int, int]]:
-        """The shared window of recent routed requests: (score, went large, prompt, completion)."""
+        """The shared window of recent routed requests: (score, went large, prompt, completion).
+
+        Only requests scored by this replica's router count (while a new artifact rolls out,
+        replicas score on different scales); entries from before routers were recorded do.
+        """
         raw = await self._client.lrange(self._window_key, 0, self._window - 1)
         entries = []
         for item in raw:
-            score, large, prompt, completion = (item.decode() if isinstance(item, bytes) else item).split("|")
+            score, large, prompt, completion, *router = (item.decode() if isinstance(item, bytes) else item).split("|")
+            if router and router[0] != (self.router or ""):
+                continue
             entries.append((float(score), large == "1", int(prompt), int(completion)))
         return entries
 
@@ -239,15 +267,16 @@ class RoutingControl:
         """Apply an operator's change everywhere: store, audit, bump the version."""
         old = self.settings
         data = old.model_dump()
+        if change.reset:
+            data.update(mode="threshold", thresholds=None, target_share=None, router=None)
         if change.threshold is not None:
-            data["thresholds"] = [change.threshold] * (len(self._tiers) - 1)
-            data["mode"] = "threshold"
+            data.update(thresholds=[change.threshold] * (len(self._tiers) - 1), mode="threshold", router=self.router)
         if change.thresholds is not None:
             if len(change.thresholds) != len(self._tiers) - 1:
                 raise InvalidRequestError(
                     f"{len(self._tiers)} tiers need {len(self._tiers) - 1} thresholds", param="thresholds"
                 )
-            data["thresholds"], data["mode"] = change.thresholds, "threshold"
+            data.update(thresholds=change.thresholds, mode="threshold", router=self.router)
         if change.target_share is not None:
             data["target_share"], data["mode"] = change.target_share, "target"
         if change.mode is not None:

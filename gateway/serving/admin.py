@@ -78,6 +78,8 @@ class AdminService:
             "router": policy.router_name if policy is not None else None,
             "configured_thresholds": base,
             "effective_thresholds": control.thresholds(base),
+            # Fixed thresholds set for another router are not applied (its scores differ).
+            "thresholds_stale": control.thresholds_stale,
             "window": len(window),
             "realised_large_share": (sum(1 for e in window if e[1]) / len(window)) if window else None,
             "budget": None

@@ -138,10 +138,14 @@ class ChatCompletionService:
     def set_control(self, control: RoutingControl | None) -> None:
         """Attach the live routing controls."""
         self._control = control
+        if control is not None:
+            control.use_router(self._policy.router_name if self._policy is not None else None)
 
     def set_policy(self, policy: ThresholdPolicy | None) -> None:
         """Swap the routing policy; requests already routed keep their decision."""
         self._policy = policy
+        if self._control is not None:
+            self._control.use_router(policy.router_name if policy is not None else None)
 
     @property
     def tiers(self) -> dict[str, Tier]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -91,6 +92,9 @@ def test_keys_and_costs_cli(
     assert '"over_budget": "reject"' in capsys.readouterr().out
     assert main(["threshold", "audit", "--url", gateway_url]) == 0
     assert '"who": "admin"' in capsys.readouterr().out
+    assert main(["threshold", "reset", "--url", gateway_url]) == 0
+    reset = json.loads(capsys.readouterr().out)
+    assert reset["settings"]["thresholds"] is None and reset["settings"]["budget_usd_per_hour"] == 5
     assert main(["keys", "revoke", key_id, "--url", gateway_url]) == 0
     assert "revoked" in capsys.readouterr().out
     monkeypatch.setenv("SLM_ROUTER_ADMIN_KEY", "wrong")

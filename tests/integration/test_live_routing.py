@@ -94,6 +94,51 @@ async def test_target_share_and_simulation(
         assert 0.55 <= threshold <= 0.76, threshold
 
 
+class OtherRouter(LengthScorer):
+    """Another artifact: its scores are on a scale of their own."""
+
+    name = "other@test"
+
+
+async def test_thresholds_set_for_one_router_are_set_aside_for_another_and_reset_restores_the_configured(
+    make_app: AppFactory, redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream
+) -> None:
+    cfg = config(redis_server.url, fake_upstream.base_url, f"lrr{uuid.uuid4().hex[:6]}")
+    async with make_app(cfg, scripted_large=True) as (client, services):
+        routed(services, threshold=0.5)
+        for length in (10, 20, 30):
+            await ask(client, length)
+        changed = (await client.put("/admin/routing", json={"threshold": 0.1}, headers=ADMIN)).json()
+        assert changed["settings"]["router"] == "length@test" and changed["thresholds_stale"] is False
+        assert (await ask(client, 30)).headers["x-slm-router-threshold"] == "0.100000"
+        await asyncio.sleep(0.6)  # the window flushes four times a second
+        assert (await client.get("/admin/routing/simulate?threshold=0.5", headers=ADMIN)).json()["window"] == 4
+
+        # A new artifact loads live (Serve's reconfigure): 0.1 was chosen for the old scores.
+        services.chat.set_policy(ThresholdPolicy(["small", "large"], OtherRouter(), [0.7], "small"))
+        state = (await client.get("/admin/routing", headers=ADMIN)).json()
+        assert state["router"] == "other@test" and state["thresholds_stale"] is True
+        assert state["effective_thresholds"] == [0.7]
+        assert (await ask(client, 30)).headers["x-slm-router-threshold"] == "0.700000"
+        await asyncio.sleep(0.6)
+        # The window holds the new router's scores alone (the target controller reads it too).
+        assert (await client.get("/admin/routing/simulate?threshold=0.5", headers=ADMIN)).json()["window"] == 1
+
+        # Back on the router they were set for, the thresholds apply again.
+        routed(services, threshold=0.5)
+        assert (await ask(client, 30)).headers["x-slm-router-threshold"] == "0.100000"
+
+        # Reset: the configured thresholds, audited; the budget would stay.
+        assert (
+            await client.put("/admin/routing", json={"reset": True, "threshold": 0.2}, headers=ADMIN)
+        ).status_code == 400
+        reset = (await client.put("/admin/routing", json={"reset": True}, headers=ADMIN)).json()
+        assert reset["settings"]["thresholds"] is None and reset["effective_thresholds"] == [0.5]
+        assert (await ask(client, 30)).headers["x-slm-router-threshold"] == "0.500000"
+        audit = (await client.get("/admin/routing/audit", headers=ADMIN)).json()["data"]
+        assert audit[0]["old"]["thresholds"] == [0.1] and audit[0]["new"]["thresholds"] is None
+
+
 async def test_budget_exhaustion_serves_small_then_rejects(
     make_app: AppFactory, redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream
 ) -> None:
