@@ -90,7 +90,7 @@ class LiteLLMChatEngine(ChatEngine):
             **self._tier.extra_params,
             "model": self._tier.model,
             "messages": request.messages,
-            "max_tokens": request.max_tokens,
+            self._tier.token_cap_field: request.max_tokens,
             "timeout": self._tier.timeout_s,
             # Retries are ours (with backoff, see _with_retries); litellm's would be immediate.
             "num_retries": 0,

@@ -120,7 +120,7 @@ class OpenAIHTTPChatEngine(ChatEngine):
             **self._tier.extra_params,
             "model": self._tier.upstream_model,
             "messages": request.messages,
-            "max_tokens": request.max_tokens,
+            self._tier.token_cap_field: request.max_tokens,
             "stream": stream,
         }
         if stream:

@@ -201,6 +201,12 @@ class LiteLLMTierConfig(_Strict):
     #: tier is the local stand-in (whose small model has none). Requests that need tool calling
     #: are routed only to tiers that have it.
     supports_tools: bool | None = None
+    #: The request field that caps the answer's tokens. OpenAI's reasoning models (o-series,
+    #: GPT-5) refuse ``max_tokens`` and take ``max_completion_tokens``; many other servers know
+    #: only ``max_tokens``. ``null``: ``max_completion_tokens`` when the ``openai`` transport
+    #: posts to OpenAI's own API (every current OpenAI model takes it), else ``max_tokens``
+    #: (litellm renames it for the models that need it).
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None
 
     @model_validator(mode="after")
     def _check_transport_and_tools(self) -> LiteLLMTierConfig:
@@ -214,6 +220,14 @@ class LiteLLMTierConfig(_Strict):
     def tool_calling(self) -> bool:
         """Whether requests that need tool calling may go to this tier."""
         return self.supports_tools if self.supports_tools is not None else not self.uses_local_stand_in
+
+    @property
+    def token_cap_field(self) -> str:
+        """The request field that carries the token cap (see ``max_tokens_param``)."""
+        if self.max_tokens_param is not None:
+            return self.max_tokens_param
+        to_openai = self.transport == "openai" and self.api_base is None
+        return "max_completion_tokens" if to_openai else "max_tokens"
 
     @property
     def upstream_model(self) -> str:

@@ -50,6 +50,18 @@ async def test_complete_and_parameters(
     assert upstream_behaviour.headers_seen[-1]["authorization"] == "Bearer sk-test-not-a-secret"
 
 
+async def test_the_token_cap_goes_in_the_field_the_tier_names(
+    fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour, transport: str
+) -> None:
+    # OpenAI's reasoning models refuse max_tokens; a tier for one sends max_completion_tokens.
+    eng = engine(fake_upstream, transport, max_tokens_param="max_completion_tokens")
+    await eng.start()
+    completion = await eng.complete(gen("a b c d e f", max_tokens=3))
+    assert completion.finish_reason == "length"
+    sent = upstream_behaviour.requests[-1]
+    assert sent["max_completion_tokens"] == 3 and "max_tokens" not in sent
+
+
 async def test_stream_reports_usage_from_the_final_chunk(
     fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour, transport: str
 ) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from ray.serve._private.constants import REPLICA_HEALTH_CHECK_UNHEALTHY_THRESHOLD
 
 from gateway.cli import main
@@ -167,3 +168,17 @@ def test_openai_transport_needs_an_openai_protocol_model() -> None:
     assert tier.upstream_model == "gpt-4o"
     with pytest.raises(ValueError, match="openai/<name>"):
         LiteLLMTierConfig(served_model_name="claude", model="anthropic/claude-3", transport="openai")
+
+
+def test_the_token_cap_field_defaults_by_transport_and_upstream() -> None:
+    def tier(**fields: object) -> LiteLLMTierConfig:
+        return LiteLLMTierConfig.model_validate({"served_model_name": "big", "model": "openai/gpt-5", **fields})
+
+    # OpenAI's own API takes max_completion_tokens for every model; its reasoning models only that.
+    assert tier(transport="openai").token_cap_field == "max_completion_tokens"
+    # Other OpenAI-compatible servers may know only max_tokens; litellm renames it where needed.
+    assert tier(transport="openai", api_base="http://vllm:8000/v1").token_cap_field == "max_tokens"
+    assert tier().token_cap_field == "max_tokens"
+    assert tier(max_tokens_param="max_completion_tokens").token_cap_field == "max_completion_tokens"
+    with pytest.raises(ValidationError):
+        tier(max_tokens_param="max_output_tokens")
