@@ -125,6 +125,10 @@ class RoutingControl:
 
     def use_router(self, router: str | None) -> None:
         """Score with ``router`` from now on: fixed thresholds and the window are per router."""
+        if router != self.router:
+            # A target's thresholds came from the old router's scores; until the new one has
+            # scored enough traffic, its own configured thresholds route.
+            self._target_thresholds = None
         self.router = router
 
     # --- lifecycle ----------------------------------------------------------------

@@ -72,6 +72,12 @@ async def test_bad_values_and_missing_credential(
         assert (await client.get("/admin/routing/simulate?threshold=3", headers=ADMIN)).status_code == 400
 
 
+class OtherRouter(LengthScorer):
+    """Another artifact: its scores are on a scale of their own."""
+
+    name = "other@test"
+
+
 async def test_target_share_and_simulation(
     make_app: AppFactory, redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream
 ) -> None:
@@ -92,12 +98,12 @@ async def test_target_share_and_simulation(
         threshold = state["effective_thresholds"][0]
         # The realised share so far is 0.11, so the controller aims a little above 0.25.
         assert 0.55 <= threshold <= 0.76, threshold
-
-
-class OtherRouter(LengthScorer):
-    """Another artifact: its scores are on a scale of their own."""
-
-    name = "other@test"
+        # Another artifact: the target was computed on the old router's scores, and the new
+        # one has scored nothing yet, so its configured threshold routes meanwhile.
+        services.chat.set_policy(ThresholdPolicy(["small", "large"], OtherRouter(), [0.7], "small"))
+        assert (await client.get("/admin/routing", headers=ADMIN)).json()["effective_thresholds"] == [0.7]
+        await asyncio.sleep(1.3)  # target thresholds are recomputed once a second
+        assert (await client.get("/admin/routing", headers=ADMIN)).json()["effective_thresholds"] == [0.7]
 
 
 async def test_thresholds_set_for_one_router_are_set_aside_for_another_and_reset_restores_the_configured(
