@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 _POLL_S = 0.25
 _RECOMPUTE_S = 1.0
+#: A router's window outlives its last routed request by this long.
+_ROUTER_WINDOW_TTL_S = 30 * 24 * 3600
 
 
 class LiveRouting(BaseModel):
@@ -116,7 +118,7 @@ class RoutingControl:
         self.settings = LiveRouting()
         self._target_thresholds: list[float] | None = None
         self._budget: BudgetState | None = None
-        self._pending: deque[str] = deque(maxlen=window)
+        self._pending: deque[tuple[str | None, str]] = deque(maxlen=window)
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._version_seen = -1
@@ -219,31 +221,39 @@ class RoutingControl:
 
     def observe(self, score: float, tier: str, prompt_tokens: int, completion_tokens: int) -> None:
         """Record one routed request (flushed to the shared window in the background)."""
-        router = self.router or ""
-        self._pending.append(f"{score:.6f}|{int(tier == self._large)}|{prompt_tokens}|{completion_tokens}|{router}")
+        entry = f"{score:.6f}|{int(tier == self._large)}|{prompt_tokens}|{completion_tokens}"
+        self._pending.append((self.router, entry))
+
+    def _router_window_key(self, router: str | None) -> str:
+        # One window per router: scores of different artifacts are on different scales.
+        return self._window_key if router is None else f"{self._window_key}:{router}"
 
     async def _flush_window(self) -> None:
         if not self._pending:
             return
-        items = list(self._pending)
+        by_router: dict[str | None, list[str]] = {}
+        for router, entry in self._pending:
+            by_router.setdefault(router, []).append(entry)
         self._pending.clear()
         pipe = self._client.pipeline(transaction=False)
-        pipe.lpush(self._window_key, *items)
-        pipe.ltrim(self._window_key, 0, self._window - 1)
+        for router, entries in by_router.items():
+            key = self._router_window_key(router)
+            pipe.lpush(key, *entries)
+            pipe.ltrim(key, 0, self._window - 1)
+            if router is not None:
+                pipe.expire(key, _ROUTER_WINDOW_TTL_S)  # an artifact no longer loaded leaves nothing behind
         await pipe.execute()
 
     async def window(self) -> list[tuple[float, bool, int, int]]:
         """The shared window of recent routed requests: (score, went large, prompt, completion).
 
         Only requests scored by this replica's router count (while a new artifact rolls out,
-        replicas score on different scales); entries from before routers were recorded do.
+        replicas score on different scales): each router has a window of its own.
         """
-        raw = await self._client.lrange(self._window_key, 0, self._window - 1)
+        raw = await self._client.lrange(self._router_window_key(self.router), 0, self._window - 1)
         entries = []
         for item in raw:
-            score, large, prompt, completion, *router = (item.decode() if isinstance(item, bytes) else item).split("|")
-            if router and router[0] != (self.router or ""):
-                continue
+            score, large, prompt, completion = (item.decode() if isinstance(item, bytes) else item).split("|")
             entries.append((float(score), large == "1", int(prompt), int(completion)))
         return entries
 
