@@ -170,24 +170,30 @@ class LocalGateway:
                 # Draining first: newcomers get a retryable 503 from the replicas while the
                 # route still exists, and the requests in flight finish. Once the application
                 # is deleted, Serve's proxy answers newcomers with a plain-text 404 for as long
-                # as its replicas take to stop (2 s at least), so with nothing left open the
-                # stop goes straight to serve.shutdown (the proxy closes: connection refused),
-                # after a moment for the proxy to write out the last answers it holds.
-                # Otherwise deleting the application first lets the replicas finish what is
-                # still open (Serve's graceful shutdown) while the proxy still carries the
-                # answers; serve.shutdown alone takes the proxy down under them.
+                # as its replicas take to stop (2 s at least), so after a drain the stop goes
+                # straight to serve.shutdown (the proxy closes: connection refused), after a
+                # moment for the proxy to write out the last answers it holds. Where the drain
+                # could not run, deleting the application first lets the replicas finish what
+                # is open (Serve's graceful shutdown) while the proxy still carries the answers;
+                # serve.shutdown alone takes the proxy down under them.
                 try:
-                    drained = self._drain_ingress()
+                    still_open = self._drain_ingress()
                 except Exception as exc:  # noqa: BLE001 - a courtesy to clients; the stop must go on
                     logger.warning("could not drain the ingress replicas: %s", exc)
-                    drained = False
-                if drained:
-                    time.sleep(_PROXY_FLUSH_S)
-                else:
+                    still_open = None
+                if still_open is None:
                     try:
                         serve.delete(APP_NAME)
                     except (RayServeException, RayError, TimeoutError) as exc:  # e.g. a failed start left none
                         logger.warning("could not drain the application before shutdown: %s", exc)
+                elif still_open:
+                    logger.warning(
+                        "%d requests still open after graceful_shutdown_timeout_s (%gs); stopping anyway",
+                        still_open,
+                        self._config.ingress.graceful_shutdown_timeout_s,
+                    )
+                else:
+                    time.sleep(_PROXY_FLUSH_S)
                 serve.shutdown()
                 if self._started_ray:
                     ray.shutdown()
@@ -196,15 +202,15 @@ class LocalGateway:
                 self._redis.stop()
                 self._redis = None
 
-    def _drain_ingress(self) -> bool:
+    def _drain_ingress(self) -> int | None:
         """Put every running ingress replica into drain and wait until each has no request open.
 
-        True when every replica has drained; False when one still holds requests at the
-        ingress's ``graceful_shutdown_timeout_s``, or none was running (a failed start).
-        Serve has no call that reaches every replica, so each round sends the ``drain`` call
-        more times than there are replicas (they load-balance) until every replica id has
-        answered: first with no wait, so that all of them refuse newcomers at once, then
-        waiting until each says it has nothing open (a drained replica answers at once).
+        Returns how many requests are still open at the ingress's ``graceful_shutdown_timeout_s``
+        (0: drained), or ``None`` when no replica was running (a failed start) or one of them
+        never answered. Serve has no call that reaches every replica, so each round sends the
+        ``drain`` call more times than there are replicas (they load-balance) until every
+        replica id has answered: first with no wait, so that all of them refuse newcomers at
+        once, then waiting until each says it has nothing open (a drained one answers at once).
         """
         from ray import serve
 
@@ -214,7 +220,7 @@ class LocalGateway:
         deployment = status.deployments.get(INGRESS_NAME) if status is not None else None
         running = deployment.replica_states.get("RUNNING", 0) if deployment is not None else 0
         if running == 0:
-            return False
+            return None
         handle = serve.get_app_handle(APP_NAME)
         deadline = time.monotonic() + self._config.ingress.graceful_shutdown_timeout_s
         still_open: dict[str, int] = {}
@@ -229,7 +235,7 @@ class LocalGateway:
             running,
             sum(still_open.values()),
         )
-        return len(still_open) >= running and not any(still_open.values())
+        return sum(still_open.values()) if len(still_open) >= running else None
 
     def __enter__(self) -> LocalGateway:
         return self.start()
