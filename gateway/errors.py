@@ -17,6 +17,7 @@ __all__ = [
     "GatewayError",
     "InvalidRequestError",
     "ModelNotFoundError",
+    "ModelRefusedParameterError",
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
@@ -77,6 +78,17 @@ class UnsupportedParameterError(InvalidRequestError):
     """A valid OpenAI parameter that this gateway does not support (HTTP 400)."""
 
     default_code = "unsupported_parameter"
+
+
+class ModelRefusedParameterError(InvalidRequestError):
+    """A model refused a parameter the client sent that other models take (HTTP 400).
+
+    OpenAI's reasoning models, for one, take no ``temperature`` or ``top_p``. The client's
+    request is not wrong as such, so a routed request may move to another tier; a request
+    that named the model gets the 400 with the model's reason.
+    """
+
+    default_code = "unsupported_value"
 
 
 class AuthenticationError(GatewayError):

@@ -16,6 +16,7 @@ from gateway.errors import (
     EngineOverloadedError,
     GatewayError,
     InvalidRequestError,
+    ModelRefusedParameterError,
     RateLimitError,
     ServiceUnavailableError,
     UnsupportedParameterError,
@@ -66,6 +67,8 @@ def failover_reason(error: GatewayError) -> str | None:
         return "error"
     if isinstance(error, InvalidRequestError) and error.code == "context_length_exceeded":
         return "context_length"
+    if isinstance(error, ModelRefusedParameterError):
+        return "refused"
     return None
 
 

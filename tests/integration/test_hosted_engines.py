@@ -13,10 +13,12 @@ from gateway.engine import ChatEngine, GenerationRequest
 from gateway.errors import (
     GatewayError,
     InvalidRequestError,
+    ModelRefusedParameterError,
     ServiceUnavailableError,
     UpstreamError,
     UpstreamTimeoutError,
 )
+from gateway.serving import failover_reason
 from tests.fakes.openai_upstream import FakeOpenAIUpstream, UpstreamBehaviour
 from tests.integration.conftest import hosted_engine
 
@@ -204,6 +206,23 @@ async def test_response_format_reaches_the_upstream(
     # The fake answers in the requested shape, as a hosted model does.
     answer = json.loads(text)
     assert set(answer) == ({"answer"} if response_format["type"] == "json_object" else {"colours"})
+
+
+async def test_a_model_refusing_a_sampling_field_names_it(
+    fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour, transport: str
+) -> None:
+    # What OpenAI's reasoning models answer to a temperature (it used to be a bare 502).
+    upstream_behaviour.fail_status = 400
+    upstream_behaviour.fail_message = (
+        "Unsupported value: 'temperature' does not support 0.1 with this model. "
+        "Only the default (1) value is supported."
+    )
+    with pytest.raises(ModelRefusedParameterError) as info:
+        await engine(fake_upstream, transport).complete(gen())
+    assert info.value.status_code == 400 and info.value.param == "temperature"
+    assert info.value.code == "unsupported_value"
+    assert "refused the temperature" in info.value.message and "Only the default (1)" in info.value.message
+    assert failover_reason(info.value) == "refused"  # a routed request may try another tier
 
 
 async def test_upstream_refusing_a_schema_is_the_clients_error(

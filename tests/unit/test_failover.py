@@ -8,6 +8,7 @@ from gateway.errors import (
     EngineOverloadedError,
     InvalidRequestError,
     ModelNotFoundError,
+    ModelRefusedParameterError,
     ServiceUnavailableError,
     UpstreamError,
     UpstreamTimeoutError,
@@ -103,6 +104,20 @@ async def test_client_errors_and_named_models_do_not_fail_over() -> None:
     with pytest.raises(UpstreamError):
         await build(small, ScriptedEngine(model="l")).create(req(model="s"))
     assert failover_reason(InvalidRequestError("bad")) is None
+
+
+async def test_a_refused_sampling_field_moves_a_routed_request_and_is_a_400_for_a_named_model() -> None:
+    def refusing() -> ScriptedEngine:
+        error = ModelRefusedParameterError("l refused the temperature: only 1", param="temperature")
+        return ScriptedEngine(model="l", fail_before=error)
+
+    result = await build(ScriptedEngine(model="s"), refusing()).create(req("x" * 90, temperature=0.2))
+    assert isinstance(result, ChatResult)
+    assert result.headers["x-slm-router-tier"] == "small"
+    assert result.headers["x-slm-router-reason"] == "fallback:refused"
+    with pytest.raises(ModelRefusedParameterError) as info:
+        await build(ScriptedEngine(model="s"), refusing()).create(req(model="l", temperature=0.2))
+    assert info.value.status_code == 400 and info.value.param == "temperature"
 
 
 async def test_three_tiers_escalate_one_step_at_a_time() -> None:
