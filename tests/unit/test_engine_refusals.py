@@ -33,9 +33,6 @@ class RefusingEngine(ChatEngine):
     async def start(self) -> None:
         return None
 
-    async def shutdown(self) -> None:
-        return None
-
     async def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta]:
         prompt = request.messages[-1]["content"]
         if prompt == "long":

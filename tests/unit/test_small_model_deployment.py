@@ -37,9 +37,6 @@ class DeadEngine(ChatEngine):
     async def start(self) -> None:
         return None
 
-    async def shutdown(self) -> None:
-        return None
-
     async def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta]:
         raise ServiceUnavailableError("dead")
         yield  # pragma: no cover - makes this an async generator
