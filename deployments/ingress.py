@@ -56,10 +56,12 @@ class GatewayIngress:
                 checks[f"tier:{name}"] = handle_engine.check_health
                 engine, max_tokens = handle_engine, tier_config.default_max_tokens
                 tools, forced_calls = tier_config.tool_calling, tier_config.forced_tool_calls
+                model_params: frozenset[str] = frozenset()
             else:
                 engine = build_hosted_engine(tier_config, api_base=self._api_base(tier_config))
                 max_tokens = tier_config.default_max_tokens or 1024
                 tools, forced_calls = tier_config.tool_calling, False  # tool calling covers forced calls
+                model_params = frozenset(tier_config.model_params)
             await engine.start()
             tiers.append(
                 Tier(
@@ -71,6 +73,7 @@ class GatewayIngress:
                     supports_tools=tools,
                     forced_tool_calls=forced_calls,
                     billed_when_abandoned=not isinstance(tier_config, VLLMTierConfig),
+                    model_params=model_params,
                 )
             )
         # The learned router arrives with Serve's user_config (see reconfigure), which Serve

@@ -104,6 +104,11 @@ class LiteLLMChatEngine(ChatEngine):
         if api_key:
             kwargs["api_key"] = api_key
         kwargs.update(request.openai_optional_fields())
+        # The tier's config says its model takes these; litellm's own table (which knows
+        # verbosity only for the GPT-5 names, say) must not refuse them for it. Parameters
+        # litellm maps itself (reasoning_effort for Anthropic) are still mapped.
+        if sent := [name for name in self._tier.model_params if getattr(request, name) is not None]:
+            kwargs["allowed_openai_params"] = sent
         if request.trace_headers:
             kwargs["extra_headers"] = {**kwargs.get("extra_headers", {}), **request.trace_headers}
         return kwargs

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, fi
 
 from gateway.accounting.config import AccountingConfig
 from gateway.errors import ConfigError
+from gateway.protocol.chat import ModelParam
 from gateway.state.config import StateConfig
 from gateway.telemetry.config import TelemetryConfig
 
@@ -207,6 +208,11 @@ class LiteLLMTierConfig(_Strict):
     #: posts to OpenAI's own API (every current OpenAI model takes it), else ``max_tokens``
     #: (litellm renames it for the models that need it).
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None
+    #: The model-specific parameters the model takes: ``reasoning_effort`` (OpenAI's reasoning
+    #: models and GPT-5; litellm maps it for other providers' reasoning models) and
+    #: ``verbosity`` (GPT-5). A request that sets one is sent it on this tier; a tier without
+    #: it answers a routed request without it, and refuses a request that names its model.
+    model_params: list[ModelParam] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check_transport_and_tools(self) -> LiteLLMTierConfig:
@@ -214,6 +220,10 @@ class LiteLLMTierConfig(_Strict):
             raise ValueError("transport 'openai' needs an OpenAI-compatible model string 'openai/<name>'")
         if self.supports_tools and self.uses_local_stand_in:
             raise ValueError("supports_tools: the local stand-in serves the small model, which has no tool calling")
+        if self.model_params and self.uses_local_stand_in:
+            raise ValueError("model_params: the local stand-in serves the small model, which takes none of them")
+        if len(set(self.model_params)) != len(self.model_params):
+            raise ValueError("model_params: each parameter once")
         return self
 
     @property

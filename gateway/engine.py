@@ -69,12 +69,15 @@ class GenerationRequest:
     #: gateway for a tier that makes that call by constrained decoding though it has no tool
     #: calling (:meth:`gateway.protocol.ChatCompletionRequest.forced_function`); else ``None``.
     forced_function: dict[str, Any] | None = None
+    #: OpenAI's ``reasoning_effort`` and ``verbosity``, set only for a tier whose model takes them.
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
     #: W3C trace context (``traceparent``/``tracestate``) to pass to the model upstream.
     trace_headers: dict[str, str] = field(default_factory=dict)
 
     def openai_optional_fields(self) -> dict[str, Any]:
-        """The optional fields that are set (sampling, ``user``, ``response_format``), named as in
-        OpenAI's Chat Completions API."""
+        """The optional fields that are set (sampling, ``user``, ``response_format``, tools, the
+        model-specific parameters), named as in OpenAI's Chat Completions API."""
         fields: dict[str, Any] = {
             name: value
             for name in (
@@ -87,6 +90,8 @@ class GenerationRequest:
                 "response_format",
                 "tool_choice",
                 "parallel_tool_calls",
+                "reasoning_effort",
+                "verbosity",
             )
             if (value := getattr(self, name)) is not None
         }

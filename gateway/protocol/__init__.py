@@ -1,6 +1,7 @@
 """OpenAI wire protocol: request and response models."""
 
 from gateway.protocol.chat import (
+    MODEL_PARAMS,
     ChatCompletionChoice,
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -9,6 +10,7 @@ from gateway.protocol.chat import (
     ChoiceLogprobs,
     ChunkChoice,
     DeltaMessage,
+    ModelParam,
     ResponseMessage,
     StreamOptions,
     TextContentPart,
@@ -21,6 +23,7 @@ from gateway.protocol.tools import ToolCall, ToolCallDelta, ToolDefinition, chec
 from gateway.protocol.unsupported import TOLERATED_PARAMETERS, UNSUPPORTED_PARAMETERS, reject_unsupported
 
 __all__ = [
+    "MODEL_PARAMS",
     "TOLERATED_PARAMETERS",
     "UNSUPPORTED_PARAMETERS",
     "ChatCompletionChoice",
@@ -34,6 +37,7 @@ __all__ = [
     "JsonSchemaSpec",
     "ModelCard",
     "ModelList",
+    "ModelParam",
     "ResponseFormat",
     "ResponseMessage",
     "StreamOptions",

@@ -37,6 +37,7 @@ from gateway.protocol.tools import (
 )
 
 __all__ = [
+    "MODEL_PARAMS",
     "ChatCompletionChoice",
     "ChatCompletionChunk",
     "ChatCompletionRequest",
@@ -45,17 +46,29 @@ __all__ = [
     "ChoiceLogprobs",
     "ChunkChoice",
     "DeltaMessage",
+    "ModelParam",
+    "ReasoningEffort",
     "ResponseMessage",
     "StreamOptions",
     "TextContentPart",
     "TokenLogprobModel",
     "Usage",
+    "Verbosity",
 ]
 
 #: OpenAI's upper bound for ``top_logprobs``.
 MAX_TOP_LOGPROBS = 20
 #: OpenAI's upper bound for ``n`` (a gateway's own cap, ``server.max_choices``, is lower).
 MAX_N = 128
+
+#: Request parameters that only some models take (OpenAI's reasoning models and GPT-5): a tier
+#: lists those its model takes (``model_params``), and only those tiers are sent them.
+ModelParam = Literal["reasoning_effort", "verbosity"]
+MODEL_PARAMS: tuple[ModelParam, ...] = ("reasoning_effort", "verbosity")
+#: OpenAI adds effort values ("xhigh", "max") faster than gateways are released, so any short
+#: word passes here and the model refuses one it does not know.
+ReasoningEffort = Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")]
+Verbosity = Literal["low", "medium", "high"]
 
 #: ``function`` is the legacy role of a function's result (see :mod:`gateway.protocol.legacy_functions`).
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
@@ -152,6 +165,9 @@ class ChatCompletionRequest(Tolerant):
     #: ``false`` keeps this conversation out of the labelling sample (``state.capture``). It
     #: governs what the gateway keeps and is not sent on to either tier.
     store: bool | None = None
+    #: Sent to the tiers whose model takes them (see :meth:`model_params`).
+    reasoning_effort: ReasoningEffort | None = None
+    verbosity: Verbosity | None = None
     #: slm-router extension: per-request routing threshold for the virtual router model.
     router_threshold: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
 
@@ -192,6 +208,16 @@ class ChatCompletionRequest(Tolerant):
     def choices(self) -> int:
         """How many choices to generate (``n``, 1 when unset)."""
         return self.n or 1
+
+    def model_params(self) -> dict[str, str]:
+        """The model-specific parameters set (:data:`MODEL_PARAMS`), by name: ``reasoning_effort``,
+        and ``verbosity`` other than its default ``medium`` (which asks for nothing)."""
+        params: dict[str, str] = {}
+        if self.reasoning_effort is not None:
+            params["reasoning_effort"] = self.reasoning_effort
+        if self.verbosity not in (None, "medium"):
+            params["verbosity"] = self.verbosity
+        return params
 
     def calls_tools(self) -> bool:
         """Whether the answer may be tool calls: tools are offered and ``tool_choice`` is not ``none``."""

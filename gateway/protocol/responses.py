@@ -2,10 +2,11 @@
 response object and its output items.
 
 The subset that maps onto chat completions is modelled: text in and out, function tools
-and their calls, ``text.format`` (JSON mode and JSON Schema), ``instructions``,
-``previous_response_id`` and ``store``. Parameters that would change the answer but have
-no equivalent here (built-in tools, images and files, reasoning effort, background mode)
-are refused by name, as the chat endpoint refuses its own (:data:`UNSUPPORTED_RESPONSES_PARAMETERS`).
+and their calls, ``text.format`` (JSON mode and JSON Schema), ``reasoning.effort`` and
+``text.verbosity``, ``instructions``, ``previous_response_id`` and ``store``. Parameters that
+would change the answer but have no equivalent here (built-in tools, images and files,
+reasoning summaries, background mode) are refused by name, as the chat endpoint refuses its
+own (:data:`UNSUPPORTED_RESPONSES_PARAMETERS`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pydantic import (
 
 from gateway.errors import UnsupportedParameterError
 from gateway.protocol._base import Tolerant, finite, refuse_other_types
-from gateway.protocol.chat import MAX_TOP_LOGPROBS
+from gateway.protocol.chat import MAX_TOP_LOGPROBS, ReasoningEffort, Verbosity
 from gateway.protocol.response_format import JsonSchemaSpec, ResponseFormat, json_schema_problem
 from gateway.protocol.tools import FUNCTION_NAME_PATTERN, MAX_TOOLS
 
@@ -38,6 +39,7 @@ __all__ = [
     "InputItem",
     "InputMessage",
     "NamedFunctionChoice",
+    "ReasoningConfig",
     "ResponseUsage",
     "ResponsesRequest",
     "TextConfig",
@@ -209,10 +211,23 @@ class TextFormat(BaseModel):
 
 
 class TextConfig(Tolerant):
-    """``text``: the output's format (``verbosity`` other than the default is refused)."""
+    """``text``: the output's format and ``verbosity`` (for tiers whose model takes it)."""
 
     format: TextFormat | None = None
-    verbosity: str | None = None
+    verbosity: Verbosity | None = None
+
+
+class ReasoningConfig(Tolerant):
+    """``reasoning``: ``effort`` goes to the tiers whose model takes ``reasoning_effort``.
+
+    Summaries are refused (:func:`reject_unsupported_responses`): the tiers answer through
+    Chat Completions, which returns none.
+    """
+
+    effort: ReasoningEffort | None = None
+    summary: Literal["auto", "concise", "detailed"] | None = None
+    generate_summary: Literal["auto", "concise", "detailed"] | None = None
+    mode: str | None = None
 
 
 class ResponsesRequest(Tolerant):
@@ -232,6 +247,7 @@ class ResponsesRequest(Tolerant):
     tool_choice: Literal["none", "auto", "required"] | NamedFunctionChoice | None = None
     parallel_tool_calls: bool | None = None
     text: TextConfig | None = None
+    reasoning: ReasoningConfig | None = None
     metadata: Annotated[dict[str, Annotated[str, Field(max_length=512)]], Field(max_length=16)] | None = None
     #: Optional output data; only ``message.output_text.logprobs`` exists here.
     include: list[str] | None = None
@@ -285,6 +301,15 @@ class ResponsesRequest(Tolerant):
         """Whether the response is kept for ``GET`` and ``previous_response_id`` (OpenAI's default: yes)."""
         return self.store is not False
 
+    def model_params(self) -> dict[str, str]:
+        """``reasoning.effort`` and ``text.verbosity`` as chat completions' ``reasoning_effort``
+        and ``verbosity`` (only those set)."""
+        params = {
+            "reasoning_effort": self.reasoning.effort if self.reasoning is not None else None,
+            "verbosity": self.text.verbosity if self.text is not None else None,
+        }
+        return {name: value for name, value in params.items() if value is not None}
+
     def format(self) -> TextFormat | None:
         """``text.format`` (``None`` for plain text)."""
         fmt = self.text.format if self.text is not None else None
@@ -294,11 +319,6 @@ class ResponsesRequest(Tolerant):
 #: ``(parameter, its "off" values, why any other value is refused)``, checked in this order.
 UNSUPPORTED_RESPONSES_PARAMETERS: tuple[tuple[str, tuple[Any, ...], str], ...] = (
     ("background", (None, False), "background responses are not supported; stream instead"),
-    (
-        "reasoning",
-        (None, {}, {"effort": None}, {"effort": None, "summary": None}),
-        "reasoning options are not supported by these models",
-    ),
     (
         "truncation",
         (None, "disabled"),
@@ -335,8 +355,17 @@ def reject_unsupported_responses(request: ResponsesRequest) -> None:
     for name, off_values, reason in UNSUPPORTED_RESPONSES_PARAMETERS:
         if name in extra and extra[name] not in off_values:
             raise UnsupportedParameterError(reason, param=name)
-    if request.text is not None and request.text.verbosity not in (None, "medium"):
-        raise UnsupportedParameterError("text.verbosity is not supported", param="text.verbosity")
+    reasoning = request.reasoning
+    if reasoning is not None:
+        for name in ("summary", "generate_summary"):
+            if getattr(reasoning, name) is not None:
+                raise UnsupportedParameterError(
+                    "reasoning summaries are not supported: the models here answer through Chat "
+                    "Completions, which returns none",
+                    param=f"reasoning.{name}",
+                )
+        if reasoning.mode not in (None, "standard"):
+            raise UnsupportedParameterError("only the 'standard' reasoning mode is supported", param="reasoning.mode")
 
 
 class ResponseUsage(BaseModel):

@@ -9,7 +9,8 @@ to the plain request would be served to it). Such a request is refused with 400
 them by default. Implemented elsewhere: ``tools`` (:mod:`gateway.protocol.tools`), the legacy
 ``functions`` and ``function_call`` (:mod:`gateway.protocol.legacy_functions`),
 ``response_format`` (:mod:`gateway.protocol.response_format`), ``logprobs``,
-``top_logprobs`` and ``n``.
+``top_logprobs``, ``n``, and ``reasoning_effort`` and ``verbosity``, which go to the tiers
+whose model takes them (:data:`gateway.protocol.chat.MODEL_PARAMS`).
 """
 
 from __future__ import annotations
@@ -34,13 +35,6 @@ UNSUPPORTED_PARAMETERS: tuple[tuple[str, tuple[Any, ...], str], ...] = (
     # Answering without it would look like a moderated answer that was never moderated.
     ("moderation", (None,), "moderated completions are not supported: moderate input and output before the gateway"),
     ("web_search_options", (None,), "web search is not supported: no tier has a search tool"),
-    (
-        "reasoning_effort",
-        (None,),
-        "reasoning_effort is not supported: the tiers' models do not take it, and a routed request "
-        "could not promise it on every tier",
-    ),
-    ("verbosity", (None, "medium"), "verbosity is not supported: only the default ('medium') is served"),
 )
 
 #: OpenAI chat parameters accepted and not acted on, because they do not change what a client

@@ -1,6 +1,7 @@
 """Serving logic, independent of the HTTP framework and of Ray."""
 
 from gateway.serving.chat import (
+    HEADER_DROPPED_PARAMS,
     HEADER_MODEL,
     HEADER_REASON,
     HEADER_ROUTER,
@@ -15,6 +16,7 @@ from gateway.serving.health import HealthCheck, HealthReport, HealthService
 from gateway.serving.tiers import Tier, failover_reason
 
 __all__ = [
+    "HEADER_DROPPED_PARAMS",
     "HEADER_MODEL",
     "HEADER_REASON",
     "HEADER_ROUTER",

@@ -47,6 +47,7 @@ from gateway.serving.streaming import ClosingStream, SseStream, StreamItem, clos
 from gateway.serving.tiers import Tier, TierLadder
 
 __all__ = [
+    "HEADER_DROPPED_PARAMS",
     "HEADER_MODEL",
     "HEADER_REASON",
     "HEADER_ROUTER",
@@ -67,6 +68,9 @@ HEADER_SCORE = "x-slm-router-score"
 HEADER_THRESHOLD = "x-slm-router-threshold"
 HEADER_REASON = "x-slm-router-reason"
 HEADER_ROUTER = "x-slm-router-router"
+#: The model-specific parameters (``reasoning_effort``, ``verbosity``) a routed request set
+#: that the answering tier's model does not take, so it answered without them.
+HEADER_DROPPED_PARAMS = "x-slm-router-dropped-params"
 
 
 @dataclass
@@ -280,6 +284,7 @@ class ChatCompletionService:
         forced = request.forced_function() if tier.forced_tool_calls and not tier.supports_tools else None
         takes_tools = tier.supports_tools or forced is not None
         offered = request.offered_tools() if takes_tools else {}
+        params = {name: value for name, value in request.model_params().items() if name in tier.model_params}
         return GenerationRequest(
             request_id=f"chatcmpl-{uuid.uuid4().hex}",
             messages=messages,
@@ -299,10 +304,16 @@ class ChatCompletionService:
             tool_choice=offered.get("tool_choice"),
             parallel_tool_calls=request.parallel_tool_calls if offered else None,
             forced_function=forced.model_dump(exclude_none=True) if forced is not None else None,
+            reasoning_effort=params.get("reasoning_effort"),
+            verbosity=params.get("verbosity"),
         )
 
-    def _headers(self, tier: Tier, model: str, decision: RoutingDecision) -> dict[str, str]:
+    def _headers(
+        self, request: ChatCompletionRequest, tier: Tier, model: str, decision: RoutingDecision
+    ) -> dict[str, str]:
         headers = {HEADER_TIER: tier.name, HEADER_MODEL: model, HEADER_REASON: decision.reason}
+        if dropped := [param for param in request.model_params() if param not in tier.model_params]:
+            headers[HEADER_DROPPED_PARAMS] = ",".join(dropped)
         if decision.score is not None:
             headers[HEADER_SCORE] = f"{decision.score:.6f}"
         if decision.threshold is not None:
@@ -340,6 +351,7 @@ class ChatCompletionService:
             decision = self._ladder.cheapest_for_budget(decision, routed=routed, need=need)
         if need != "none":
             decision = self._ladder.for_tools(request, decision, routed=routed, need=need)
+        self._ladder.check_model_params(request, decision, routed=routed)
         if observation is not None:
             # The decision as served: metrics count a key's budget and tool calling as reasons.
             observation.routed(decision)
@@ -353,7 +365,7 @@ class ChatCompletionService:
             try:
                 if request.stream:
                     return await self._start_stream(request, tier, generation, decision, observation)
-                return await self._complete(tier, generation, decision, observation)
+                return await self._complete(request, tier, generation, decision, observation)
             except GatewayError as error:
                 tried.add(tier.name)
                 target = self._ladder.failover_target(tier.name, error, tried, need=need) if routed else None
@@ -366,6 +378,7 @@ class ChatCompletionService:
 
     async def _complete(
         self,
+        request: ChatCompletionRequest,
         tier: Tier,
         generation: GenerationRequest,
         decision: RoutingDecision,
@@ -382,7 +395,7 @@ class ChatCompletionService:
                 observation.settle_abandoned(call, tier=tier.name, model=tier.served_model_name)
                 raise
         model = completion.model or tier.served_model_name
-        headers = self._headers(tier, model, decision)
+        headers = self._headers(request, tier, model, decision)
         cost = None
         if observation is not None:
             cost = await observation.finish(
@@ -442,7 +455,7 @@ class ChatCompletionService:
         )
         return StreamResult(
             chunks=stream.chunks(first, deltas),
-            headers=self._headers(tier, model, decision),
+            headers=self._headers(request, tier, model, decision),
             request_id=generation.request_id,
         )
 

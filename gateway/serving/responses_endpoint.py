@@ -22,7 +22,7 @@ from gateway.protocol import ChatCompletionRequest
 from gateway.protocol.parsing import parse_body
 from gateway.protocol.responses import ResponsesRequest, reject_unsupported_responses
 from gateway.serving.access import AccessControl, Caller
-from gateway.serving.chat import HEADER_MODEL, ChatResult
+from gateway.serving.chat import HEADER_DROPPED_PARAMS, HEADER_MODEL, ChatResult
 from gateway.serving.endpoint import TENANT_HEADER, ChatEndpoint
 from gateway.serving.responses_input import ChatForm, chat_form
 from gateway.serving.responses_output import (
@@ -44,6 +44,8 @@ _PARAM_NAMES = (
     ("max_completion_tokens", "max_output_tokens"),
     ("response_format", "text.format"),
     ("messages", "input"),
+    ("reasoning_effort", "reasoning.effort"),
+    ("verbosity", "text.verbosity"),
 )
 _RENAMED = dict(_PARAM_NAMES)
 _CHAT_NAMES = re.compile(r"\b(?:" + "|".join(_RENAMED) + r")\b")
@@ -118,6 +120,7 @@ class ResponsesEndpoint:
                 model=result.response.model,
                 request=context.request,
                 store=stores,
+                dropped=_dropped_params(result.headers),
             )
             response, items = shell.from_chat(result.response)
             if stores:
@@ -128,6 +131,7 @@ class ResponsesEndpoint:
             model=result.headers.get(HEADER_MODEL, context.request.model),
             request=context.request,
             store=stores,
+            dropped=_dropped_params(result.headers),
         )
 
         async def finished(response: dict[str, Any], items: list[dict[str, Any]]) -> bool:
@@ -214,3 +218,8 @@ def _limit(raw: str | None) -> int:
 
 def _not_found(response_id: str) -> NotFoundError:
     return NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")
+
+
+def _dropped_params(headers: Mapping[str, str]) -> frozenset[str]:
+    """The model-specific parameters the answering tier was not sent (its header, parsed)."""
+    return frozenset(filter(None, headers.get(HEADER_DROPPED_PARAMS, "").split(",")))

@@ -124,6 +124,7 @@ def chat_form(request: ResponsesRequest, history: Sequence[dict[str, Any]] = ())
         # A response the client asked not to keep is not captured for labelling either.
         "store": False if request.store is False else None,
         "router_threshold": request.router_threshold,
+        **request.model_params(),
     }
     if request.stream:
         body["stream_options"] = {"include_usage": True}

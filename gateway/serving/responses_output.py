@@ -178,6 +178,9 @@ class ResponseShell:
     #: Whether the response is kept (set false when storing it fails or is off).
     store: bool
     created_at: int = field(default_factory=lambda: int(time.time()))
+    #: Model-specific parameters the answering model was not sent (``reasoning_effort``,
+    #: ``verbosity``): the response reports them at their defaults, as what was in effect.
+    dropped: frozenset[str] = frozenset()
 
     def build(
         self,
@@ -193,6 +196,7 @@ class ResponseShell:
         fmt = request.text.format if request.text is not None and request.text.format is not None else None
         choice = request.tool_choice
         incomplete = _INCOMPLETE.get(finish_reason or "") if status == "incomplete" else None
+        params = {name: value for name, value in request.model_params().items() if name not in self.dropped}
         return {
             "id": self.id,
             "object": "response",
@@ -207,10 +211,13 @@ class ResponseShell:
             "output": output,
             "parallel_tool_calls": request.parallel_tool_calls is not False,
             "previous_response_id": request.previous_response_id,
-            "reasoning": {"effort": None, "summary": None},
+            "reasoning": {"effort": params.get("reasoning_effort"), "summary": None},
             "store": self.store,
             "temperature": 1.0 if request.temperature is None else request.temperature,
-            "text": {"format": fmt.model_dump(mode="json", exclude_none=True) if fmt else {"type": "text"}},
+            "text": {
+                "format": fmt.model_dump(mode="json", exclude_none=True) if fmt else {"type": "text"},
+                "verbosity": params.get("verbosity", "medium"),
+            },
             "tool_choice": "auto" if choice is None else choice if isinstance(choice, str) else choice.model_dump(),
             "tools": [tool.model_dump(mode="json") for tool in request.tools or ()],
             "top_p": 1.0 if request.top_p is None else request.top_p,

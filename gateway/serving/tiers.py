@@ -2,7 +2,8 @@
 
 The router's score picks a tier; three things can move a request from it: the request needs
 tool calling and that tier has none, the caller's key has spent its budget, or the tier
-fails (failover). Each move is decided here, so the serving logic only applies it.
+fails (failover). Each move is decided here, so the serving logic only applies it, and so
+is which model-specific parameters a request may carry to which tier.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class Tier:
     #: APIs finish it after the connection drops). Such a call runs on when the client leaves,
     #: and its usage is charged; a self-hosted tier's call is cancelled instead, freeing the GPU.
     billed_when_abandoned: bool = False
+    #: The model-specific parameters (:data:`gateway.protocol.MODEL_PARAMS`) the tier's model takes.
+    model_params: frozenset[str] = frozenset()
 
     def serves(self, need: ToolNeed) -> bool:
         """Whether the tier can serve a request that needs ``need`` of tool calling."""
@@ -110,6 +113,25 @@ class TierLadder:
         # The cheapest capable tier at or above the scored one, else the largest below it.
         above = [name for name in capable if self._order.index(name) >= self._order.index(decision.tier)]
         return dataclasses.replace(decision, tier=above[0] if above else capable[-1], reason="tools")
+
+    def check_model_params(self, request: ChatCompletionRequest, decision: RoutingDecision, *, routed: bool) -> None:
+        """Refuse a model-specific parameter that no tier here takes, or that the model a request
+        names does not take (as OpenAI refuses ``reasoning_effort`` for a model without
+        reasoning). A routed request keeps its tier: one whose model does not take the
+        parameter answers without it (a routed request leaves the choice of model to the
+        gateway, and ``reasoning_effort`` constrains reasoning models only)."""
+        for param in request.model_params():
+            takers = [tier.served_model_name for tier in self._tiers.values() if param in tier.model_params]
+            if not takers:
+                raise UnsupportedParameterError(
+                    f"Unsupported parameter: '{param}' is not supported by any model here", param=param
+                )
+            if not routed and param not in self._tiers[decision.tier].model_params:
+                raise UnsupportedParameterError(
+                    f"Unsupported parameter: '{param}' is not supported with {request.model}; "
+                    f"models here that take it: {', '.join(takers)}",
+                    param=param,
+                )
 
     def cheapest_for_budget(self, decision: RoutingDecision, *, routed: bool, need: ToolNeed) -> RoutingDecision:
         """The cheapest tier, for a caller whose key has spent its budget (429 where it cannot serve)."""

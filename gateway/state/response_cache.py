@@ -1,8 +1,8 @@
 """Exact-match cache of non-stream chat completions, shared by every replica.
 
 The cache key is the SHA-256 of a *normalised* request: only what changes the output
-counts (model, message roles and texts, tool calls and tools, sampling parameters, the
-routing threshold), in one canonical JSON
+counts (model, message roles and texts, tool calls and tools, sampling parameters,
+``reasoning_effort`` and ``verbosity``, the routing threshold), in one canonical JSON
 form, so ``"content": "hi"`` and ``[{"type": "text", "text": "hi"}]``, ``1`` and ``1.0``,
 ``stop: "x"`` and ``["x"]`` hit the same entry, while ``user``, ``stream`` and unknown
 fields are ignored. When the gateway starts honouring a new parameter, add it to
@@ -34,7 +34,7 @@ __all__ = ["CACHE_KEY_VERSION", "ResponseCache", "cache_digest", "normalise_requ
 logger = logging.getLogger(__name__)
 
 #: Part of every digest: bumping it invalidates every entry at once.
-CACHE_KEY_VERSION = 5
+CACHE_KEY_VERSION = 6
 
 # ``router_threshold`` picks the tier that answers a routed request; the chat endpoint also
 # puts a header's or the API key's threshold there for the key.
@@ -191,6 +191,14 @@ def normalise_request(request: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError("top_logprobs must be an integer")
     normal["logprobs"] = bool(logprobs)
     normal["top_logprobs"] = (top or 0) if logprobs else 0
+    # A model's default reasoning effort varies by model, so only an absent one is "default";
+    # verbosity's default is "medium" everywhere.
+    effort, verbosity = request.get("reasoning_effort"), request.get("verbosity")
+    for name, value in (("reasoning_effort", effort), ("verbosity", verbosity)):
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{name} must be a string")
+    normal["reasoning_effort"] = effort
+    normal["verbosity"] = None if verbosity == "medium" else verbosity
     return normal
 
 

@@ -77,7 +77,16 @@ async def make_tiers(
             5,
             forced_tool_calls=small_forced_tool_calls,
         ),
-        Tier("large", "fake-large", large, 64, 5, supports_tools=large_config.tool_calling, billed_when_abandoned=True),
+        Tier(
+            "large",
+            "fake-large",
+            large,
+            64,
+            5,
+            supports_tools=large_config.tool_calling,
+            billed_when_abandoned=True,
+            model_params=frozenset(large_config.model_params),
+        ),
     ]
 
 

@@ -5,6 +5,7 @@ Both transports must behave the same: same requests upstream, same errors, same 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -62,6 +63,19 @@ async def test_the_token_cap_goes_in_the_field_the_tier_names(
     assert completion.finish_reason == "length"
     sent = upstream_behaviour.requests[-1]
     assert sent["max_completion_tokens"] == 3 and "max_tokens" not in sent
+
+
+async def test_reasoning_effort_and_verbosity_reach_the_upstream(
+    fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour, transport: str
+) -> None:
+    eng = engine(fake_upstream, transport, model_params=["reasoning_effort", "verbosity"])
+    await eng.start()
+    request = dataclasses.replace(gen(), reasoning_effort="low", verbosity="high")
+    await eng.complete(request)
+    sent = upstream_behaviour.requests[-1]
+    assert (sent["reasoning_effort"], sent["verbosity"]) == ("low", "high")
+    await eng.complete(gen())
+    assert "reasoning_effort" not in upstream_behaviour.requests[-1]
 
 
 async def test_stream_reports_usage_from_the_final_chunk(
@@ -208,20 +222,39 @@ async def test_response_format_reaches_the_upstream(
     assert set(answer) == ({"answer"} if response_format["type"] == "json_object" else {"colours"})
 
 
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        # What OpenAI's reasoning models answer to a temperature (it used to be a bare 502).
+        (
+            "temperature",
+            "Unsupported value: 'temperature' does not support 0.1 with this model. "
+            "Only the default (1) value is supported.",
+        ),
+        # And an effort value a model does not know.
+        (
+            "reasoning_effort",
+            "Unsupported value: 'reasoning_effort' does not support 'minimal' with this model. "
+            "Supported values are: 'low', 'medium', and 'high'.",
+        ),
+    ],
+)
 async def test_a_model_refusing_a_sampling_field_names_it(
-    fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour, transport: str
+    fake_upstream: FakeOpenAIUpstream,
+    upstream_behaviour: UpstreamBehaviour,
+    transport: str,
+    field: str,
+    message: str,
 ) -> None:
-    # What OpenAI's reasoning models answer to a temperature (it used to be a bare 502).
     upstream_behaviour.fail_status = 400
-    upstream_behaviour.fail_message = (
-        "Unsupported value: 'temperature' does not support 0.1 with this model. "
-        "Only the default (1) value is supported."
-    )
+    upstream_behaviour.fail_message = message
+    eng = engine(fake_upstream, transport, model_params=["reasoning_effort"])
     with pytest.raises(ModelRefusedParameterError) as info:
-        await engine(fake_upstream, transport).complete(gen())
-    assert info.value.status_code == 400 and info.value.param == "temperature"
+        await eng.complete(dataclasses.replace(gen(), reasoning_effort="minimal"))
+    assert info.value.status_code == 400 and info.value.param == field
     assert info.value.code == "unsupported_value"
-    assert "refused the temperature" in info.value.message and "Only the default (1)" in info.value.message
+    # The provider's reason reaches the client.
+    assert f"refused the {field}" in info.value.message and message in info.value.message
     assert failover_reason(info.value) == "refused"  # a routed request may try another tier
 
 

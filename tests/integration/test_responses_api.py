@@ -261,7 +261,12 @@ BAD_BODIES: list[tuple[dict[str, Any], str, str | None]] = [
         "input[1]",
         None,
     ),
-    ({"input": "x", "reasoning": {"effort": "high"}}, "reasoning", "unsupported_parameter"),
+    # fake-large takes no reasoning_effort (its tier lists no model_params).
+    ({"input": "x", "reasoning": {"effort": "high"}}, "reasoning.effort", "unsupported_parameter"),
+    ({"input": "x", "text": {"verbosity": "low"}}, "text.verbosity", "unsupported_parameter"),
+    ({"input": "x", "reasoning": {"effort": "low", "summary": "auto"}}, "reasoning.summary", "unsupported_parameter"),
+    ({"input": "x", "reasoning": {"mode": "pro"}}, "reasoning.mode", "unsupported_parameter"),
+    ({"input": "x", "reasoning": {"effort": "LOW!"}}, "reasoning.effort", "invalid_value"),
     ({"input": "x", "background": True}, "background", "unsupported_parameter"),
     ({"input": "x", "truncation": "auto"}, "truncation", "unsupported_parameter"),
     ({"input": "x", "moderation": {"model": "omni-moderation-latest"}}, "moderation", "unsupported_parameter"),

@@ -182,3 +182,23 @@ def test_the_token_cap_field_defaults_by_transport_and_upstream() -> None:
     assert tier(max_tokens_param="max_completion_tokens").token_cap_field == "max_completion_tokens"
     with pytest.raises(ValidationError):
         tier(max_tokens_param="max_output_tokens")
+
+
+def test_model_params_are_declared_per_hosted_tier() -> None:
+    def tier(**fields: object) -> LiteLLMTierConfig:
+        return LiteLLMTierConfig.model_validate({"served_model_name": "big", "model": "openai/gpt-5", **fields})
+
+    assert tier().model_params == []
+    assert tier(model_params=["reasoning_effort", "verbosity"]).model_params == ["reasoning_effort", "verbosity"]
+    for bad, fragment in (
+        (["temperature"], "reasoning_effort"),
+        (["verbosity", "verbosity"], "each parameter once"),
+    ):
+        with pytest.raises(ValidationError, match=fragment):
+            tier(model_params=bad)
+    # The stand-in serves the small model, which takes none of them.
+    with pytest.raises(ValidationError, match="takes none of them"):
+        tier(api_base="standin", model_params=["reasoning_effort"])
+    # vLLM tiers have no such field (their chat templates decide).
+    with pytest.raises(ValidationError, match="model_params"):
+        VLLMTierConfig.model_validate({"served_model_name": "s", "model_params": ["reasoning_effort"]})

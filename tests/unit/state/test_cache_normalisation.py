@@ -35,6 +35,9 @@ def variant(**changes: Any) -> dict[str, Any]:
         variant(n=1),
         variant(response_format={"type": "text"}),
         variant(response_format=None),
+        # verbosity's default is the same everywhere.
+        variant(verbosity="medium"),
+        variant(verbosity=None, reasoning_effort=None),
         variant(
             messages=[
                 {"role": "developer", "content": "Be brief."},
@@ -71,6 +74,10 @@ def test_equivalent_requests_share_a_digest(same: dict[str, Any]) -> None:
         variant(response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}),
         variant(logprobs=True),
         variant(logprobs=True, top_logprobs=2),
+        variant(reasoning_effort="low"),
+        # A model's default effort varies by model, so asking for "medium" is not the default.
+        variant(reasoning_effort="medium"),
+        variant(verbosity="low"),
     ],
 )
 def test_output_relevant_changes_change_the_digest(different: dict[str, Any]) -> None:
@@ -126,6 +133,8 @@ def test_normal_form() -> None:
         "tools": None,
         "tool_choice": None,
         "parallel_tool_calls": None,
+        "reasoning_effort": None,
+        "verbosity": None,
     }
     assert isinstance(normal["temperature"], float)
 
@@ -178,6 +187,7 @@ def test_tool_turns_key_by_their_calls_and_answers() -> None:
         variant(seed="1"),
         variant(stop=[1]),
         variant(response_format="json"),
+        variant(reasoning_effort=1),
     ],
 )
 def test_uncachable_requests_raise(bad: dict[str, Any]) -> None:
