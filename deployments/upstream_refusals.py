@@ -33,6 +33,7 @@ MODEL_DEPENDENT_FIELDS = (
     "frequency_penalty",
     "top_logprobs",
     "logprobs",
+    "logit_bias",
     "reasoning_effort",
     "verbosity",
 )

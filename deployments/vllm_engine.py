@@ -329,6 +329,9 @@ class VLLMChatEngine(ChatEngine):
             kwargs["frequency_penalty"] = request.frequency_penalty
         if request.logprobs:
             kwargs["logprobs"] = request.top_logprobs
+        if request.logit_bias:
+            # vLLM refuses an id outside the vocabulary as a client error (the 400 below).
+            kwargs["logit_bias"] = {int(token): bias for token, bias in request.logit_bias.items()}
         if not plan.skip_special_tokens:
             kwargs["skip_special_tokens"] = False
         if plan.schema is not None:

@@ -69,6 +69,8 @@ class GenerationRequest:
     #: gateway for a tier that makes that call by constrained decoding though it has no tool
     #: calling (:meth:`gateway.protocol.ChatCompletionRequest.forced_function`); else ``None``.
     forced_function: dict[str, Any] | None = None
+    #: OpenAI's ``logit_bias``: token id (a decimal string) to bias, in the tier's own tokenizer.
+    logit_bias: dict[str, float] | None = None
     #: OpenAI's ``reasoning_effort`` and ``verbosity``, set only for a tier whose model takes them.
     reasoning_effort: str | None = None
     verbosity: str | None = None
@@ -88,6 +90,7 @@ class GenerationRequest:
                 "frequency_penalty",
                 "user",
                 "response_format",
+                "logit_bias",
                 "tool_choice",
                 "parallel_tool_calls",
                 "reasoning_effort",

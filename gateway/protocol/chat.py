@@ -70,6 +70,10 @@ MODEL_PARAMS: tuple[ModelParam, ...] = ("reasoning_effort", "verbosity")
 ReasoningEffort = Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")]
 Verbosity = Literal["low", "medium", "high"]
 
+#: The most entries ``logit_bias`` may have (OpenAI documents no bound; this keeps a body's
+#: sampling work small).
+MAX_LOGIT_BIAS = 1024
+
 #: ``function`` is the legacy role of a function's result (see :mod:`gateway.protocol.legacy_functions`).
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
@@ -165,6 +169,11 @@ class ChatCompletionRequest(Tolerant):
     #: ``false`` keeps this conversation out of the labelling sample (``state.capture``). It
     #: governs what the gateway keeps and is not sent on to either tier.
     store: bool | None = None
+    #: Token id (as a decimal string) to a bias from -100 (ban) to 100 (force). Token ids are
+    #: a tokenizer's, so only a request that names a model may set it.
+    logit_bias: (
+        Annotated[dict[str, Annotated[float, Field(ge=-100.0, le=100.0)]], Field(max_length=MAX_LOGIT_BIAS)] | None
+    ) = None
     #: Sent to the tiers whose model takes them (see :meth:`model_params`).
     reasoning_effort: ReasoningEffort | None = None
     verbosity: Verbosity | None = None
@@ -180,6 +189,14 @@ class ChatCompletionRequest(Tolerant):
     def _stop_list(cls, value: str | list[str] | None) -> str | list[str] | None:
         if isinstance(value, list) and any(s == "" for s in value):
             raise ValueError("stop sequences must not be empty")
+        return value
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _token_ids(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        for key in value or {}:
+            if not (key.isascii() and key.isdigit() and len(key) <= 10):
+                raise ValueError(f"logit_bias keys are token ids (non-negative integers); got {key!r}")
         return value
 
     @field_validator("top_logprobs")

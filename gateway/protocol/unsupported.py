@@ -1,16 +1,17 @@
 """OpenAI chat parameters this gateway knows but does not implement.
 
 Unknown fields are tolerated, as OpenAI's API tolerates them. A known parameter that would
-change what the client gets back is different: ignoring ``logit_bias`` would return text the
-client did not ask for, and the failure would surface far from its cause (and a cached answer
-to the plain request would be served to it). Such a request is refused with 400
-``unsupported_parameter`` naming the parameter. Each parameter's "off" values
-(``logit_bias: {}``, ``modalities: ["text"]``, ...) are accepted, since SDKs and proxies send
+change what the client gets back is different: ignoring ``modalities: ["audio"]`` would
+return text where the client expects audio, and the failure would surface far from its cause
+(and a cached answer to the plain request would be served to it). Such a request is refused
+with 400 ``unsupported_parameter`` naming the parameter. Each parameter's "off" values
+(``modalities: ["text"]``, ``audio: null``, ...) are accepted, since SDKs and proxies send
 them by default. Implemented elsewhere: ``tools`` (:mod:`gateway.protocol.tools`), the legacy
 ``functions`` and ``function_call`` (:mod:`gateway.protocol.legacy_functions`),
 ``response_format`` (:mod:`gateway.protocol.response_format`), ``logprobs``,
-``top_logprobs``, ``n``, and ``reasoning_effort`` and ``verbosity``, which go to the tiers
-whose model takes them (:data:`gateway.protocol.chat.MODEL_PARAMS`).
+``top_logprobs``, ``n``, ``logit_bias`` (for a request that names a model), and
+``reasoning_effort`` and ``verbosity``, which go to the tiers whose model takes them
+(:data:`gateway.protocol.chat.MODEL_PARAMS`).
 """
 
 from __future__ import annotations
@@ -25,11 +26,6 @@ __all__ = ["TOLERATED_PARAMETERS", "UNSUPPORTED_PARAMETERS", "reject_unsupported
 
 #: ``(parameter, its "off" values, why any other value is refused)``, checked in this order.
 UNSUPPORTED_PARAMETERS: tuple[tuple[str, tuple[Any, ...], str], ...] = (
-    (
-        "logit_bias",
-        (None, {}),
-        "logit_bias is not supported: token ids differ between the models a request may be routed to",
-    ),
     ("modalities", (None, ["text"]), "only the 'text' output modality is supported"),
     ("audio", (None,), "audio output is not supported"),
     # Answering without it would look like a moderated answer that was never moderated.

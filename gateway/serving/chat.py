@@ -23,6 +23,7 @@ from gateway.errors import (
     InvalidRequestError,
     ModelNotFoundError,
     RateLimitError,
+    UnsupportedParameterError,
     UpstreamTimeoutError,
 )
 from gateway.protocol import (
@@ -178,6 +179,12 @@ class ChatCompletionService:
 
     def _validate(self, request: ChatCompletionRequest) -> list[dict[str, Any]]:
         reject_unsupported(request)
+        if request.logit_bias and self.is_routed(request.model):
+            raise UnsupportedParameterError(
+                "logit_bias needs a named model: its keys are token ids, which differ between the models "
+                "a routed request may go to",
+                param="logit_bias",
+            )
         check_tool_use(request.tools, request.tool_choice, request.messages)
         max_tokens = request.requested_max_tokens()
         if max_tokens is not None and max_tokens > self._max_tokens_limit:
@@ -298,6 +305,7 @@ class ChatCompletionService:
             frequency_penalty=request.frequency_penalty,
             user=request.user,
             response_format=request.response_format.for_engine() if request.response_format else None,
+            logit_bias=dict(request.logit_bias) if request.logit_bias else None,
             logprobs=bool(request.logprobs),
             top_logprobs=request.top_logprobs or 0,
             tools=offered.get("tools"),

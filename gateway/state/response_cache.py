@@ -1,8 +1,8 @@
 """Exact-match cache of non-stream chat completions, shared by every replica.
 
 The cache key is the SHA-256 of a *normalised* request: only what changes the output
-counts (model, message roles and texts, tool calls and tools, sampling parameters,
-``reasoning_effort`` and ``verbosity``, the routing threshold), in one canonical JSON
+counts (model, message roles and texts, tool calls and tools, sampling parameters and
+``logit_bias``, ``reasoning_effort`` and ``verbosity``, the routing threshold), in one canonical JSON
 form, so ``"content": "hi"`` and ``[{"type": "text", "text": "hi"}]``, ``1`` and ``1.0``,
 ``stop: "x"`` and ``["x"]`` hit the same entry, while ``user``, ``stream`` and unknown
 fields are ignored. When the gateway starts honouring a new parameter, add it to
@@ -191,6 +191,11 @@ def normalise_request(request: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError("top_logprobs must be an integer")
     normal["logprobs"] = bool(logprobs)
     normal["top_logprobs"] = (top or 0) if logprobs else 0
+    bias = request.get("logit_bias")
+    if bias is not None and not isinstance(bias, Mapping):
+        raise ValueError("logit_bias must be an object")
+    # No bias is the same request as an empty one; token ids key in a fixed order.
+    normal["logit_bias"] = {str(k): _number("logit_bias", v) for k, v in sorted(bias.items())} if bias else None
     # A model's default reasoning effort varies by model, so only an absent one is "default";
     # verbosity's default is "medium" everywhere.
     effort, verbosity = request.get("reasoning_effort"), request.get("verbosity")

@@ -78,6 +78,15 @@ async def test_reasoning_effort_and_verbosity_reach_the_upstream(
     assert "reasoning_effort" not in upstream_behaviour.requests[-1]
 
 
+async def test_logit_bias_reaches_the_upstream(
+    fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour, transport: str
+) -> None:
+    eng = engine(fake_upstream, transport)
+    await eng.start()
+    await eng.complete(dataclasses.replace(gen(), logit_bias={"50256": -100.0, "9891": 5.5}))
+    assert upstream_behaviour.requests[-1]["logit_bias"] == {"50256": -100.0, "9891": 5.5}
+
+
 async def test_stream_reports_usage_from_the_final_chunk(
     fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour, transport: str
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import openai
 import pydantic
@@ -366,6 +367,41 @@ def test_logprobs_from_the_real_engine_match_the_text(client: openai.OpenAI, mod
     streamed = [t for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content or []]
     assert [t.token for t in streamed] == [t.token for t in tokens]
     assert [t.logprob for t in streamed] == pytest.approx([t.logprob for t in tokens], abs=1e-3)
+
+
+@pytest.fixture(scope="module")
+def small_tokenizer() -> Any:
+    from transformers import AutoTokenizer
+
+    from gateway.local_models import resolve_model_path
+
+    return AutoTokenizer.from_pretrained(resolve_model_path("builtin:smollm2-135m-instruct"))
+
+
+@pytest.mark.parametrize("model", [SMALL, "local-large-standin"])
+def test_logit_bias_steers_the_real_engine(client: openai.OpenAI, small_tokenizer: Any, model: str) -> None:
+    # Keys are the small model's token ids; the stand-in tier carries them through litellm.
+    question = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+    banana = small_tokenizer.encode(" banana", add_special_tokens=False)[0]
+    forced = client.chat.completions.create(
+        model=model, messages=question, max_tokens=3, temperature=0, logit_bias={str(banana): 100}
+    )
+    assert forced.choices[0].message.content == small_tokenizer.decode([banana] * 3)
+    paris = {
+        token
+        for word in ("Paris", " Paris", "paris")
+        for token in small_tokenizer.encode(word, add_special_tokens=False)[:1]
+    }
+    plain = client.chat.completions.create(model=model, messages=question, max_tokens=8, temperature=0)
+    assert "Paris" in (plain.choices[0].message.content or "")
+    banned = client.chat.completions.create(
+        model=model, messages=question, max_tokens=8, temperature=0, logit_bias={str(t): -100 for t in paris}
+    )
+    assert "Paris" not in (banned.choices[0].message.content or "")
+    # An id outside the vocabulary is the client's 400, named (vLLM's own check).
+    with pytest.raises(openai.BadRequestError) as outside:
+        client.chat.completions.create(model=model, messages=question, max_tokens=3, logit_bias={"999999999": 1})
+    assert outside.value.param == "logit_bias"
 
 
 @pytest.mark.parametrize("model", [SMALL, "local-large-standin"])

@@ -38,6 +38,7 @@ def variant(**changes: Any) -> dict[str, Any]:
         # verbosity's default is the same everywhere.
         variant(verbosity="medium"),
         variant(verbosity=None, reasoning_effort=None),
+        variant(logit_bias={}),
         variant(
             messages=[
                 {"role": "developer", "content": "Be brief."},
@@ -78,6 +79,8 @@ def test_equivalent_requests_share_a_digest(same: dict[str, Any]) -> None:
         # A model's default effort varies by model, so asking for "medium" is not the default.
         variant(reasoning_effort="medium"),
         variant(verbosity="low"),
+        variant(logit_bias={"42": -100}),
+        variant(logit_bias={"42": 100}),
     ],
 )
 def test_output_relevant_changes_change_the_digest(different: dict[str, Any]) -> None:
@@ -133,6 +136,7 @@ def test_normal_form() -> None:
         "tools": None,
         "tool_choice": None,
         "parallel_tool_calls": None,
+        "logit_bias": None,
         "reasoning_effort": None,
         "verbosity": None,
     }
@@ -188,6 +192,8 @@ def test_tool_turns_key_by_their_calls_and_answers() -> None:
         variant(stop=[1]),
         variant(response_format="json"),
         variant(reasoning_effort=1),
+        variant(logit_bias={"42": "x"}),
+        variant(logit_bias=[42]),
     ],
 )
 def test_uncachable_requests_raise(bad: dict[str, Any]) -> None:
@@ -205,3 +211,9 @@ def test_top_logprobs_key_apart_only_with_logprobs() -> None:
 def test_odd_logprobs_values_cannot_be_cached(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="logprobs"):
         cache_digest(bad)
+
+
+def test_logit_bias_keys_in_a_fixed_order() -> None:
+    assert cache_digest(variant(logit_bias={"7": 1, "42": -1})) == cache_digest(
+        variant(logit_bias={"42": -1.0, "7": 1})
+    )
