@@ -237,6 +237,12 @@ def chat_bodies() -> st.SearchStrategy[dict[str, Any]]:
         "functions": legacy_functions(),
         "function_call": legacy_function_calls(),
         "response_format": response_formats(),
+        "logit_bias": st.one_of(
+            st.dictionaries(st.one_of(st.integers(-5, 10**10).map(str), st.text(max_size=6)), number, max_size=4),
+            json_values(2),
+        ),
+        "reasoning_effort": st.one_of(st.sampled_from(["low", "high", "none", "xhigh", "", "LOW"]), json_values(1)),
+        "verbosity": st.one_of(st.sampled_from(["low", "medium", "high", "max"]), json_values(1)),
     }
     body = st.fixed_dictionaries(
         {
@@ -297,6 +303,9 @@ _FIELDS = [
     "stream",
     "stream_options",
     "response_format",
+    "logit_bias",
+    "reasoning_effort",
+    "verbosity",
 ]
 
 
