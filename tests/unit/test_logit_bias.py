@@ -11,8 +11,9 @@ import pytest
 from gateway.errors import InvalidRequestError, UnsupportedParameterError
 from gateway.protocol import ChatCompletionRequest
 from gateway.protocol.parsing import parse_body
-from gateway.serving import ChatCompletionService, ChatResult, Tier
+from gateway.serving import ChatCompletionService, ChatResult
 from tests.fakes.engines import ScriptedEngine
+from tests.fakes.services import two_tier_service
 
 USER = {"role": "user", "content": "Say yes or no."}
 
@@ -22,8 +23,7 @@ def parse(model: str = "small-model", **fields: Any) -> ChatCompletionRequest:
 
 
 def service(small: ScriptedEngine, large: ScriptedEngine) -> ChatCompletionService:
-    tiers = [Tier("small", "small-model", small, 16, 5.0), Tier("large", "large-model", large, 16, 5.0)]
-    return ChatCompletionService(tiers, virtual_model_name="router", default_tier="small", max_tokens_limit=100)
+    return two_tier_service(small, large)
 
 
 @pytest.mark.parametrize("model", ["small-model", "large-model"])

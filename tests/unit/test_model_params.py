@@ -12,29 +12,16 @@ from gateway.errors import InvalidRequestError, ModelRefusedParameterError, Unsu
 from gateway.protocol import ChatCompletionRequest
 from gateway.protocol.parsing import parse_body
 from gateway.protocol.responses import ResponsesRequest
-from gateway.routing.policy import ThresholdPolicy
-from gateway.serving import HEADER_DROPPED_PARAMS, HEADER_REASON, HEADER_TIER, ChatCompletionService, ChatResult, Tier
+from gateway.serving import HEADER_DROPPED_PARAMS, HEADER_REASON, HEADER_TIER, ChatCompletionService, ChatResult
 from gateway.serving.responses_input import chat_form
 from tests.fakes.engines import ScriptedEngine
+from tests.fakes.services import two_tier_service
 
 USER = {"role": "user", "content": "Prove that there are infinitely many primes."}
 
 
 def parse(model: str = "router", **fields: Any) -> ChatCompletionRequest:
     return parse_body(json.dumps({"model": model, "messages": [USER], **fields}).encode(), ChatCompletionRequest)
-
-
-class FixedScorer:
-    """A router that always returns one score."""
-
-    name = "fixed@0"
-    default_threshold = None
-
-    def __init__(self, score: float) -> None:
-        self._score = score
-
-    async def score(self, messages: Any) -> float:
-        return self._score
 
 
 def service(
@@ -44,14 +31,7 @@ def service(
     score: float = 0.9,
     large_params: frozenset[str] = frozenset({"reasoning_effort", "verbosity"}),
 ) -> ChatCompletionService:
-    tiers = [
-        Tier("small", "small-model", small, 16, 5.0),
-        Tier("large", "large-model", large, 16, 5.0, model_params=large_params),
-    ]
-    policy = ThresholdPolicy(["small", "large"], FixedScorer(score), [0.5], "small")
-    return ChatCompletionService(
-        tiers, virtual_model_name="router", default_tier="small", max_tokens_limit=100, policy=policy
-    )
+    return two_tier_service(small, large, score=score, model_params=large_params)
 
 
 async def test_a_tier_that_takes_them_is_sent_them() -> None:

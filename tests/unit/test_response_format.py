@@ -10,8 +10,9 @@ import pytest
 from gateway.errors import InvalidRequestError
 from gateway.protocol import ChatCompletionRequest
 from gateway.protocol.parsing import parse_body
-from gateway.serving import ChatCompletionService, ChatResult, Tier
+from gateway.serving import ChatCompletionService, ChatResult
 from tests.fakes.engines import ScriptedEngine
+from tests.fakes.services import two_tier_service
 
 PERSON = {
     "type": "object",
@@ -106,8 +107,7 @@ def test_draft_07_schemas_are_checked_against_their_own_draft() -> None:
 
 
 def service(small: ScriptedEngine, large: ScriptedEngine) -> ChatCompletionService:
-    tiers = [Tier("small", "small-model", small, 16, 5.0), Tier("large", "large-model", large, 16, 5.0)]
-    return ChatCompletionService(tiers, virtual_model_name="router", default_tier="small", max_tokens_limit=100)
+    return two_tier_service(small, large)
 
 
 @pytest.mark.parametrize("model", ["small-model", "large-model"])

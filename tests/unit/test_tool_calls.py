@@ -23,6 +23,7 @@ from gateway.routing.policy import ThresholdPolicy
 from gateway.serving import ChatCompletionService, ChatResult, StreamResult, Tier
 from router_models.conversation import ChatTurn, turn_from_message
 from tests.fakes.engines import ScriptedEngine
+from tests.fakes.services import FixedScorer, two_tier_service
 
 WEATHER = {
     "type": "function",
@@ -47,19 +48,6 @@ def validate(**fields: Any) -> None:
     check_tool_use(request.tools, request.tool_choice, request.messages)
 
 
-class FixedScorer:
-    """A router that always returns one score."""
-
-    def __init__(self, score: float) -> None:
-        self._score = score
-
-    name = "fixed@0"
-    default_threshold = None
-
-    async def score(self, messages: Any) -> float:
-        return self._score
-
-
 def service(
     small: ScriptedEngine | None = None,
     large: ScriptedEngine | None = None,
@@ -67,15 +55,11 @@ def service(
     score: float | None = 0.1,
     large_tools: bool = True,
 ) -> ChatCompletionService:
-    tiers = [
-        Tier("small", "small-model", small or ScriptedEngine(model="small-model"), 16, 5.0),
-        Tier("large", "large-model", large or ScriptedEngine(model="large-model"), 16, 5.0, supports_tools=large_tools),
-    ]
-    policy = None
-    if score is not None:
-        policy = ThresholdPolicy(["small", "large"], FixedScorer(score), [0.5], "small")
-    return ChatCompletionService(
-        tiers, virtual_model_name="router", default_tier="small", max_tokens_limit=100, policy=policy
+    return two_tier_service(
+        small or ScriptedEngine(model="small-model"),
+        large or ScriptedEngine(model="large-model"),
+        score=score,
+        supports_tools=large_tools,
     )
 
 
