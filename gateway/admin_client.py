@@ -45,6 +45,9 @@ def _keys_create(args: argparse.Namespace) -> int:
         "tpm_limit": args.tpm,
         "budget_usd": args.budget,
     }
+    preference = {"threshold": args.threshold, "large_share": args.large_share}
+    if any(value is not None for value in preference.values()):
+        body["routing_defaults"] = {k: v for k, v in preference.items() if v is not None}
     data = _call(args, "POST", "/admin/keys", {k: v for k, v in body.items() if v is not None})
     print(f"key id: {data['key_id']}\ntenant: {data['tenant']}")
     print(f"API key (shown once, store it now): {data['key']}")
@@ -132,6 +135,13 @@ def register_commands(sub: Any) -> None:
     create.add_argument("--rpm", type=int, help="requests per minute")
     create.add_argument("--tpm", type=int, help="tokens per minute")
     create.add_argument("--budget", type=float, help="dollar budget")
+    routing = create.add_mutually_exclusive_group()
+    routing.add_argument("--threshold", type=float, help="this key's routing threshold (on the loaded router's scale)")
+    routing.add_argument(
+        "--large-share",
+        type=float,
+        help="this key's share for the large model, e.g. 0.5; each router artifact turns it into its own threshold",
+    )
     _common(create)
     create.set_defaults(func=_keys_create)
     listing = keys_sub.add_parser("list", help="list keys (never their secrets)")

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, fi
 from gateway.accounting.config import AccountingConfig
 from gateway.errors import ConfigError
 from gateway.protocol.chat import ModelParam
+from gateway.routing.preference import RoutingPreference
 from gateway.state.config import StateConfig
 from gateway.telemetry.config import TelemetryConfig
 
@@ -316,8 +317,13 @@ class RoutingConfig(_Strict):
     #: (``thresholds[k]`` separates tier ``k`` from tier ``k + 1``). Overrides ``threshold``.
     thresholds: list[Annotated[float, Field(ge=0.0, le=1.0)]] | None = None
     #: Default per-request threshold by tenant (API keys may carry their own in
-    #: ``routing_defaults.threshold``); a request's own override still wins.
+    #: ``routing_defaults``); a request's own override still wins. A number on the loaded
+    #: router's scale: ``tenant_large_shares`` carries over to another artifact.
     tenant_thresholds: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
+    #: Default share of requests for the large model by tenant: each router artifact turns it
+    #: into its own threshold through its calibration table (see
+    #: :class:`gateway.routing.RoutingPreference`). A tenant has a threshold or a share.
+    tenant_large_shares: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
     #: Threads that score requests in each ingress replica (off the event loop).
     #: One by default: lexical scoring holds the GIL, and a second thread only adds contention.
     scoring_threads: int = Field(1, ge=1, le=16)
@@ -331,6 +337,20 @@ class RoutingConfig(_Strict):
         if value is not None and any(b < a for a, b in itertools.pairwise(value)):
             raise ValueError("thresholds must be ascending")
         return value
+
+    @model_validator(mode="after")
+    def _one_preference_per_tenant(self) -> RoutingConfig:
+        if both := sorted(set(self.tenant_thresholds) & set(self.tenant_large_shares)):
+            raise ValueError(f"tenants {both} have both a threshold and a large share; keep one")
+        return self
+
+    def tenant_preferences(self) -> dict[str, RoutingPreference]:
+        """Each tenant's routing preference (its threshold or its large share)."""
+        preferences = {tenant: RoutingPreference(threshold=value) for tenant, value in self.tenant_thresholds.items()}
+        preferences.update(
+            (tenant, RoutingPreference(large_share=value)) for tenant, value in self.tenant_large_shares.items()
+        )
+        return preferences
 
     def boundaries(self) -> list[float] | None:
         """Thresholds as a list (``thresholds``, else ``[threshold]``, else ``None``)."""

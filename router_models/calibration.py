@@ -9,7 +9,7 @@ in [0, 1]) and share 1 to 0.0, so the two extremes are exact for any prompt.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +41,20 @@ def threshold_for_share(scores: npt.ArrayLike, large_share: float) -> float:
 def calibration_table(scores: npt.ArrayLike, shares: Sequence[float] = TABLE_SHARES) -> list[dict[str, float]]:
     """``[{"large_share": s, "threshold": t}, ...]`` for each share (JSON-friendly)."""
     return [{"large_share": float(s), "threshold": threshold_for_share(scores, s)} for s in shares]
+
+
+def threshold_from_table(table: Sequence[Mapping[str, float]], large_share: float) -> float:
+    """The threshold for ``large_share`` on a stored calibration table (:func:`calibration_table`'s
+    rows), by linear interpolation between its shares."""
+    if not 0.0 <= large_share <= 1.0:
+        raise ValueError(f"large_share must be in [0, 1], got {large_share}")
+    rows = sorted(table, key=lambda row: row["large_share"])
+    if not rows:
+        raise ValueError("the calibration table is empty")
+    # Shares increase along the table (thresholds decrease), so np.interp applies directly.
+    shares = np.asarray([row["large_share"] for row in rows], dtype=np.float64)
+    thresholds = np.asarray([row["threshold"] for row in rows], dtype=np.float64)
+    return float(np.interp(large_share, shares, thresholds))
 
 
 def _as_conversations(

@@ -67,7 +67,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from router_models.artifacts import load_router, read_metadata
-    from router_models.calibration import calibration_table, threshold_for_share
+    from router_models.calibration import calibration_table, threshold_for_share, threshold_from_table
     from router_models.labels import read_conversations
 
     if args.reference:
@@ -81,9 +81,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         router = load_router(Path(args.artifact))  # verifies hashes before trusting the table
         meta = read_metadata(Path(args.artifact))
         table = meta["calibration"]["table"]
-        shares = [row["large_share"] for row in table]
-        thresholds = [row["threshold"] for row in table]
-        threshold = _interp_threshold(args.large_share, shares, thresholds)
+        try:
+            threshold = threshold_from_table(table, args.large_share)
+        except ValueError as exc:
+            raise RouterError(f"--large-share: {exc}") from None
         source = meta["calibration"]["reference"] + " (stored in the artifact)"
     print(f"router: {router.name}   reference: {source}")
     print(f"threshold for large share {args.large_share:.2f}: {threshold:.6f}   (route large iff score >= threshold)")
@@ -91,15 +92,6 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     for row in table:
         print(f"{row['large_share']:>12.2f} {row['threshold']:>12.6f}")
     return 0
-
-
-def _interp_threshold(share: float, shares: Sequence[float], thresholds: Sequence[float]) -> float:
-    import numpy as np
-
-    if not 0.0 <= share <= 1.0:
-        raise RouterError(f"--large-share must be in [0, 1], got {share}")
-    # Shares increase along the table (thresholds decrease), so np.interp applies directly.
-    return float(np.interp(share, np.asarray(shares), np.asarray(thresholds)))
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:

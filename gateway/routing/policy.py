@@ -38,6 +38,11 @@ class ConversationScorer(Protocol):
         (the whole conversation, as the engines take it)."""
         ...
 
+    def threshold_for_share(self, large_share: float) -> float | None:
+        """The threshold in [0, 1] that sends ``large_share`` of the artifact's reference prompts
+        to the large model (its calibration), or ``None`` when it has no calibration."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class RoutingDecision:
@@ -98,6 +103,11 @@ class ThresholdPolicy:
     def router_name(self) -> str | None:
         """``<router>@<digest>`` of the learned router in use."""
         return self._scorer.name if self._scorer is not None else None
+
+    def threshold_for_share(self, large_share: float) -> float | None:
+        """The router's threshold for ``large_share`` (see :meth:`ConversationScorer.threshold_for_share`);
+        ``None`` without a router or its calibration."""
+        return self._scorer.threshold_for_share(large_share) if self._scorer is not None else None
 
     async def decide(
         self,

@@ -28,6 +28,8 @@ class ThreadedRouterScorer:
         files = router.metadata.get("files") or {}
         digest = hashlib.sha256(json.dumps(dict(files), sort_keys=True).encode()).hexdigest()[:12] if files else ""
         self._name = f"{router.name}@{digest}" if digest else str(router.name)
+        # Keys and tenants name a few shares, each looked up on every request of theirs.
+        self._share_thresholds: dict[float, float | None] = {}
 
     @property
     def name(self) -> str:
@@ -39,6 +41,18 @@ class ThreadedRouterScorer:
         """The artifact's calibrated default threshold."""
         value = self._router.default_threshold
         return None if value is None else float(value)
+
+    def threshold_for_share(self, large_share: float) -> float | None:
+        """The threshold that sent ``large_share`` of the artifact's reference prompts to the large
+        model (its calibration table), at most 1; ``None`` for an artifact without a table."""
+        if large_share not in self._share_thresholds:
+            from router_models.calibration import threshold_from_table
+
+            table = (self._router.metadata.get("calibration") or {}).get("table")
+            # The table's share 0 lies just above 1.0 (no score reaches it); a threshold is in [0, 1].
+            value = min(1.0, threshold_from_table(table, large_share)) if table else None
+            self._share_thresholds[large_share] = value
+        return self._share_thresholds[large_share]
 
     def _score_sync(self, messages: Sequence[Mapping[str, Any]]) -> float:
         from router_models.conversation import turn_from_message

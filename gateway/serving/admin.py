@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.accounting import Ledger
 from gateway.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
+from gateway.routing import RoutingPreference
 from gateway.routing.live import RoutingControl, RoutingUpdate
 from gateway.serving.chat import ChatCompletionService
 from gateway.state import StateStore
@@ -47,7 +48,8 @@ class CreateKeyRequest(BaseModel):
     rpm_limit: int | None = Field(None, ge=1)
     tpm_limit: int | None = Field(None, ge=1)
     budget_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
-    routing_defaults: dict[str, Any] | None = None
+    #: The key's routing preference: ``{"threshold": t}`` or ``{"large_share": s}``.
+    routing_defaults: RoutingPreference | None = None
 
 
 class AdminService:
@@ -114,7 +116,7 @@ class AdminService:
                 rpm_limit=body.rpm_limit,
                 tpm_limit=body.tpm_limit,
                 budget_usd=body.budget_usd,
-                routing_defaults=body.routing_defaults,
+                routing_defaults=body.routing_defaults.model_dump(exclude_none=True) if body.routing_defaults else None,
             )
         except ValueError as exc:
             # The store is the authority on what a key may hold (a tenant's characters, a

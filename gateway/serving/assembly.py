@@ -136,7 +136,7 @@ async def build_replica_services(
     cache = store.cache if store is not None else None
     key_spend = KeySpend(ledger) if ledger is not None else None
     capture = store.capture if store is not None and store.capture.enabled else None
-    endpoint = ChatEndpoint(chat, access, observer, cache, config.routing.tenant_thresholds, key_spend, capture)
+    endpoint = ChatEndpoint(chat, access, observer, cache, config.routing.tenant_preferences(), key_spend, capture)
     soft: dict[str, HealthCheck] = {"redis": store.health.check} if store is not None else {}
 
     def info() -> dict[str, Any]:

@@ -30,6 +30,7 @@ from gateway.protocol.legacy_functions import (
     uses_legacy_functions,
 )
 from gateway.protocol.parsing import parse_body
+from gateway.routing import RoutingPreference
 from gateway.serving.access import AccessControl, Caller
 from gateway.serving.chat import OTHER_MODEL_LABEL, ChatCompletionService, ChatResult, StreamResult
 from gateway.serving.key_budgets import KeySpend
@@ -84,11 +85,11 @@ class ChatEndpoint:
         access: AccessControl,
         observer: RequestObserver,
         cache: ResponseCache | None = None,
-        tenant_thresholds: Mapping[str, float] | None = None,
+        tenant_preferences: Mapping[str, RoutingPreference] | None = None,
         key_spend: KeySpend | None = None,
         capture: ConversationCapture | None = None,
     ) -> None:
-        self._tenant_thresholds = dict(tenant_thresholds or {})
+        self._tenant_preferences = dict(tenant_preferences or {})
         self._capture = capture
         self._key_spend = key_spend
         self._chat = chat
@@ -207,12 +208,15 @@ class ChatEndpoint:
         return True
 
     def _default_threshold(self, caller: Caller) -> float | None:
-        # A key's own routing default, else its tenant's, else none (the policy's).
-        if caller.record is not None:
-            value = caller.record.routing_defaults.get("threshold")
-            if isinstance(value, int | float) and 0.0 <= float(value) <= 1.0:
-                return float(value)
-        return self._tenant_thresholds.get(caller.tenant)
+        # A key's own routing preference, else its tenant's, else none (the policy's). A share
+        # the loaded router cannot turn into a threshold (no calibration) passes to the next.
+        policy = self._chat.policy
+        if caller.record is not None and caller.record.routing_defaults:
+            threshold = RoutingPreference.stored(caller.record.routing_defaults).threshold_with(policy)
+            if threshold is not None:
+                return threshold
+        tenant = self._tenant_preferences.get(caller.tenant)
+        return tenant.threshold_with(policy) if tenant is not None else None
 
     @staticmethod
     def _cached(hit: dict[str, Any], extra_headers: dict[str, str]) -> ChatResult:

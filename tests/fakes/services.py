@@ -23,6 +23,9 @@ class FixedScorer:
     async def score(self, messages: Any) -> float:
         return self._score
 
+    def threshold_for_share(self, large_share: float) -> float | None:
+        return None  # uncalibrated
+
 
 def two_tier_service(
     small: ChatEngine, large: ChatEngine, *, score: float | None = None, **large_options: Any

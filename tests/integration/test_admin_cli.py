@@ -81,6 +81,17 @@ def test_keys_and_costs_cli(
     assert main(["keys", "list", "--url", gateway_url]) == 0
     listing = capsys.readouterr().out
     assert key_id in listing and "active" in listing and key not in listing
+    # A key's routing preference: a large-model share that each artifact turns into its threshold.
+    argv = ["keys", "create", "--name", "share-key", "--large-share", "0.6", "--url", gateway_url]
+    assert main(argv) == 0
+    share_id = capsys.readouterr().out.split("key id: ")[1].split()[0]
+    assert main(["keys", "list", "--json", "--url", gateway_url]) == 0
+    records = {record["key_id"]: record for record in json.loads(capsys.readouterr().out)}
+    assert records[share_id]["routing_defaults"] == {"large_share": 0.6}
+    assert records[key_id]["routing_defaults"] == {}
+    with pytest.raises(SystemExit):  # argparse: one or the other
+        main(["keys", "create", "--name", "x", "--threshold", "0.2", "--large-share", "0.6", "--url", gateway_url])
+    capsys.readouterr()
     assert main(["costs", "--since", "1h", "--url", gateway_url]) == 0
     table = capsys.readouterr().out
     assert "savings" in table and "small" in table and key_id in table

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+from pydantic import ValidationError
 
 from gateway.errors import InvalidRequestError
 from gateway.protocol import ChatCompletionRequest
-from gateway.routing import ThresholdPolicy
+from gateway.routing import RoutingPreference, ThresholdPolicy, load_scorer
+from gateway.routing.scorer import DEFAULT_ARTIFACT
 from gateway.serving import ChatCompletionService, ChatResult, Tier
 from tests.fakes.engines import ScriptedEngine
 
@@ -25,6 +27,10 @@ class LengthScorer:
     async def score(self, messages: Sequence[dict[str, str]]) -> float:
         self.seen.append(list(messages))
         return min(1.0, sum(len(m["content"]) for m in messages) / 100)
+
+    def threshold_for_share(self, large_share: float) -> float | None:
+        # As if calibrated on reference conversations of every length from 0 to 100 characters.
+        return 1.0 - large_share
 
 
 async def test_policy_routes_by_threshold() -> None:
@@ -84,3 +90,34 @@ async def test_service_scores_the_whole_conversation_and_sets_headers() -> None:
     named = await service.create(ChatCompletionRequest.model_validate({**body, "model": "s"}))
     assert isinstance(named, ChatResult)
     assert named.headers["x-slm-router-reason"] == "model" and "x-slm-router-score" not in named.headers
+
+
+def test_the_shipped_artifact_turns_a_share_into_its_own_threshold() -> None:
+    scorer = load_scorer(DEFAULT_ARTIFACT, workers=1)
+    try:
+        # Its default threshold is the one calibrated for a share of 0.3.
+        assert scorer.default_threshold is not None
+        assert scorer.threshold_for_share(0.3) == pytest.approx(scorer.default_threshold)
+        low, high = scorer.threshold_for_share(0.1), scorer.threshold_for_share(0.5)
+        assert low is not None and high is not None and low > high
+        assert scorer.threshold_for_share(0.0) == 1.0  # capped: a threshold lies in [0, 1]
+        assert scorer.threshold_for_share(1.0) == 0.0
+        policy = ThresholdPolicy(["small", "large"], scorer, None, "small")
+        assert policy.threshold_for_share(0.5) == high
+    finally:
+        scorer.close()
+    assert ThresholdPolicy(["small", "large"], None, None, "small").threshold_for_share(0.5) is None
+
+
+def test_a_routing_preference_is_a_threshold_or_a_share() -> None:
+    policy = ThresholdPolicy(["small", "large"], LengthScorer(), None, "small")
+    assert RoutingPreference(threshold=0.4).threshold_with(policy) == 0.4
+    assert RoutingPreference(large_share=0.25).threshold_with(policy) == 0.75
+    assert RoutingPreference(large_share=0.25).threshold_with(None) is None
+    assert RoutingPreference().threshold_with(policy) is None
+    with pytest.raises(ValidationError, match="not both"):
+        RoutingPreference(threshold=0.4, large_share=0.2)
+    # What keys stored before preferences were checked reads as none.
+    assert RoutingPreference.stored({"tier": "small"}) == RoutingPreference()
+    assert RoutingPreference.stored({"threshold": 7}) == RoutingPreference()
+    assert RoutingPreference.stored({"large_share": 0.5}).large_share == 0.5

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from router_models.calibration import NEVER, TABLE_SHARES, calibration_table, threshold_for_share
+from router_models.calibration import NEVER, TABLE_SHARES, calibration_table, threshold_for_share, threshold_from_table
 
 
 def test_threshold_hits_share() -> None:
@@ -34,3 +34,20 @@ def test_table_is_monotone_and_complete() -> None:
     assert len(table) == 21 and TABLE_SHARES[6] == 0.3
     thresholds = [row["threshold"] for row in table]
     assert all(a >= b for a, b in itertools.pairwise(thresholds))
+
+
+def test_a_stored_table_interpolates_between_its_shares() -> None:
+    table = [
+        {"large_share": 0.0, "threshold": NEVER},
+        {"large_share": 0.5, "threshold": 0.6},
+        {"large_share": 1.0, "threshold": 0.0},
+    ]
+    assert threshold_from_table(table, 0.5) == 0.6
+    assert threshold_from_table(table, 0.75) == pytest.approx(0.3)  # halfway from 0.6 to 0.0
+    assert threshold_from_table(list(reversed(table)), 0.25) == pytest.approx((NEVER + 0.6) / 2)
+    assert threshold_from_table(table, 1.0) == 0.0
+    for bad in (-0.1, 1.1):
+        with pytest.raises(ValueError, match="large_share"):
+            threshold_from_table(table, bad)
+    with pytest.raises(ValueError, match="empty"):
+        threshold_from_table([], 0.3)

@@ -69,6 +69,8 @@ def test_cli_train_then_calibrate(routellm_dir: Path, tmp_path: Path, capsys: py
 def test_cli_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["calibrate", "--artifact", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert main(["calibrate", "--artifact", str(default_artifact_path()), "--large-share", "1.5"]) == 2
+    assert "--large-share: large_share must be in [0, 1], got 1.5" in capsys.readouterr().err
 
 
 def test_cli_eval_small(
