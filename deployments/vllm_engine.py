@@ -355,7 +355,11 @@ class VLLMChatEngine(ChatEngine):
         messages = request.messages
         if plan.forced is not None:
             messages = _with_system_note(messages, _forced_call_instruction(plan.forced))
-        prompt_ids = self._prompt_token_ids(messages, plan.template_tools)
+        if request.raw_prompt:
+            # /v1/completions: the text as it is, tokenized as vLLM's own completions endpoint does.
+            prompt_ids = list(self._tokenizer.encode(messages[-1]["content"] or ""))
+        else:
+            prompt_ids = self._prompt_token_ids(messages, plan.template_tools)
         room = self._max_model_len - len(prompt_ids)
         if room < 1:
             # OpenAI's wording, which client libraries (litellm, for the stand-in among them)

@@ -74,6 +74,9 @@ class GenerationRequest:
     #: OpenAI's ``reasoning_effort`` and ``verbosity``, set only for a tier whose model takes them.
     reasoning_effort: str | None = None
     verbosity: str | None = None
+    #: Continue ``messages[-1]["content"]`` as plain text, without the chat template
+    #: (``/v1/completions``); only engines of tiers that complete text receive it.
+    raw_prompt: bool = False
     #: W3C trace context (``traceparent``/``tracestate``) to pass to the model upstream.
     trace_headers: dict[str, str] = field(default_factory=dict)
 

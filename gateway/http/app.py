@@ -21,12 +21,14 @@ from starlette.types import Receive, Scope, Send
 from gateway.errors import GatewayError, InvalidRequestError, PayloadTooLargeError, error_body
 from gateway.http.open_requests import OpenRequests, OpenRequestsMiddleware
 from gateway.protocol import ChatCompletionRequest
+from gateway.protocol.completions import CompletionRequest
 from gateway.protocol.parsing import parse_body
 from gateway.routing.live import RoutingUpdate
 from gateway.serving import ChatCompletionService, ChatResult, HealthService
 from gateway.serving.access import AccessControl
 from gateway.serving.admin import AdminService, CreateKeyRequest
 from gateway.serving.assembly import ReplicaServices
+from gateway.serving.completions_endpoint import CompletionsEndpoint, CompletionsResult
 from gateway.serving.endpoint import ChatEndpoint
 from gateway.serving.responses_endpoint import ResponsesEndpoint, ResponsesResult
 
@@ -75,6 +77,8 @@ class GatewayServices:
     open_requests: OpenRequests | None = None
     #: Serves ``/v1/responses`` (``None`` hides the routes).
     responses: ResponsesEndpoint | None = None
+    #: Serves ``/v1/completions`` (``None`` hides the route).
+    completions: CompletionsEndpoint | None = None
 
     @classmethod
     def of(
@@ -90,6 +94,7 @@ class GatewayServices:
             metrics=replica.render_metrics if operator_routes else None,
             open_requests=open_requests,
             responses=replica.responses,
+            completions=replica.completions,
         )
 
 
@@ -162,6 +167,8 @@ def create_http_app(services: GatewayServices, *, max_body_bytes: int, title: st
 
     if services.responses is not None:
         _add_responses_routes(app, services.responses, max_body_bytes)
+    if services.completions is not None:
+        _add_completions_route(app, services.completions, max_body_bytes)
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> dict[str, Any]:
@@ -224,6 +231,24 @@ def _add_responses_routes(app: FastAPI, responses: ResponsesEndpoint, max_body_b
     @app.delete("/v1/responses/{response_id}")
     async def delete_response(request: Request, response_id: str) -> dict[str, Any]:
         return await responses.delete(response_id, request.headers)
+
+
+def _add_completions_route(app: FastAPI, completions: CompletionsEndpoint, max_body_bytes: int) -> None:
+    @app.post(
+        "/v1/completions",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": CompletionRequest.model_json_schema()}},
+            }
+        },
+    )
+    async def create_completion(request: Request) -> Response:
+        body = await read_limited_body(request, max_body_bytes)
+        result = await completions.create(body, request.headers)
+        if isinstance(result, CompletionsResult):
+            return Response(result.body.model_dump_json(), media_type="application/json", headers=result.headers)
+        return _EventStreamResponse(result.frames, result.headers)
 
 
 def _add_admin_routes(app: FastAPI, admin: AdminService, access: AccessControl, max_body_bytes: int) -> None:

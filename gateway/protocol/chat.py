@@ -11,8 +11,10 @@ from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     Field,
+    PrivateAttr,
     SerializerFunctionWrapHandler,
     ValidationInfo,
     field_validator,
@@ -46,9 +48,11 @@ __all__ = [
     "ChoiceLogprobs",
     "ChunkChoice",
     "DeltaMessage",
+    "LogitBias",
     "ModelParam",
     "ReasoningEffort",
     "ResponseMessage",
+    "Stop",
     "StreamOptions",
     "TextContentPart",
     "TokenLogprobModel",
@@ -70,9 +74,34 @@ MODEL_PARAMS: tuple[ModelParam, ...] = ("reasoning_effort", "verbosity")
 ReasoningEffort = Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")]
 Verbosity = Literal["low", "medium", "high"]
 
+
+def _no_empty_sequences(value: list[str]) -> list[str]:
+    if any(s == "" for s in value):
+        raise ValueError("stop sequences must not be empty")
+    return value
+
+
+#: ``stop``: one sequence, or a list of up to four (none empty).
+Stop = str | Annotated[list[str], Field(max_length=4), AfterValidator(_no_empty_sequences)]
+
 #: The most entries ``logit_bias`` may have (OpenAI documents no bound; this keeps a body's
 #: sampling work small).
 MAX_LOGIT_BIAS = 1024
+
+
+def _token_id_keys(value: dict[str, float]) -> dict[str, float]:
+    for key in value:
+        if not (key.isascii() and key.isdigit() and len(key) <= 10):
+            raise ValueError(f"logit_bias keys are token ids (non-negative integers); got {key!r}")
+    return value
+
+
+#: Token id (as a decimal string) to a bias from -100 (ban) to 100 (force).
+LogitBias = Annotated[
+    dict[str, Annotated[float, Field(ge=-100.0, le=100.0)]],
+    Field(max_length=MAX_LOGIT_BIAS),
+    AfterValidator(_token_id_keys),
+]
 
 #: ``function`` is the legacy role of a function's result (see :mod:`gateway.protocol.legacy_functions`).
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
@@ -147,7 +176,7 @@ class ChatCompletionRequest(Tolerant):
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
-    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
+    stop: Stop | None = None
     seed: int | None = None
     user: str | None = None
     n: Annotated[int, Field(ge=1, le=MAX_N)] | None = None
@@ -171,33 +200,32 @@ class ChatCompletionRequest(Tolerant):
     store: bool | None = None
     #: Token id (as a decimal string) to a bias from -100 (ban) to 100 (force). Token ids are
     #: a tokenizer's, so only a request that names a model may set it.
-    logit_bias: (
-        Annotated[dict[str, Annotated[float, Field(ge=-100.0, le=100.0)]], Field(max_length=MAX_LOGIT_BIAS)] | None
-    ) = None
+    logit_bias: LogitBias | None = None
     #: Sent to the tiers whose model takes them (see :meth:`model_params`).
     reasoning_effort: ReasoningEffort | None = None
     verbosity: Verbosity | None = None
     #: slm-router extension: per-request routing threshold for the virtual router model.
     router_threshold: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
 
+    #: Set by ``/v1/completions`` (never from a body): see :attr:`raw_prompt`.
+    _raw_prompt: bool = PrivateAttr(default=False)
+
     _finite = field_validator("temperature", "top_p", "presence_penalty", "frequency_penalty", "router_threshold")(
         finite
     )
 
-    @field_validator("stop")
-    @classmethod
-    def _stop_list(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and any(s == "" for s in value):
-            raise ValueError("stop sequences must not be empty")
-        return value
+    @property
+    def raw_prompt(self) -> bool:
+        """Whether the one user message is a prompt to continue as plain text, without the
+        model's chat template (a ``/v1/completions`` request); only tiers that complete text
+        serve it."""
+        return self._raw_prompt
 
-    @field_validator("logit_bias")
-    @classmethod
-    def _token_ids(cls, value: dict[str, float] | None) -> dict[str, float] | None:
-        for key in value or {}:
-            if not (key.isascii() and key.isdigit() and len(key) <= 10):
-                raise ValueError(f"logit_bias keys are token ids (non-negative integers); got {key!r}")
-        return value
+    def as_raw_prompt(self) -> ChatCompletionRequest:
+        """This request, its one user message to be continued as plain text (:attr:`raw_prompt`)."""
+        copy = self.model_copy()
+        copy._raw_prompt = True
+        return copy
 
     @field_validator("top_logprobs")
     @classmethod

@@ -21,6 +21,7 @@ from gateway.routing.live import RoutingControl
 from gateway.serving.access import AccessControl
 from gateway.serving.admin import AdminService
 from gateway.serving.chat import ChatCompletionService
+from gateway.serving.completions_endpoint import CompletionsEndpoint
 from gateway.serving.endpoint import ChatEndpoint
 from gateway.serving.health import HealthCheck, HealthService
 from gateway.serving.key_budgets import KeySpend
@@ -42,6 +43,7 @@ class ReplicaServices:
     chat: ChatCompletionService
     endpoint: ChatEndpoint
     responses: ResponsesEndpoint
+    completions: CompletionsEndpoint
     health: HealthService
     access: AccessControl
     admin: AdminService
@@ -150,6 +152,7 @@ async def build_replica_services(
         chat=chat,
         endpoint=endpoint,
         responses=ResponsesEndpoint(endpoint, access, store.responses if store is not None else None),
+        completions=CompletionsEndpoint(endpoint),
         health=health,
         access=access,
         admin=AdminService(store, ledger, chat),

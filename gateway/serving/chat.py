@@ -238,7 +238,7 @@ class ChatCompletionService:
     def has_tier_choice(self, request: ChatCompletionRequest) -> bool:
         """Whether more than one tier can serve ``request``: where only one can (tool calling
         that only the large model has), no routing decision is made for it."""
-        return len(self._ladder.serving(request.tool_need())) > 1
+        return len(self._ladder.serving(request.tool_need(), raw_prompt=request.raw_prompt)) > 1
 
     def is_routed(self, model: str) -> bool:
         """Whether ``model`` names the virtual router model (plain or with a threshold)."""
@@ -314,6 +314,7 @@ class ChatCompletionService:
             forced_function=forced.model_dump(exclude_none=True) if forced is not None else None,
             reasoning_effort=params.get("reasoning_effort"),
             verbosity=params.get("verbosity"),
+            raw_prompt=request.raw_prompt,
         )
 
     def _headers(
@@ -359,6 +360,8 @@ class ChatCompletionService:
             decision = self._ladder.cheapest_for_budget(decision, routed=routed, need=need)
         if need != "none":
             decision = self._ladder.for_tools(request, decision, routed=routed, need=need)
+        if request.raw_prompt:
+            decision = self._ladder.for_text_completion(request, decision, routed=routed)
         self._ladder.check_model_params(request, decision, routed=routed)
         if observation is not None:
             # The decision as served: metrics count a key's budget and tool calling as reasons.
@@ -376,7 +379,11 @@ class ChatCompletionService:
                 return await self._complete(request, tier, generation, decision, observation)
             except GatewayError as error:
                 tried.add(tier.name)
-                target = self._ladder.failover_target(tier.name, error, tried, need=need) if routed else None
+                target = (
+                    self._ladder.failover_target(tier.name, error, tried, need=need, raw_prompt=request.raw_prompt)
+                    if routed
+                    else None
+                )
                 if target is None:
                     raise
                 logger.warning("tier %s failed (%s); %s to %s", tier.name, error.message, target[1], target[0])

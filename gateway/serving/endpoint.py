@@ -135,6 +135,10 @@ class ChatEndpoint:
             # building it on the common path that needs neither.
             needs_dict = use_cache or caller.record is not None
             request_dict: dict[str, Any] = request.model_dump(mode="json", exclude_none=True) if needs_dict else {}
+            if use_cache:
+                # A completions prompt is continued without the chat template: another answer than
+                # the chat request with the same one message (and a body cannot claim to be one).
+                request_dict["raw_prompt"] = request.raw_prompt
             if use_cache and threshold is not None and request.router_threshold is None:
                 # A header's or the key's threshold picks the tier as the body field would, so the
                 # cache must tell them apart (the body field wins, as in routing).
@@ -183,9 +187,10 @@ class ChatEndpoint:
     async def _maybe_capture(self, request: ChatCompletionRequest, caller: Caller) -> None:
         # Admitted requests for a served (or the routed) model, cache hits included: the
         # sample is of the traffic the router decides on, not of bad keys, bodies or names,
-        # nor of requests only one tier can serve (labelling would ask a tier that refuses it).
+        # nor of requests only one tier can serve (labelling would ask a tier that refuses it),
+        # nor of completions prompts (labelling asks in chat form: another task).
         # Before generation, so that no open stream waits on this write.
-        if self._capture is None or not self._capture.sampled(caller.tenant, request.store):
+        if self._capture is None or request.raw_prompt or not self._capture.sampled(caller.tenant, request.store):
             return
         if self._chat.model_label(request.model) != OTHER_MODEL_LABEL and self._chat.has_tier_choice(request):
             messages = [m.model_dump(mode="json", exclude_none=True) for m in request.messages]

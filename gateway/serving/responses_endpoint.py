@@ -12,7 +12,6 @@ in (:mod:`gateway.serving.responses_input`) and out
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ from gateway.protocol.responses import ResponsesRequest, reject_unsupported_resp
 from gateway.serving.access import AccessControl, Caller
 from gateway.serving.chat import HEADER_DROPPED_PARAMS, HEADER_MODEL, ChatResult
 from gateway.serving.endpoint import TENANT_HEADER, ChatEndpoint
+from gateway.serving.param_names import ParamNames
 from gateway.serving.responses_input import ChatForm, chat_form
 from gateway.serving.responses_output import (
     ResponseEventStream,
@@ -40,15 +40,15 @@ __all__ = ["ResponsesEndpoint", "ResponsesResult", "ResponsesStream"]
 logger = logging.getLogger(__name__)
 
 #: Chat parameter names in errors from the shared pipeline, and what a Responses client sent.
-_PARAM_NAMES = (
-    ("max_completion_tokens", "max_output_tokens"),
-    ("response_format", "text.format"),
-    ("messages", "input"),
-    ("reasoning_effort", "reasoning.effort"),
-    ("verbosity", "text.verbosity"),
+_in_responses_terms = ParamNames(
+    {
+        "max_completion_tokens": "max_output_tokens",
+        "response_format": "text.format",
+        "messages": "input",
+        "reasoning_effort": "reasoning.effort",
+        "verbosity": "text.verbosity",
+    }
 )
-_RENAMED = dict(_PARAM_NAMES)
-_CHAT_NAMES = re.compile(r"\b(?:" + "|".join(_RENAMED) + r")\b")
 
 
 @dataclass
@@ -74,18 +74,6 @@ class _Served:
     request: ResponsesRequest
     form: ChatForm
     caller: Caller
-
-
-def _in_responses_terms(error: GatewayError) -> GatewayError:
-    # Errors from the shared pipeline name chat fields; rename those the client sent otherwise
-    # (the param, and every chat field its message mentions, e.g. JSON mode's "'messages' must
-    # contain the word 'json' ... 'response_format'").
-    param = error.param or ""
-    for chat_name, name in _PARAM_NAMES:
-        if param == chat_name or param.startswith((f"{chat_name}[", f"{chat_name}.")):
-            message = _CHAT_NAMES.sub(lambda match: _RENAMED[match.group(0)], error.message)
-            return type(error)(message, param=name, code=error.code, retry_after=error.retry_after)
-    return error
 
 
 class ResponsesEndpoint:

@@ -52,6 +52,9 @@ class Tier:
     billed_when_abandoned: bool = False
     #: The model-specific parameters (:data:`gateway.protocol.MODEL_PARAMS`) the tier's model takes.
     model_params: frozenset[str] = frozenset()
+    #: Whether the tier continues a prompt as plain text, without a chat template
+    #: (``/v1/completions``): vLLM tiers do; hosted chat models do not.
+    completes_text: bool = False
 
     def serves(self, need: ToolNeed) -> bool:
         """Whether the tier can serve a request that needs ``need`` of tool calling."""
@@ -87,9 +90,33 @@ class TierLadder:
         self._tiers = {tier.name: tier for tier in tiers}
         self._order = list(self._tiers)
 
-    def serving(self, need: ToolNeed) -> list[str]:
-        """The tiers that can serve a request needing ``need``, cheapest first."""
-        return [name for name, tier in self._tiers.items() if tier.serves(need)]
+    def serving(self, need: ToolNeed, *, raw_prompt: bool = False) -> list[str]:
+        """The tiers that can serve a request needing ``need`` (and text completion, for a
+        ``raw_prompt``), cheapest first."""
+        return [
+            name for name, tier in self._tiers.items() if tier.serves(need) and (tier.completes_text or not raw_prompt)
+        ]
+
+    def for_text_completion(
+        self, request: ChatCompletionRequest, decision: RoutingDecision, *, routed: bool
+    ) -> RoutingDecision:
+        """Move a ``/v1/completions`` request to a tier that completes text (or refuse it)."""
+        if self._tiers[decision.tier].completes_text:
+            return decision
+        capable = self.serving("none", raw_prompt=True)
+        if not capable:
+            raise UnsupportedParameterError("no model here serves the completions API", param="model")
+        if not routed:
+            names = ", ".join(self._tiers[name].served_model_name for name in capable)
+            raise InvalidRequestError(
+                f"{request.model} is a chat model and is not served at /v1/completions (use "
+                f"/v1/chat/completions); models served here: {names}",
+                param="model",
+                code="model_not_supported",
+            )
+        # The cheapest capable tier at or above the scored one, else the largest below it.
+        above = [name for name in capable if self._order.index(name) >= self._order.index(decision.tier)]
+        return dataclasses.replace(decision, tier=above[0] if above else capable[-1], reason="completions")
 
     def for_tools(
         self, request: ChatCompletionRequest, decision: RoutingDecision, *, routed: bool, need: ToolNeed
@@ -154,13 +181,13 @@ class TierLadder:
         return dataclasses.replace(decision, tier=cheapest.name, reason="budget")
 
     def failover_target(
-        self, current: str, error: GatewayError, tried: set[str], *, need: ToolNeed
+        self, current: str, error: GatewayError, tried: set[str], *, need: ToolNeed, raw_prompt: bool = False
     ) -> tuple[str, str] | None:
         """Where a failed request goes next, and why: a larger tier first, then a smaller one."""
         why = failover_reason(error)
         if why is None:
             return None
-        excluded = tried | {name for name, tier in self._tiers.items() if not tier.serves(need)}
+        excluded = tried | (set(self._order) - set(self.serving(need, raw_prompt=raw_prompt)))
         index = self._order.index(current)
         for name in self._order[index + 1 :]:
             if name not in excluded:

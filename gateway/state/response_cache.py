@@ -202,6 +202,11 @@ def normalise_request(request: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in (("reasoning_effort", effort), ("verbosity", verbosity)):
         if value is not None and not isinstance(value, str):
             raise ValueError(f"{name} must be a string")
+    raw = request.get("raw_prompt", False)
+    if not isinstance(raw, bool):
+        raise ValueError("raw_prompt must be a boolean")
+    # A /v1/completions prompt (no chat template) is another request than the same chat message.
+    normal["raw_prompt"] = raw
     normal["reasoning_effort"] = effort
     normal["verbosity"] = None if verbosity == "medium" else verbosity
     return normal

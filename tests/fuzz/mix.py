@@ -1,5 +1,5 @@
-"""The whole fuzzing mix, over every family of :mod:`tests.fuzz.bodies` and
-:mod:`tests.fuzz.responses_bodies`."""
+"""The whole fuzzing mix, over every family of :mod:`tests.fuzz.bodies`,
+:mod:`tests.fuzz.responses_bodies` and :mod:`tests.fuzz.completions_bodies`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from tests.fuzz.bodies import (
     raw_chat_requests,
     valid_chat_bodies,
 )
+from tests.fuzz.completions_bodies import completions_requests
 from tests.fuzz.responses_bodies import responses_requests
 
 __all__ = ["fuzz_requests"]
@@ -21,7 +22,7 @@ __all__ = ["fuzz_requests"]
 
 def fuzz_requests(max_body_bytes: int) -> st.SearchStrategy[FuzzRequest]:
     """Mostly structured chat bodies, then raw bytes, admin, a valid control group, and the
-    Responses API."""
+    Responses and Completions APIs."""
     return st.one_of(
         chat_requests(chat_bodies(), "structured"),
         chat_requests(mutated_chat_bodies(), "mutated"),
@@ -30,4 +31,5 @@ def fuzz_requests(max_body_bytes: int) -> st.SearchStrategy[FuzzRequest]:
         admin_requests(),
         chat_requests(valid_chat_bodies(), "valid"),
         responses_requests(),
+        completions_requests(),
     )

@@ -7,6 +7,8 @@
   frames ending in ``data: [DONE]``);
 * a 2xx ``/v1/responses`` answer is a ``response`` object with consistent usage (or, streamed,
   typed events numbered from 0, from ``response.created`` to a final response event);
+* a 2xx ``/v1/completions`` answer is a ``text_completion`` (or, streamed, such chunks and
+  in-stream errors ending in ``data: [DONE]``);
 * other 2xx answers are JSON objects.
 
 :func:`violations` returns what is wrong (empty when the response is fine), so the CI test
@@ -18,9 +20,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from gateway.protocol import ChatCompletionChunk, ChatCompletionResponse
+from gateway.protocol.completions import CompletionResponse
 
 __all__ = ["envelope_problems", "violations"]
 
@@ -65,29 +68,52 @@ def _completion_problems(body: bytes) -> list[str]:
     return problems
 
 
-def _stream_problems(body: bytes) -> list[str]:
+def _sse_payloads(body: bytes, what: str) -> tuple[list[str], list[str]]:
+    """The ``data:`` payloads of an SSE body before its ``[DONE]``, and what is wrong with its framing."""
     lines = [line for line in body.decode("utf-8", "replace").splitlines() if line.strip()]
     if not lines or lines[-1] != "data: [DONE]":
-        return [f"stream does not end with data: [DONE] (last: {lines[-1:]!r})"]
-    problems = []
+        return [], [f"{what} does not end with data: [DONE] (last: {lines[-1:]!r})"]
+    payloads, problems = [], []
     for line in lines[:-1]:
-        if not line.startswith("data: "):
-            problems.append(f"stream line is not a data frame: {line[:80]!r}")
-            continue
-        payload = line[len("data: ") :]
+        if line.startswith("data: "):
+            payloads.append(line[len("data: ") :])
+        else:
+            problems.append(f"{what} line is not a data frame: {line[:80]!r}")
+    return payloads, problems
+
+
+def _frame_problems(payloads: list[str], model: type[BaseModel], what: str, *, errors_allowed: bool) -> list[str]:
+    """What is wrong with JSON ``payloads`` that must each be a ``model`` (or, where
+    ``errors_allowed``, an in-stream error envelope)."""
+    problems = []
+    for payload in payloads:
         try:
             data = json.loads(payload)
         except ValueError:
-            problems.append(f"stream frame is not JSON: {payload[:80]!r}")
+            problems.append(f"{what} is not JSON: {payload[:80]!r}")
             continue
-        if isinstance(data, dict) and "error" in data:
+        if errors_allowed and isinstance(data, dict) and "error" in data:
             problems += envelope_problems(payload.encode())
             continue
         try:
-            ChatCompletionChunk.model_validate(data)
+            model.model_validate(data)
         except ValidationError as exc:
-            problems.append(f"stream frame is not a chat.completion.chunk: {exc.errors()[:1]}")
+            problems.append(f"not a {what}: {exc.errors()[:1]}")
     return problems
+
+
+def _stream_problems(body: bytes) -> list[str]:
+    payloads, problems = _sse_payloads(body, "stream")
+    return problems + _frame_problems(payloads, ChatCompletionChunk, "chat.completion.chunk", errors_allowed=True)
+
+
+def _text_completion_problems(body: bytes, *, streamed: bool) -> list[str]:
+    if not streamed:
+        return _frame_problems(
+            [body.decode("utf-8", "replace")], CompletionResponse, "text_completion", errors_allowed=False
+        )
+    payloads, problems = _sse_payloads(body, "completion stream")
+    return problems + _frame_problems(payloads, CompletionResponse, "text_completion", errors_allowed=True)
 
 
 _FINAL_EVENTS = {"response.completed", "response.incomplete", "response.failed"}
@@ -143,6 +169,8 @@ def violations(path: str, status: int, headers: dict[str, str], body: bytes) -> 
         if content_type.startswith("text/event-stream"):
             return _stream_problems(body)
         return _completion_problems(body)
+    if path == "/v1/completions":
+        return _text_completion_problems(body, streamed=content_type.startswith("text/event-stream"))
     if path == "/v1/responses":
         if content_type.startswith("text/event-stream"):
             return _response_stream_problems(body)

@@ -76,6 +76,7 @@ async def make_tiers(
             16,
             5,
             forced_tool_calls=small_forced_tool_calls,
+            completes_text=True,  # it stands for the vLLM tier
         ),
         Tier(
             "large",

@@ -205,3 +205,10 @@ def test_oracle_rejects_5xx_and_bad_2xx() -> None:
     sse = {"content-type": "text/event-stream"}
     assert violations("/v1/chat/completions", 200, sse, b'data: {"id": "x"}\n\n') != []
     assert violations("/admin/keys", 200, json_ct, b"[]") != []
+    # /v1/completions: a text_completion (frames of them, streamed), nothing else.
+    good = b'{"id": "cmpl-1", "object": "text_completion", "created": 1, "model": "m", "choices": [{"text": "a"}]}'
+    assert violations("/v1/completions", 200, json_ct, good) == []
+    assert violations("/v1/completions", 200, sse, b"data: " + good + b"\n\ndata: [DONE]\n\n") == []
+    assert violations("/v1/completions", 200, json_ct, b'{"object": "chat.completion"}') != []
+    assert violations("/v1/completions", 200, sse, b"data: " + good + b"\n\n") != []  # no [DONE]
+    assert violations("/v1/completions", 200, json_ct, _envelope()) != []  # an error is no 2xx body

@@ -404,6 +404,31 @@ def test_logit_bias_steers_the_real_engine(client: openai.OpenAI, small_tokenize
     assert outside.value.param == "logit_bias"
 
 
+def test_completions_continue_a_raw_prompt_on_the_real_engine(client: openai.OpenAI, small_tokenizer: Any) -> None:
+    prompt = "The capital of France is"
+    raw = client.completions.with_raw_response.create(model=SMALL, prompt=prompt, max_tokens=5, temperature=0)
+    completion = raw.parse()
+    text = completion.choices[0].text
+    assert "Paris" in text, text
+    assert raw.headers["x-slm-router-tier"] == "small" and completion.object == "text_completion"
+    # No chat template: the prompt is its own tokens only (a chat turn would add the template's).
+    assert completion.usage is not None
+    assert completion.usage.prompt_tokens == len(small_tokenizer.encode(prompt))
+    streamed = client.completions.create(model=SMALL, prompt=prompt, max_tokens=5, temperature=0, stream=True)
+    assert "".join(chunk.choices[0].text for chunk in streamed if chunk.choices) == text
+    scored = client.completions.create(model=SMALL, prompt=prompt, max_tokens=5, temperature=0, logprobs=2)
+    logprobs = scored.choices[0].logprobs
+    assert logprobs is not None and logprobs.tokens and logprobs.token_logprobs and logprobs.top_logprobs
+    assert "".join(logprobs.tokens).startswith(text)
+    assert all(len(top) <= 2 and max(top.values()) <= 0 for top in logprobs.top_logprobs)
+    # Routed, whatever the score: only the vLLM tier completes text.
+    routed = client.completions.with_raw_response.create(model="router", prompt="Prove that 17 is prime.", max_tokens=3)
+    assert routed.headers["x-slm-router-tier"] == "small"
+    with pytest.raises(openai.BadRequestError) as chat_only:
+        client.completions.create(model="fake-large", prompt=prompt, max_tokens=3)
+    assert chat_only.value.param == "model"
+
+
 @pytest.mark.parametrize("model", [SMALL, "local-large-standin"])
 def test_n_choices_from_the_real_engine(client: openai.OpenAI, model: str) -> None:
     # vLLM samples the choices in parallel; through the stand-in, litellm passes n along.

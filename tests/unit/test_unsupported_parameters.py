@@ -7,11 +7,17 @@ from typing import Any
 
 import pytest
 from openai.resources.chat.completions import AsyncCompletions
+from openai.resources.completions import AsyncCompletions as AsyncTextCompletions
 from openai.resources.responses import AsyncResponses
 from pydantic import BaseModel
 
 from gateway.errors import UnsupportedParameterError
 from gateway.protocol import TOLERATED_PARAMETERS, UNSUPPORTED_PARAMETERS, ChatCompletionRequest, reject_unsupported
+from gateway.protocol.completions import (
+    TOLERATED_COMPLETIONS_PARAMETERS,
+    UNSUPPORTED_COMPLETIONS_PARAMETERS,
+    CompletionRequest,
+)
 from gateway.protocol.responses import (
     TOLERATED_RESPONSES_PARAMETERS,
     UNSUPPORTED_RESPONSES_PARAMETERS,
@@ -102,8 +108,14 @@ def test_every_rule_names_a_distinct_parameter() -> None:
     [
         (AsyncCompletions.create, ChatCompletionRequest, UNSUPPORTED_PARAMETERS, TOLERATED_PARAMETERS),
         (AsyncResponses.create, ResponsesRequest, UNSUPPORTED_RESPONSES_PARAMETERS, TOLERATED_RESPONSES_PARAMETERS),
+        (
+            AsyncTextCompletions.create,
+            CompletionRequest,
+            UNSUPPORTED_COMPLETIONS_PARAMETERS,
+            TOLERATED_COMPLETIONS_PARAMETERS,
+        ),
     ],
-    ids=["chat", "responses"],
+    ids=["chat", "responses", "completions"],
 )
 def test_every_parameter_of_the_openai_sdk_is_decided(
     create: Any, request_model: type[BaseModel], refused_rules: Any, tolerated: frozenset[str]

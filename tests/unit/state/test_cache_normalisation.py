@@ -81,6 +81,8 @@ def test_equivalent_requests_share_a_digest(same: dict[str, Any]) -> None:
         variant(verbosity="low"),
         variant(logit_bias={"42": -100}),
         variant(logit_bias={"42": 100}),
+        # /v1/completions: the one message continued without a chat template.
+        variant(raw_prompt=True),
     ],
 )
 def test_output_relevant_changes_change_the_digest(different: dict[str, Any]) -> None:
@@ -137,6 +139,7 @@ def test_normal_form() -> None:
         "tool_choice": None,
         "parallel_tool_calls": None,
         "logit_bias": None,
+        "raw_prompt": False,
         "reasoning_effort": None,
         "verbosity": None,
     }
@@ -194,6 +197,7 @@ def test_tool_turns_key_by_their_calls_and_answers() -> None:
         variant(reasoning_effort=1),
         variant(logit_bias={"42": "x"}),
         variant(logit_bias=[42]),
+        variant(raw_prompt="yes"),
     ],
 )
 def test_uncachable_requests_raise(bad: dict[str, Any]) -> None:
