@@ -35,8 +35,11 @@ def fake_upstream() -> Iterator[FakeOpenAIUpstream]:
 
 @pytest.fixture()
 def upstream_behaviour(fake_upstream: FakeOpenAIUpstream) -> Iterator[UpstreamBehaviour]:
-    """The fake upstream's behaviour, reset after each test."""
+    """The fake upstream's behaviour, reset after each test; the requests it saw start empty
+    (tests that do not take this fixture also call it, and would otherwise leave theirs behind)."""
     behaviour = fake_upstream.behaviour
+    behaviour.requests.clear()
+    behaviour.headers_seen.clear()
     yield behaviour
     behaviour.latency_s = 0.0
     behaviour.fail_status = None

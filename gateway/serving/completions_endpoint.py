@@ -34,6 +34,7 @@ from gateway.serving.chat import ChatResult
 from gateway.serving.endpoint import ChatEndpoint
 from gateway.serving.param_names import ParamNames
 from gateway.serving.streaming import ClosingStream, StreamItem, sse
+from gateway.telemetry.semconv import OPERATION_TEXT_COMPLETION
 
 __all__ = [
     "CompletionsEndpoint",
@@ -182,7 +183,7 @@ class CompletionsEndpoint:
             return completion_chat_form(request)
 
         try:
-            result = await self._chat.handle(body, headers, read=read)
+            result = await self._chat.handle(body, headers, read=read, operation=OPERATION_TEXT_COMPLETION)
         except GatewayError as error:
             raise _in_completions_terms(error) from None
         if isinstance(result, ChatResult):

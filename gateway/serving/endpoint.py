@@ -37,6 +37,7 @@ from gateway.serving.key_budgets import KeySpend
 from gateway.serving.observer import RequestObserver
 from gateway.serving.streaming import ClosingStream, StreamItem
 from gateway.state import ConversationCapture, ResponseCache
+from gateway.telemetry.semconv import OPERATION_CHAT
 
 __all__ = [
     "CACHE_HEADER",
@@ -106,12 +107,18 @@ class ChatEndpoint:
         return self._cache.enabled or opt in ("true", "1", "yes")
 
     async def handle(
-        self, body: bytes, headers: Mapping[str, str], *, read: RequestReader | None = None
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        read: RequestReader | None = None,
+        operation: str = OPERATION_CHAT,
     ) -> ChatResult | StreamResult:
         """Serve one request; every failure is a :class:`GatewayError`.
 
         ``read`` turns the body into the chat request (default: chat-completions JSON);
-        other APIs served by the same pipeline pass their own.
+        other APIs served by the same pipeline pass their own, and their ``operation`` for
+        telemetry (``gen_ai.operation.name``).
         """
         caller: Caller | None = None
         request: ChatCompletionRequest | None = None
@@ -150,9 +157,9 @@ class ChatEndpoint:
             # (error.type says why): operators see bad keys and bodies, unsupported asks and 429s.
             model = self._chat.model_label(request.model) if request is not None else OTHER_MODEL_LABEL
             output_type = request.output_type() if request is not None else None
-            self._observer.begin(request_model=model, headers=headers, caller=caller, output_type=output_type).fail(
-                error
-            )
+            self._observer.begin(
+                request_model=model, headers=headers, caller=caller, output_type=output_type, operation=operation
+            ).fail(error)
             raise
         await self._maybe_capture(request, caller)
         if use_cache and self._cache is not None:
@@ -165,6 +172,7 @@ class ChatEndpoint:
             caller=caller,
             admission=admission,
             output_type=request.output_type(),
+            operation=operation,
         )
         try:
             result = await self._chat.create(

@@ -23,7 +23,7 @@ from gateway.routing.live import RoutingControl
 from gateway.routing.policy import RoutingDecision
 from gateway.serving.access import AccessControl, Admission, Caller
 from gateway.telemetry import RequestRecord, RequestTrace, Telemetry, UpstreamCall, UpstreamRecord
-from gateway.telemetry.semconv import ATTR_OUTPUT_TYPE
+from gateway.telemetry.semconv import ATTR_OUTPUT_TYPE, OPERATION_CHAT
 
 __all__ = ["CLIENT_CLOSED_REQUEST", "RequestObservation", "RequestObserver"]
 
@@ -67,12 +67,14 @@ class RequestObserver:
         caller: Caller | None = None,
         admission: Admission | None = None,
         output_type: str | None = None,
+        operation: str = OPERATION_CHAT,
     ) -> RequestObservation:
-        """Start observing one request (opens its server span, continuing a client ``traceparent``)."""
+        """Start observing one request (opens its server span, continuing a client ``traceparent``);
+        ``operation`` is its ``gen_ai.operation.name`` (``text_completion`` for ``/v1/completions``)."""
         trace = self.telemetry.start_request(headers or {}) if self.telemetry is not None else None
         if trace is not None and output_type is not None:
             trace.set_attributes({ATTR_OUTPUT_TYPE: output_type})
-        return RequestObservation(self, request_model, trace, caller, admission)
+        return RequestObservation(self, request_model, trace, caller, admission, operation)
 
     def detach(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``coroutine`` to completion even if the request's task is cancelled."""
@@ -97,8 +99,10 @@ class RequestObservation:
         trace: RequestTrace | None,
         caller: Caller | None,
         admission: Admission | None,
+        operation: str = OPERATION_CHAT,
     ) -> None:
         self._observer = observer
+        self._operation = operation
         self._request_model = request_model
         self._trace = trace
         self._caller = caller
@@ -147,7 +151,7 @@ class RequestObservation:
         if self._trace is None:
             return {}
         self._upstream = self._trace.start_upstream(
-            tier=tier, provider=self._observer.provider(tier), request_model=model
+            tier=tier, provider=self._observer.provider(tier), request_model=model, operation=self._operation
         )
         return dict(self._upstream.headers)
 
@@ -172,6 +176,7 @@ class RequestObservation:
                     prompt_tokens=usage[0],
                     completion_tokens=usage[1],
                     error_type=error if isinstance(error, str) or error is None else type(error).__name__,
+                    operation=self._operation,
                 )
             )
 
@@ -276,6 +281,7 @@ class RequestObservation:
                     stream=stream,
                     cost=cost,
                     error_type=CLIENT_CLOSED_REQUEST if abandoned else None,
+                    operation=self._operation,
                 )
             )
         if self._trace is not None:
@@ -333,6 +339,7 @@ class RequestObservation:
                     key_id=self.key_id,
                     duration_s=time.perf_counter() - self._started,
                     error_type=error_type,
+                    operation=self._operation,
                 )
             )
         if self._trace is not None:

@@ -47,6 +47,8 @@ class RequestRecord:
     cost: RequestCost | None = None
     #: Exception class name or error code when the request failed.
     error_type: str | None = None
+    #: ``gen_ai.operation.name``: ``chat``, or ``text_completion`` for ``/v1/completions``.
+    operation: str = sc.OPERATION_CHAT
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,7 @@ class UpstreamRecord:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error_type: str | None = None
+    operation: str = sc.OPERATION_CHAT
 
 
 class _ShareWindow:
@@ -160,7 +163,7 @@ class GatewayMetrics:
 
     def _request_attributes(self, record: RequestRecord) -> dict[str, Any]:
         attributes: dict[str, Any] = {
-            sc.ATTR_OPERATION: sc.OPERATION_CHAT,
+            sc.ATTR_OPERATION: record.operation,
             sc.ATTR_PROVIDER: record.provider,
             sc.ATTR_REQUEST_MODEL: record.request_model,
             sc.ATTR_RESPONSE_MODEL: record.response_model,
@@ -194,7 +197,7 @@ class GatewayMetrics:
     def record_upstream(self, record: UpstreamRecord) -> None:
         """One upstream call: GenAI client duration and token usage histograms."""
         attributes: dict[str, Any] = {
-            sc.ATTR_OPERATION: sc.OPERATION_CHAT,
+            sc.ATTR_OPERATION: record.operation,
             sc.ATTR_PROVIDER: record.provider,
             sc.ATTR_REQUEST_MODEL: record.request_model,
             sc.ATTR_RESPONSE_MODEL: record.response_model,

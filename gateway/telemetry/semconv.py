@@ -65,6 +65,8 @@ ATTR_HTTP_METHOD = "http.request.method"
 ATTR_HTTP_ROUTE = "http.route"
 ATTR_HTTP_STATUS = "http.response.status_code"
 OPERATION_CHAT = "chat"
+#: ``/v1/completions``: a prompt continued as plain text.
+OPERATION_TEXT_COMPLETION = "text_completion"
 
 #: Histogram of tokens per upstream call, ``gen_ai.token.type`` = input | output.
 METRIC_TOKEN_USAGE = "gen_ai.client.token.usage"

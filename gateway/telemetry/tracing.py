@@ -115,11 +115,18 @@ class RequestTrace:
             span.end()
 
     def start_upstream(
-        self, *, tier: str, provider: str, request_model: str, server_address: str | None = None
+        self,
+        *,
+        tier: str,
+        provider: str,
+        request_model: str,
+        server_address: str | None = None,
+        operation: str = sc.OPERATION_CHAT,
     ) -> UpstreamCall:
-        """A CLIENT child span named ``chat <model>`` (GenAI conventions) for one upstream call."""
+        """A CLIENT child span named ``<operation> <model>`` (GenAI conventions: ``chat gpt-4o``)
+        for one upstream call."""
         attributes: dict[str, Any] = {
-            sc.ATTR_OPERATION: sc.OPERATION_CHAT,
+            sc.ATTR_OPERATION: operation,
             sc.ATTR_PROVIDER: provider,
             sc.ATTR_SYSTEM: provider,
             sc.ATTR_REQUEST_MODEL: request_model,
@@ -128,7 +135,7 @@ class RequestTrace:
         if server_address:
             attributes["server.address"] = server_address
         span = self._tracer.start_span(
-            f"{sc.OPERATION_CHAT} {request_model}", context=self._context, kind=SpanKind.CLIENT, attributes=attributes
+            f"{operation} {request_model}", context=self._context, kind=SpanKind.CLIENT, attributes=attributes
         )
         return UpstreamCall(span)
 

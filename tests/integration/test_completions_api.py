@@ -115,3 +115,35 @@ async def test_the_cache_keeps_completions_apart_from_chat(app: App) -> None:
     answered = await client.post("/v1/chat/completions", json=chat, headers=cache)
     assert answered.headers["x-slm-router-cache"] == "miss" and answered.json()["object"] == "chat.completion"
     assert [r.raw_prompt for r in small.requests] == [True, False]
+
+
+async def test_telemetry_names_the_operation_text_completion(
+    make_app: AppFactory, fake_upstream: FakeOpenAIUpstream
+) -> None:
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    spans, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    config = gateway_config(None, fake_upstream.base_url)
+    async with make_app(config, span_processors=[SimpleSpanProcessor(spans)], metric_readers=[reader]) as (client, _):
+        completed = await client.post(COMPLETIONS, json={"model": "small-model", "prompt": "Once"})
+        refused = await client.post(COMPLETIONS, json={"model": "small-model", "prompt": "Once", "echo": True})
+        chatted = await client.post(
+            "/v1/chat/completions", json={"model": "small-model", "messages": [{"role": "user", "content": "x"}]}
+        )
+    assert (completed.status_code, refused.status_code, chatted.status_code) == (200, 400, 200)
+    client_spans = [s for s in spans.get_finished_spans() if s.kind.name == "CLIENT"]
+    assert sorted(s.name for s in client_spans) == ["chat small-model", "text_completion small-model"]
+    data = reader.get_metrics_data()
+    assert data is not None
+    operations: dict[str, int] = {}
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == "slm_router.requests":
+                    for point in metric.data.data_points:
+                        name = str((point.attributes or {}).get("gen_ai.operation.name"))
+                        operations[name] = operations.get(name, 0) + int(point.value)
+    # The refused completion counts too, as a text completion.
+    assert operations == {"text_completion": 2, "chat": 1}
