@@ -228,6 +228,10 @@ def _add_responses_routes(app: FastAPI, responses: ResponsesEndpoint, max_body_b
     async def list_input_items(request: Request, response_id: str) -> dict[str, Any]:
         return await responses.input_items(response_id, request.headers, request.query_params)
 
+    @app.post("/v1/responses/{response_id}/cancel")
+    async def cancel_response(request: Request, response_id: str) -> dict[str, Any]:
+        return await responses.cancel(response_id, request.headers)
+
     @app.delete("/v1/responses/{response_id}")
     async def delete_response(request: Request, response_id: str) -> dict[str, Any]:
         return await responses.delete(response_id, request.headers)

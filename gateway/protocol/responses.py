@@ -239,6 +239,9 @@ class ResponsesRequest(Tolerant):
     instructions: str | None = None
     previous_response_id: str | None = Field(default=None, min_length=1, max_length=128)
     store: bool | None = None
+    #: Answer at once with a ``queued`` response, run it on, and keep the result for ``GET``
+    #: (and ``POST /v1/responses/{id}/cancel``); see :mod:`gateway.serving.background_runs`.
+    background: bool | None = None
     stream: bool | None = False
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
@@ -318,7 +321,6 @@ class ResponsesRequest(Tolerant):
 
 #: ``(parameter, its "off" values, why any other value is refused)``, checked in this order.
 UNSUPPORTED_RESPONSES_PARAMETERS: tuple[tuple[str, tuple[Any, ...], str], ...] = (
-    ("background", (None, False), "background responses are not supported; stream instead"),
     (
         "truncation",
         (None, "disabled"),
@@ -327,7 +329,7 @@ UNSUPPORTED_RESPONSES_PARAMETERS: tuple[tuple[str, tuple[Any, ...], str], ...] =
     ("max_tool_calls", (None,), "max_tool_calls is not supported"),
     ("prompt", (None,), "reusable prompts are not supported; send the text in 'input'"),
     ("conversation", (None,), "conversations are not supported; chain responses with 'previous_response_id'"),
-    ("background_options", (None,), "background responses are not supported; stream instead"),
+    ("background_options", (None,), "background_options are not supported"),
     ("context_management", (None, []), "context compaction is not supported; a request over the context fails instead"),
     ("moderation", (None,), "moderated responses are not supported: moderate input and output before the gateway"),
 )

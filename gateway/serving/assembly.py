@@ -20,6 +20,7 @@ from gateway.config import GatewayConfig, LiteLLMTierConfig
 from gateway.routing.live import RoutingControl
 from gateway.serving.access import AccessControl
 from gateway.serving.admin import AdminService
+from gateway.serving.background_runs import BackgroundRuns
 from gateway.serving.chat import ChatCompletionService
 from gateway.serving.completions_endpoint import CompletionsEndpoint
 from gateway.serving.endpoint import ChatEndpoint
@@ -57,7 +58,8 @@ class ReplicaServices:
         return await render_metrics(self.ledger, self.telemetry), CONTENT_TYPE
 
     async def close(self) -> None:
-        """Drain bookkeeping, flush the ledger buffer and telemetry, close Redis."""
+        """Stop background responses, drain bookkeeping, flush the ledger buffer and telemetry, close Redis."""
+        await self.responses.close()
         await self.observer.drain()
         if self.chat.control is not None:
             await self.chat.control.close()
@@ -151,7 +153,18 @@ async def build_replica_services(
     return ReplicaServices(
         chat=chat,
         endpoint=endpoint,
-        responses=ResponsesEndpoint(endpoint, access, store.responses if store is not None else None),
+        responses=ResponsesEndpoint(
+            endpoint,
+            access,
+            store.responses if store is not None else None,
+            BackgroundRuns(
+                store.responses,
+                poll_s=config.state.responses.background_poll_s,
+                lease_s=config.state.responses.background_lease_s,
+            )
+            if store is not None
+            else None,
+        ),
         completions=CompletionsEndpoint(endpoint),
         health=health,
         access=access,

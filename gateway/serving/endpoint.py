@@ -98,6 +98,11 @@ class ChatEndpoint:
         self._observer = observer
         self._cache = cache
 
+    def check_model(self, model: str) -> None:
+        """Raise the 404 for a model no tier serves (the virtual router model passes)."""
+        if not self._chat.is_routed(model):
+            self._chat.resolve_tier(model)
+
     def _wants_cache(self, request: ChatCompletionRequest, headers: Mapping[str, str]) -> bool:
         if self._cache is None or request.stream:
             return False

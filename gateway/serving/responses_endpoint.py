@@ -11,16 +11,26 @@ in (:mod:`gateway.serving.responses_input`) and out
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.errors import GatewayError, InvalidRequestError, NotFoundError
+from gateway.errors import (
+    GatewayError,
+    InvalidRequestError,
+    NotFoundError,
+    ServiceUnavailableError,
+    UnsupportedParameterError,
+)
 from gateway.protocol import ChatCompletionRequest
 from gateway.protocol.parsing import parse_body
 from gateway.protocol.responses import ResponsesRequest, reject_unsupported_responses
 from gateway.serving.access import AccessControl, Caller
+from gateway.serving.background_runs import BackgroundRuns
 from gateway.serving.chat import HEADER_DROPPED_PARAMS, HEADER_MODEL, ChatResult
 from gateway.serving.endpoint import TENANT_HEADER, ChatEndpoint
 from gateway.serving.param_names import ParamNames
@@ -79,13 +89,27 @@ class _Served:
 class ResponsesEndpoint:
     """The Responses API's logic over the chat pipeline and the response store."""
 
-    def __init__(self, chat: ChatEndpoint, access: AccessControl, store: ResponseStore | None = None) -> None:
+    def __init__(
+        self,
+        chat: ChatEndpoint,
+        access: AccessControl,
+        store: ResponseStore | None = None,
+        runs: BackgroundRuns | None = None,
+    ) -> None:
         self._chat = chat
         self._access = access
         self._store = store
+        self._runs = runs
+
+    async def close(self) -> None:
+        """Stop the background responses this replica runs (each is recorded as failed)."""
+        if self._runs is not None:
+            await self._runs.close()
 
     async def create(self, body: bytes, headers: Mapping[str, str]) -> ResponsesResult | ResponsesStream:
         """``POST /v1/responses``; every failure is a :class:`GatewayError`."""
+        if _asks_background(body):
+            return await self._start_background(body, headers)
         served: list[_Served] = []
 
         async def read(raw: bytes, caller: Caller) -> ChatCompletionRequest:
@@ -129,12 +153,114 @@ class ResponsesEndpoint:
         return ResponsesStream(events=stream.events(result.chunks), headers=result.headers)
 
     async def retrieve(self, response_id: str, headers: Mapping[str, str]) -> dict[str, Any]:
-        """``GET /v1/responses/{id}``: a stored response of the caller's tenant."""
+        """``GET /v1/responses/{id}``: a stored response of the caller's tenant (a background one
+        whose replica stopped reads as failed)."""
         caller = await self._authenticate(headers)
         record = await self._store.get(caller.tenant, response_id) if self._store is not None else None
         if record is None:
             raise _not_found(response_id)
+        if _running(record.response):
+            return await self._unless_orphaned(caller.tenant, record)
         return record.response
+
+    async def cancel(self, response_id: str, headers: Mapping[str, str]) -> dict[str, Any]:
+        """``POST /v1/responses/{id}/cancel``: stop a background response (on whichever replica
+        runs it); one that has ended is returned as it is."""
+        caller = await self._authenticate(headers)
+        record = await self._store.get(caller.tenant, response_id) if self._store is not None else None
+        if record is None:
+            raise _not_found(response_id)
+        if not record.response.get("background"):
+            raise InvalidRequestError(
+                "Only responses created with background: true can be cancelled.", param="response_id"
+            )
+        if not _running(record.response):
+            return record.response
+        assert self._store is not None and self._runs is not None
+        cancelled = {**record.response, "status": "cancelled"}
+        if await self._store.end_background(
+            caller.tenant, StoredResponse(cancelled, record.conversation, record.input_items), cancelled=True
+        ):
+            self._runs.cancel_here(response_id)
+            return cancelled
+        ended = await self._store.get(caller.tenant, response_id)  # it ended first
+        return ended.response if ended is not None else cancelled
+
+    async def _start_background(self, body: bytes, headers: Mapping[str, str]) -> ResponsesResult:
+        """Check and keep a ``background`` request, answer ``queued`` and run it on."""
+        caller = await self._authenticate(headers)
+        request = parse_body(body, ResponsesRequest)
+        if self._store is None or self._runs is None:
+            raise InvalidRequestError(
+                "background responses are kept in Redis, and this gateway runs without it", param="background"
+            )
+        if request.stream:
+            raise UnsupportedParameterError(
+                "streaming a background response is not supported; poll GET /v1/responses/{id}", param="stream"
+            )
+        if request.store is False:
+            raise InvalidRequestError("a background response is kept: store must not be false", param="store")
+        reject_unsupported_responses(request)
+        self._chat.check_model(request.model)  # a 404 now, not a failed response later
+        context = _Served(
+            request, chat_form(request, await self._history(caller.tenant, request.previous_response_id)), caller
+        )
+        shell = ResponseShell(
+            id=f"resp_{uuid.uuid4().hex}", model=request.model, request=request, store=True, background=True
+        )
+        queued = shell.build([], status="queued")
+        listed = listed_input_items(request.input)
+        await self._store.start_background(
+            caller.tenant, StoredResponse(queued, context.form.conversation, listed), self._runs.lease_s
+        )
+        stopped = ServiceUnavailableError("the gateway stopped before this response finished; create it again")
+        self._runs.start(
+            caller.tenant,
+            shell.id,
+            self._run_in_background(headers, shell, context),
+            on_stop=lambda: self._end_failed(shell, context, stopped),
+        )
+        return ResponsesResult(body=queued)
+
+    async def _run_in_background(self, headers: Mapping[str, str], shell: ResponseShell, context: _Served) -> None:
+        async def read(_: bytes, __: Caller) -> ChatCompletionRequest:
+            return context.form.request  # checked before the response was queued
+
+        try:
+            result = await self._chat.handle(b"", headers, read=read)
+        except GatewayError as error:
+            await self._end_failed(shell, context, _in_responses_terms(error))
+            return
+        assert isinstance(result, ChatResult)  # streaming was refused
+        final = dataclasses.replace(shell, model=result.response.model, dropped=_dropped_params(result.headers))
+        response, items = final.from_chat(result.response)
+        conversation = [*context.form.conversation, assistant_turn(items)]
+        assert self._store is not None
+        await self._store.end_background(
+            context.caller.tenant, StoredResponse(response, conversation, listed_input_items(context.request.input))
+        )
+
+    async def _end_failed(self, shell: ResponseShell, context: _Served, error: GatewayError) -> None:
+        assert self._store is not None
+        failed = shell.build([], status="failed", error=error)
+        record = StoredResponse(failed, context.form.conversation, listed_input_items(context.request.input))
+        await self._store.end_background(context.caller.tenant, record)
+
+    async def _unless_orphaned(self, tenant: str, record: StoredResponse) -> dict[str, Any]:
+        """A running background response, or failed when no replica runs it any more."""
+        assert self._store is not None
+        response_id = str(record.response["id"])
+        if await self._store.lease_held(tenant, response_id):
+            return record.response
+        error = {
+            "code": "server_error",
+            "message": "the gateway replica running this response stopped; create it again",
+        }
+        failed = {**record.response, "status": "failed", "error": error}
+        if await self._store.end_background(tenant, StoredResponse(failed, record.conversation, record.input_items)):
+            return failed
+        ended = await self._store.get(tenant, response_id)
+        return ended.response if ended is not None else failed
 
     async def input_items(
         self, response_id: str, headers: Mapping[str, str], query: Mapping[str, str]
@@ -178,6 +304,10 @@ class ResponsesEndpoint:
                 param="previous_response_id",
                 code="previous_response_not_found",
             )
+        if _running(record.response):
+            raise InvalidRequestError(
+                f"Previous response with id '{previous_id}' has not finished yet.", param="previous_response_id"
+            )
         return record.conversation
 
     async def _keep(self, context: _Served, response: dict[str, Any], items: list[dict[str, Any]]) -> bool:
@@ -211,3 +341,18 @@ def _not_found(response_id: str) -> NotFoundError:
 def _dropped_params(headers: Mapping[str, str]) -> frozenset[str]:
     """The model-specific parameters the answering tier was not sent (its header, parsed)."""
     return frozenset(filter(None, headers.get(HEADER_DROPPED_PARAMS, "").split(",")))
+
+
+def _asks_background(body: bytes) -> bool:
+    # Most bodies never mention it; the rest are parsed once more here.
+    if b'"background"' not in body:
+        return False
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False  # the pipeline answers the malformed body
+    return isinstance(data, dict) and data.get("background") is True
+
+
+def _running(response: Mapping[str, Any]) -> bool:
+    return bool(response.get("background")) and response.get("status") in ("queued", "in_progress")

@@ -181,6 +181,8 @@ class ResponseShell:
     #: Model-specific parameters the answering model was not sent (``reasoning_effort``,
     #: ``verbosity``): the response reports them at their defaults, as what was in effect.
     dropped: frozenset[str] = frozenset()
+    #: Created with ``background: true`` (answered at once, run on, polled with ``GET``).
+    background: bool = False
 
     def build(
         self,
@@ -200,6 +202,7 @@ class ResponseShell:
         return {
             "id": self.id,
             "object": "response",
+            "background": self.background,
             "created_at": self.created_at,
             "completed_at": int(time.time()) if status == "completed" else None,
             "status": status,

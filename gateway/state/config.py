@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway.state.keys import DEFAULT_PREFIX
 
@@ -74,6 +74,18 @@ class ResponseStoreConfig(_Strict):
     ttl_s: float = Field(30 * 24 * 3600.0, gt=0)
     #: A response whose record (object plus conversation) is larger is not kept.
     max_record_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    #: How often a replica running a background response renews its lease and looks for a
+    #: cancel (a cancel on another replica stops the run within this).
+    background_poll_s: float = Field(1.0, gt=0, le=60)
+    #: A background response whose lease was not renewed for this long reads as failed (its
+    #: replica stopped). Several polls long, so a slow Redis round trip does not fail a run.
+    background_lease_s: float = Field(10.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_polls(self) -> ResponseStoreConfig:
+        if self.background_lease_s < 2 * self.background_poll_s:
+            raise ValueError("background_lease_s must be at least twice background_poll_s")
+        return self
 
 
 class CaptureConfig(_Strict):

@@ -127,3 +127,13 @@ class KeySpace:
     def stored_response(self, tenant_tag: str, response_id: str) -> str:
         """One kept Responses API response (JSON, with a TTL): ``<p>:resp:<tenant tag>:<id>``."""
         return f"{self._prefix}:resp:{_check_id('tenant tag', tenant_tag)}:{_check_id('response id', response_id)}"
+
+    def background_state(self, tenant_tag: str, response_id: str) -> str:
+        """A background response's run state (``running``, ``done`` or ``cancelled``, with the
+        record's TTL): ``<p>:resp:<tenant tag>:<id>:state``."""
+        return f"{self.stored_response(tenant_tag, response_id)}:state"
+
+    def background_lease(self, tenant_tag: str, response_id: str) -> str:
+        """Set, with a short TTL, while a replica runs the background response:
+        ``<p>:resp:<tenant tag>:<id>:lease``."""
+        return f"{self.stored_response(tenant_tag, response_id)}:lease"

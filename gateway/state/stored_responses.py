@@ -121,6 +121,61 @@ class ResponseStore:
         removed = await self._strict(lambda: self._client.delete(key), "changed")
         return bool(removed)
 
+    # --- background responses -------------------------------------------------------
+    #
+    # A background response's record is written when it is created (status "queued"), and
+    # once more when it ends: completed or failed by its run, or cancelled by a client. A
+    # state key decides which end wins: each end swaps it (SET ... GET) and only the one that
+    # found "running" writes the record; a loser puts the winner's state back.
+
+    async def start_background(self, tenant: str, record: StoredResponse, lease_s: float) -> None:
+        """Keep ``record`` (a queued background response) as running, leased for ``lease_s``."""
+        response_id = record.response["id"]
+        if not await self.put(tenant, record):
+            raise StateUnavailableError("the background response could not be stored", retry_after=1)
+        ttl_ms = int(self._config.ttl_s * 1000)
+        await self._strict(
+            lambda: self._client.set(
+                self._keys.background_state(_tenant_tag(tenant), response_id), "running", px=ttl_ms
+            ),
+            "stored",
+        )
+        await self.renew_lease(tenant, response_id, lease_s)
+
+    async def renew_lease(self, tenant: str, response_id: str, lease_s: float) -> None:
+        """Say this replica still runs ``response_id`` for another ``lease_s``."""
+        key = self._keys.background_lease(_tenant_tag(tenant), response_id)
+        await self._strict(lambda: self._client.set(key, "1", px=int(lease_s * 1000)), "stored")
+
+    async def lease_held(self, tenant: str, response_id: str) -> bool:
+        """Whether a replica still runs ``response_id``."""
+        key = self._keys.background_lease(_tenant_tag(tenant), response_id)
+        return bool(await self._strict(lambda: self._client.exists(key), "read"))
+
+    async def background_state(self, tenant: str, response_id: str) -> str | None:
+        """``running``, ``done``, ``cancelled``, or None (not a background response, or expired)."""
+        key = self._keys.background_state(_tenant_tag(tenant), response_id)
+        raw = await self._strict(lambda: self._client.get(key), "read")
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+    async def end_background(self, tenant: str, record: StoredResponse, *, cancelled: bool = False) -> bool:
+        """End a running background response with ``record`` (its final object); False when
+        it had already ended (another end won, and its record stands)."""
+        key = self._keys.background_state(_tenant_tag(tenant), record.response["id"])
+        state = "cancelled" if cancelled else "done"
+        previous = await self._strict(lambda: self._client.set(key, state, get=True, keepttl=True), "stored")
+        previous = previous.decode() if isinstance(previous, bytes) else previous
+        if previous != "running":
+            # Put the winner's state back (or remove the key this SET made, which has no TTL).
+            if previous is None:
+                await self._strict(lambda: self._client.delete(key), "stored")
+            else:
+                winner = previous
+                await self._strict(lambda: self._client.set(key, winner, keepttl=True), "stored")
+            return False
+        await self.put(tenant, record)
+        return True
+
     async def _strict(self, call: Callable[[], Awaitable[T]], action: str) -> T:
         # Reads and deletes answer 503 when Redis is away: "not found" would be a lie.
         unavailable = StateUnavailableError(f"stored responses cannot be {action} right now", retry_after=1)

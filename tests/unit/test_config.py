@@ -202,3 +202,11 @@ def test_model_params_are_declared_per_hosted_tier() -> None:
     # vLLM tiers have no such field (their chat templates decide).
     with pytest.raises(ValidationError, match="model_params"):
         VLLMTierConfig.model_validate({"served_model_name": "s", "model_params": ["reasoning_effort"]})
+
+
+def test_a_background_lease_outlasts_two_polls() -> None:
+    from gateway.state import ResponseStoreConfig
+
+    assert ResponseStoreConfig().background_lease_s >= 2 * ResponseStoreConfig().background_poll_s
+    with pytest.raises(ValidationError, match="at least twice"):
+        ResponseStoreConfig(background_poll_s=2.0, background_lease_s=3.0)
