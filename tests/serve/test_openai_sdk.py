@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import openai
@@ -489,3 +490,11 @@ def test_responses_api_over_the_real_engine_stream_and_stored(client: openai.Ope
         model=SMALL, input="And of Italy?", previous_response_id=response.id, max_output_tokens=16, temperature=0
     )
     assert follow_up.previous_response_id == response.id and follow_up.output_text.strip()
+    # In the background: answered queued, run on in the ingress replica, polled to its end.
+    queued = client.responses.create(**args, max_output_tokens=24, temperature=0, background=True)
+    assert queued.status == "queued" and queued.background
+    deadline = time.monotonic() + 60
+    while (polled := client.responses.retrieve(queued.id)).status == "queued":
+        assert time.monotonic() < deadline, "the background response did not finish"
+        time.sleep(0.2)
+    assert polled.status in {"completed", "incomplete"} and polled.output_text == response.output_text
