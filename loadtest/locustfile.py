@@ -1,5 +1,6 @@
 """Locust chat traffic against slm-router: real easy and hard prompts, streams and non-streams,
-through ``/v1/chat/completions`` or (``--api responses``) ``/v1/responses``.
+through ``/v1/chat/completions``, or (``--api responses``) ``/v1/responses``, or (``--api
+completions``) ``/v1/completions``, whose raw prompts only the vLLM tiers serve.
 
 Prompts come from the labelled RouteLLM folder (``$SLM_ROUTER_DATA``, default
 ``../shared/data/routellm``), mixed with a configurable share of hard ones; see
@@ -56,12 +57,19 @@ from loadtest.summary import (  # noqa: E402
 
 CHAT_PATH = "/v1/chat/completions"
 RESPONSES_PATH = "/v1/responses"
+COMPLETIONS_PATH = "/v1/completions"
 CHAT = "chat"
 CHAT_STREAM = "chat-stream"
 RESPONSES = "responses"
 RESPONSES_STREAM = "responses-stream"
+COMPLETIONS = "completions"
+COMPLETIONS_STREAM = "completions-stream"
 #: Per ``--api``: the path, and the entry names of non-stream and stream requests.
-APIS = {"chat": (CHAT_PATH, CHAT, CHAT_STREAM), "responses": (RESPONSES_PATH, RESPONSES, RESPONSES_STREAM)}
+APIS = {
+    "chat": (CHAT_PATH, CHAT, CHAT_STREAM),
+    "responses": (RESPONSES_PATH, RESPONSES, RESPONSES_STREAM),
+    "completions": (COMPLETIONS_PATH, COMPLETIONS, COMPLETIONS_STREAM),
+}
 TTFT = "TTFT"
 #: Report key of the load generator's counters in a worker's report to the master.
 REPORT_KEY = "slm_router"
@@ -84,7 +92,7 @@ def _add_arguments(parser: LocustArgumentParser) -> None:
         env_var="SLM_ROUTER_LOADTEST_API",
         choices=sorted(APIS),
         default="chat",
-        help="send every request to /v1/chat/completions (chat) or /v1/responses (responses)",
+        help="send every request to /v1/chat/completions (chat), /v1/responses (responses) or /v1/completions",
     )
     parser.add_argument(
         "--hard-share",
@@ -226,7 +234,7 @@ class RunState:
             )
         settings = self.settings.public()
         settings["prompt_origin"] = self.prompts.origin if self.prompts else None
-        entries = (CHAT, CHAT_STREAM, RESPONSES, RESPONSES_STREAM)
+        entries = (CHAT, CHAT_STREAM, RESPONSES, RESPONSES_STREAM, COMPLETIONS, COMPLETIONS_STREAM)
         return build_report(self.tally, latencies, settings=settings, chat_entries=entries)
 
 
@@ -239,11 +247,11 @@ def _body(prompt: LabelledPrompt, stream: bool) -> dict[str, Any]:
         # A Responses stream always ends with the whole response, usage included.
         body = {"model": settings.model, "input": prompt.text, "max_output_tokens": settings.max_tokens}
         return {**body, "stream": True} if stream else body
-    body = {
-        "model": settings.model,
-        "messages": [{"role": "user", "content": prompt.text}],
-        "max_tokens": settings.max_tokens,
-    }
+    body = {"model": settings.model, "max_tokens": settings.max_tokens}
+    if settings.api == "completions":
+        body["prompt"] = prompt.text
+    else:
+        body["messages"] = [{"role": "user", "content": prompt.text}]
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
@@ -359,7 +367,9 @@ class StreamingChatUser(_ChatUser):
                 response.failure(_error_text(response, response.text))
                 return
             read_state = StreamRead(started)
-            feed = read_state.responses_event if path == RESPONSES_PATH else read_state.chat_event
+            feed = {RESPONSES_PATH: read_state.responses_event, COMPLETIONS_PATH: read_state.completion_event}.get(
+                path, read_state.chat_event
+            )
             read = 0
             for line, total in _sse_lines(response):
                 read = total
@@ -383,7 +393,7 @@ class StreamingChatUser(_ChatUser):
             problem = read_state.problem
             if problem is None and not read_state.done:
                 problem = (
-                    "stream did not end with [DONE]" if path == CHAT_PATH else "stream did not end with a response"
+                    "stream did not end with a response" if path == RESPONSES_PATH else "stream did not end with [DONE]"
                 )
             if problem is None and read_state.usage is None:
                 problem = "no usage chunk"

@@ -1,7 +1,8 @@
 """What a load-test stream's events say: time to first text, usage, a problem, the end.
 
-Chat streams (``chat.completion.chunk`` frames) and Responses API streams (typed events)
-are read by the same object; the locustfile feeds it each ``data:`` payload as JSON.
+Chat streams (``chat.completion.chunk`` frames), Completions streams (``text_completion``
+chunks) and Responses API streams (typed events) are read by the same object; the locustfile
+feeds it each ``data:`` payload as JSON.
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ class StreamRead:
         for choice in event.get("choices") or ():
             if (choice.get("delta") or {}).get("content"):
                 self._first_text()
+        if event.get("usage"):
+            self.usage = event["usage"]
+
+    def completion_event(self, event: dict[str, Any]) -> None:
+        """A ``text_completion`` chunk (or an in-stream error) of ``/v1/completions``."""
+        if "error" in event:
+            self.problem = f"error event: {str(event['error'].get('message', ''))[:120]}"
+        if any(choice.get("text") for choice in event.get("choices") or ()):
+            self._first_text()
         if event.get("usage"):
             self.usage = event["usage"]
 

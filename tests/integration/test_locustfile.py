@@ -97,7 +97,7 @@ def stats_rows(path: Path) -> dict[tuple[str, str], dict[str, str]]:
         return {(row["Type"], row["Name"]): row for row in csv.DictReader(fh)}
 
 
-@pytest.mark.parametrize("api", ["chat", "responses"])
+@pytest.mark.parametrize("api", ["chat", "responses", "completions"])
 async def test_headless_run_reports_tiers_ttft_share_and_savings(
     make_app: AppFactory, redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream, tmp_path: Path, api: str
 ) -> None:
@@ -122,8 +122,10 @@ async def test_headless_run_reports_tiers_ttft_share_and_savings(
 
 
 def check_reports(out: Path, ledger: tuple[int, Decimal, Decimal], api: str = "chat") -> None:
-    """The CSV, HTML and summary files of a clean run against both tiers, through ``api``."""
+    """The CSV, HTML and summary files of a clean run against both tiers, through ``api`` (only
+    the small tier completes raw prompts: ``completions`` runs reach it alone)."""
     plain, stream = (api, f"{api}-stream")
+    tiers = ("small",) if api == "completions" else ("small", "large")
     for suffix in ("_stats.csv", "_stats_history.csv", "_failures.csv", ".html", "_slm_router.json"):
         assert Path(f"{out}{suffix}").is_file(), suffix
 
@@ -132,16 +134,13 @@ def check_reports(out: Path, ledger: tuple[int, Decimal, Decimal], api: str = "c
         ("POST", plain),
         ("POST", stream),
         ("TTFT", stream),
-        (plain, "tier:small"),
-        (plain, "tier:large"),
-        (stream, "tier:small"),
-        (stream, "tier:large"),
+        *[(kind, f"tier:{tier}") for kind in (plain, stream) for tier in tiers],
     ):
         assert key in rows, (key, sorted(rows))
         assert int(rows[key]["Request Count"]) > 0, key
     assert all(int(row["Failure Count"]) == 0 for row in rows.values()), rows
     html = Path(f"{out}.html").read_text(encoding="utf-8")
-    assert "tier:large" in html and "TTFT" in html
+    assert "tier:small" in html and "TTFT" in html and ("tier:large" in html) == ("large" in tiers)
     # The first token of a stream arrives before its last one.
     ttft, whole = rows[("TTFT", stream)], rows[("POST", stream)]
     assert float(ttft["Average Response Time"]) < float(whole["Average Response Time"])
@@ -150,20 +149,20 @@ def check_reports(out: Path, ledger: tuple[int, Decimal, Decimal], api: str = "c
     summary: dict[str, Any] = json.loads(Path(f"{out}_slm_router.json").read_text(encoding="utf-8"))
     sent = int(rows[("POST", plain)]["Request Count"]) + int(whole["Request Count"])
     # Only the chosen API was called.
-    other = "responses" if api == "chat" else "chat"
-    assert ("POST", other) not in rows and ("POST", f"{other}-stream") not in rows
+    for other in {"chat", "responses", "completions"} - {api}:
+        assert ("POST", other) not in rows and ("POST", f"{other}-stream") not in rows
     assert summary["failures"] == 0 and summary["requests"] == summary["successful"] == sent
     assert summary["settings"]["prompt_origin"] == "routellm"
     assert summary["settings"]["hard_share"] == 0.5 and summary["settings"]["api"] == api
     by_tier = summary["by_tier"]
-    assert by_tier["small"] + by_tier["large"] == sent
-    assert 0 < summary["large_share"] < 1
-    assert summary["large_share"] == by_tier["large"] / sent
+    assert set(by_tier) == set(tiers) and sum(by_tier.values()) == sent
+    assert 0 < summary["large_share"] < 1 if "large" in tiers else summary["large_share"] == 0
+    assert summary["large_share"] == by_tier.get("large", 0) / sent
     per_tier_rows = [rows[(kind, f"tier:{tier}")] for kind in (plain, stream) for tier in by_tier]
     assert sum(int(row["Request Count"]) for row in per_tier_rows) == sent
     quality = summary["routing_quality"]
     assert quality["easy"]["requests"] + quality["hard"]["requests"] == sent
-    assert quality["easy"]["to_large"] + quality["hard"]["to_large"] == by_tier["large"]
+    assert quality["easy"]["to_large"] + quality["hard"]["to_large"] == by_tier.get("large", 0)
 
     # Every request the gateway billed was counted by the load test, to the nano-dollar: the
     # summary sums the cost headers and usage figures the clients received.

@@ -1,4 +1,4 @@
-"""The load test's stream reader: TTFT, usage, problems and the end, for both APIs."""
+"""The load test's stream reader: TTFT, usage, problems and the end, for every API."""
 
 from __future__ import annotations
 
@@ -36,3 +36,14 @@ def test_a_responses_stream_ends_with_the_whole_response_or_its_failure() -> Non
     alone = StreamRead(time.perf_counter())
     alone.responses_event({"type": "response.failed", "response": {}})
     assert alone.problem == "response.failed"
+
+
+def test_a_completions_stream_takes_ttft_from_the_first_text() -> None:
+    read = StreamRead(time.perf_counter())
+    read.completion_event({"object": "text_completion", "choices": [{"text": "", "index": 0}]})
+    assert read.ttft_ms is None
+    read.completion_event({"object": "text_completion", "choices": [{"text": " Paris", "index": 0}]})
+    read.completion_event({"object": "text_completion", "choices": [], "usage": {"completion_tokens": 1}})
+    assert read.ttft_ms is not None and read.usage == {"completion_tokens": 1} and read.problem is None
+    read.completion_event({"error": {"message": "engine died"}})
+    assert read.problem == "error event: engine died"
