@@ -7,12 +7,15 @@ and the usage, are read the same way whichever transport a tier uses.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.engine import (
     Completion,
     CompletionChoice,
     EngineDelta,
+    TokenLogprob,
+    ToolCallPart,
     logprobs_from_openai,
     openai_field,
     tool_calls_from_openai,
@@ -21,9 +24,24 @@ from gateway.engine import (
 __all__ = ["ChunkReader", "completion_from_openai"]
 
 
-def _usage(item: Any) -> tuple[int, int]:
+@dataclass(frozen=True, slots=True)
+class _Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cached_tokens: int = 0
+
+
+def _usage(item: Any) -> _Usage:
     usage = openai_field(item, "usage")
-    return int(openai_field(usage, "prompt_tokens") or 0), int(openai_field(usage, "completion_tokens") or 0)
+    completion_details = openai_field(usage, "completion_tokens_details")
+    prompt_details = openai_field(usage, "prompt_tokens_details")
+    return _Usage(
+        int(openai_field(usage, "prompt_tokens") or 0),
+        int(openai_field(usage, "completion_tokens") or 0),
+        int(openai_field(completion_details, "reasoning_tokens") or 0),
+        int(openai_field(prompt_details, "cached_tokens") or 0),
+    )
 
 
 def _index(choice: Any, position: int) -> int:
@@ -45,8 +63,15 @@ def completion_from_openai(response: Any, model: str) -> Completion:
                 tool_calls=tool_calls_from_openai(openai_field(message, "tool_calls")),
             )
         )
-    prompt_tokens, completion_tokens = _usage(response)
-    return Completion.of_choices(choices, prompt_tokens, completion_tokens, model)
+    usage = _usage(response)
+    return Completion.of_choices(
+        choices,
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        model,
+        reasoning_tokens=usage.reasoning_tokens,
+        cached_tokens=usage.cached_tokens,
+    )
 
 
 class ChunkReader:
@@ -61,14 +86,13 @@ class ChunkReader:
     def __init__(self, model: str) -> None:
         self._model = model
         self._pieces = 0
-        self._prompt_tokens = 0
-        self._completion_tokens = 0
+        self._usage = _Usage()
         self._finish: dict[int, str | None] = {}
 
     def feed(self, chunk: Any) -> list[EngineDelta]:
         """The deltas in one chunk: those with text, logprobs or tool-call fragments."""
         if openai_field(chunk, "usage") is not None:
-            self._prompt_tokens, self._completion_tokens = _usage(chunk)
+            self._usage = _usage(chunk)
         deltas = []
         for position, choice in enumerate(openai_field(chunk, "choices") or []):
             index = _index(choice, position)
@@ -79,14 +103,31 @@ class ChunkReader:
             calls = tool_calls_from_openai(openai_field(delta, "tool_calls"))
             if text or logprobs or calls:
                 self._pieces += 1
-                tokens = self._completion_tokens or self._pieces
-                deltas.append(EngineDelta(text, None, self._prompt_tokens, tokens, self._model, logprobs, calls, index))
+                deltas.append(self._delta(text, None, index, logprobs, calls))
         return deltas
+
+    def _delta(
+        self,
+        text: str,
+        finish_reason: str | None,
+        index: int,
+        logprobs: tuple[TokenLogprob, ...] = (),
+        calls: tuple[ToolCallPart, ...] = (),
+    ) -> EngineDelta:
+        usage = self._usage
+        return EngineDelta(
+            text,
+            finish_reason,
+            usage.prompt_tokens,
+            usage.completion_tokens or self._pieces,
+            self._model,
+            logprobs,
+            calls,
+            index,
+            usage.reasoning_tokens,
+            usage.cached_tokens,
+        )
 
     def finish(self) -> list[EngineDelta]:
         """One closing delta per choice seen (choice 0 when none was), with the final usage."""
-        tokens = self._completion_tokens or self._pieces
-        return [
-            EngineDelta("", self._finish.get(index) or "stop", self._prompt_tokens, tokens, self._model, index=index)
-            for index in sorted(self._finish) or [0]
-        ]
+        return [self._delta("", self._finish.get(index) or "stop", index) for index in sorted(self._finish) or [0]]

@@ -264,6 +264,10 @@ class EngineDelta:
     tool_calls: tuple[ToolCallPart, ...] = ()
     #: Which choice this piece belongs to.
     index: int = 0
+    #: Of ``completion_tokens``, those a reasoning model spent thinking; of ``prompt_tokens``,
+    #: those the provider served from its prompt cache (running totals, as reported upstream).
+    reasoning_tokens: int = 0
+    cached_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +300,9 @@ class Completion:
     tool_calls: tuple[ToolCallPart, ...] = ()
     #: Choices 1 .. n-1, in index order, when the request asked for more than one.
     extra_choices: tuple[CompletionChoice, ...] = ()
+    #: Of ``completion_tokens``, those spent reasoning; of ``prompt_tokens``, those cached.
+    reasoning_tokens: int = 0
+    cached_tokens: int = 0
 
     def choices(self) -> tuple[CompletionChoice, ...]:
         """Every choice, in index order."""
@@ -304,7 +311,14 @@ class Completion:
 
     @classmethod
     def of_choices(
-        cls, choices: Sequence[CompletionChoice], prompt_tokens: int, completion_tokens: int, model: str
+        cls,
+        choices: Sequence[CompletionChoice],
+        prompt_tokens: int,
+        completion_tokens: int,
+        model: str,
+        *,
+        reasoning_tokens: int = 0,
+        cached_tokens: int = 0,
     ) -> Completion:
         """From whole choices (at least one), ordered by index."""
         first, *rest = sorted(choices, key=lambda choice: choice.index)
@@ -317,6 +331,8 @@ class Completion:
             first.logprobs,
             first.tool_calls,
             tuple(rest),
+            reasoning_tokens,
+            cached_tokens,
         )
 
 
@@ -339,7 +355,14 @@ async def collect_completion(deltas: AsyncIterator[EngineDelta]) -> Completion:
         )
         for index, pieces in parts.items()
     ]
-    return Completion.of_choices(choices, last.prompt_tokens, last.completion_tokens, last.model)
+    return Completion.of_choices(
+        choices,
+        last.prompt_tokens,
+        last.completion_tokens,
+        last.model,
+        reasoning_tokens=last.reasoning_tokens,
+        cached_tokens=last.cached_tokens,
+    )
 
 
 class ChatEngine(ABC):

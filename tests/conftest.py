@@ -47,6 +47,7 @@ def upstream_behaviour(fake_upstream: FakeOpenAIUpstream) -> Iterator[UpstreamBe
     behaviour.hang = False
     behaviour.reply = None
     behaviour.fail_when = None
+    behaviour.cached_tokens = 0
     behaviour.requests.clear()
     behaviour.headers_seen.clear()
 

@@ -320,14 +320,41 @@ class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    #: ``{"reasoning_tokens": n}``: of ``completion_tokens``, those a reasoning model spent
+    #: thinking (only when the model reported some).
+    completion_tokens_details: dict[str, int] | None = None
+    #: ``{"cached_tokens": n}``: of ``prompt_tokens``, those the provider served from its
+    #: prompt cache (only when it reported some).
+    prompt_tokens_details: dict[str, int] | None = None
     #: ``{"cost_usd", "baseline_usd", "savings_usd"}`` for this request (slm-router extension).
     slm_router: dict[str, float] | None = None
+
+    @classmethod
+    def counted(
+        cls,
+        prompt_tokens: int,
+        completion_tokens: int,
+        *,
+        reasoning_tokens: int = 0,
+        cached_tokens: int = 0,
+        slm_router: dict[str, float] | None = None,
+    ) -> Usage:
+        """The usage of these counts (details only where there is something to say)."""
+        return cls(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=prompt_tokens + completion_tokens,
+            completion_tokens_details={"reasoning_tokens": reasoning_tokens} if reasoning_tokens else None,
+            prompt_tokens_details={"cached_tokens": cached_tokens} if cached_tokens else None,
+            slm_router=slm_router,
+        )
 
     @model_serializer(mode="wrap")
     def _drop_unset_extension(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
-        if data.get("slm_router") is None:
-            data.pop("slm_router", None)
+        for name in ("slm_router", "completion_tokens_details", "prompt_tokens_details"):
+            if data.get(name) is None:
+                data.pop(name, None)
         return data
 
 

@@ -427,10 +427,11 @@ class ChatCompletionService:
             created=int(time.time()),
             model=model,
             choices=[_response_choice(choice, generation.logprobs) for choice in completion.choices()],
-            usage=Usage(
-                prompt_tokens=completion.prompt_tokens,
-                completion_tokens=completion.completion_tokens,
-                total_tokens=completion.prompt_tokens + completion.completion_tokens,
+            usage=Usage.counted(
+                completion.prompt_tokens,
+                completion.completion_tokens,
+                reasoning_tokens=completion.reasoning_tokens,
+                cached_tokens=completion.cached_tokens,
                 slm_router=cost.as_dict() if cost is not None else None,
             ),
         )

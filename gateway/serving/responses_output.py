@@ -161,7 +161,9 @@ def _usage(usage: Usage | None) -> dict[str, Any] | None:
         return None
     shaped = ResponseUsage(
         input_tokens=usage.prompt_tokens,
+        input_tokens_details={"cached_tokens": (usage.prompt_tokens_details or {}).get("cached_tokens", 0)},
         output_tokens=usage.completion_tokens,
+        output_tokens_details={"reasoning_tokens": (usage.completion_tokens_details or {}).get("reasoning_tokens", 0)},
         total_tokens=usage.total_tokens,
         slm_router=usage.slm_router,
     )

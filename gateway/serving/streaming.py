@@ -198,10 +198,11 @@ class SseStream:
             cost = await self._finish(last)
             if self.include_usage:
                 prompt, completion = _usage(last)
-                usage = Usage(
-                    prompt_tokens=prompt,
-                    completion_tokens=completion,
-                    total_tokens=prompt + completion,
+                usage = Usage.counted(
+                    prompt,
+                    completion,
+                    reasoning_tokens=last.reasoning_tokens if last is not None else 0,
+                    cached_tokens=last.cached_tokens if last is not None else 0,
                     slm_router=cost.as_dict() if cost is not None else None,
                 )
                 yield ChatCompletionChunk(

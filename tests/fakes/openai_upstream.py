@@ -42,6 +42,13 @@ class UpstreamBehaviour:
     reply: Callable[[dict[str, Any]], str] | None = None
     #: Requests for which this returns true fail with ``fail_status`` (default 500).
     fail_when: Callable[[dict[str, Any]], bool] | None = None
+    #: Prompt tokens reported as served from the provider's cache (``prompt_tokens_details``).
+    cached_tokens: int = 0
+
+
+#: Tokens the fake "thinks" for a request that sets ``reasoning_effort`` (as a reasoning model
+#: does, counted in ``completion_tokens`` and reported in ``completion_tokens_details``).
+REASONING_TOKENS = 7
 
 
 def _words(text: str) -> list[str]:
@@ -182,7 +189,7 @@ def create_fake_openai_app(behaviour: UpstreamBehaviour) -> FastAPI:
         words = words[:max_tokens]
         finish = "length" if len(words) == max_tokens else "stop"
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
-        usage = {
+        usage: dict[str, Any] = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": len(words),
             "total_tokens": prompt_tokens + len(words),
@@ -196,6 +203,16 @@ def create_fake_openai_app(behaviour: UpstreamBehaviour) -> FastAPI:
         choice_words = [[*words[:-1], words[-1] + f"#{c}"] if c and words else list(words) for c in range(n)]
         completion_tokens = usage["completion_tokens"] * n
         usage = {**usage, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
+        if body.get("reasoning_effort"):
+            completion_tokens += REASONING_TOKENS
+            usage = {
+                **usage,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+                "completion_tokens_details": {"reasoning_tokens": REASONING_TOKENS},
+            }
+        if behaviour.cached_tokens:
+            usage = {**usage, "prompt_tokens_details": {"cached_tokens": behaviour.cached_tokens}}
         created = int(time.time())
         logprobs = [_logprobs(body, w) for w in choice_words]
         if not body.get("stream"):

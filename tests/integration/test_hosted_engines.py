@@ -20,7 +20,7 @@ from gateway.errors import (
     UpstreamTimeoutError,
 )
 from gateway.serving import failover_reason
-from tests.fakes.openai_upstream import FakeOpenAIUpstream, UpstreamBehaviour
+from tests.fakes.openai_upstream import REASONING_TOKENS, FakeOpenAIUpstream, UpstreamBehaviour
 from tests.integration.conftest import hosted_engine
 
 
@@ -76,6 +76,31 @@ async def test_reasoning_effort_and_verbosity_reach_the_upstream(
     assert (sent["reasoning_effort"], sent["verbosity"]) == ("low", "high")
     await eng.complete(gen())
     assert "reasoning_effort" not in upstream_behaviour.requests[-1]
+
+
+async def test_reasoning_and_cached_tokens_come_back_in_the_usage(
+    fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour, transport: str
+) -> None:
+    # A reasoning model counts its thinking in completion_tokens and says how many it was.
+    upstream_behaviour.cached_tokens = 2
+    eng = engine(fake_upstream, transport, model_params=["reasoning_effort"])
+    await eng.start()
+    request = dataclasses.replace(gen(), reasoning_effort="low")
+    completion = await eng.complete(request)
+    assert (completion.completion_tokens, completion.reasoning_tokens, completion.cached_tokens) == (
+        4 + REASONING_TOKENS,
+        REASONING_TOKENS,
+        2,
+    )
+    deltas = [delta async for delta in eng.stream(request)]
+    assert (deltas[-1].completion_tokens, deltas[-1].reasoning_tokens, deltas[-1].cached_tokens) == (
+        4 + REASONING_TOKENS,
+        REASONING_TOKENS,
+        2,
+    )
+    upstream_behaviour.cached_tokens = 0
+    plain = await eng.complete(gen())
+    assert (plain.reasoning_tokens, plain.cached_tokens) == (0, 0)
 
 
 async def test_logit_bias_reaches_the_upstream(

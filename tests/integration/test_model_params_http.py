@@ -14,7 +14,12 @@ import pytest
 from gateway.redis_server import EmbeddedRedis
 from gateway.serving.assembly import ReplicaServices
 from tests.fakes.engines import ScriptedEngine
-from tests.fakes.openai_upstream import FakeOpenAIUpstream, UpstreamBehaviour, hosted_tier_settings
+from tests.fakes.openai_upstream import (
+    REASONING_TOKENS,
+    FakeOpenAIUpstream,
+    UpstreamBehaviour,
+    hosted_tier_settings,
+)
 from tests.integration.conftest import AppFactory, gateway_config, sdk
 
 App = tuple[httpx.AsyncClient, ReplicaServices, ScriptedEngine]
@@ -43,12 +48,22 @@ async def test_the_large_tier_gets_them_and_the_small_tier_answers_without_them(
     assert answer.choices[0].message.content
     sent = upstream_behaviour.requests[-1]
     assert (sent["reasoning_effort"], sent["verbosity"]) == ("low", "low")
+    # The model's thinking, counted in completion_tokens, is reported as OpenAI reports it.
+    assert answer.usage is not None and answer.usage.completion_tokens_details is not None
+    assert answer.usage.completion_tokens_details.reasoning_tokens == REASONING_TOKENS
+    streamed = await api.chat.completions.create(
+        model="fake-large", messages=USER, reasoning_effort="low", stream=True, stream_options={"include_usage": True}
+    )
+    usage = [chunk.usage async for chunk in streamed if chunk.usage is not None][-1]
+    assert usage.completion_tokens_details is not None
+    assert usage.completion_tokens_details.reasoning_tokens == REASONING_TOKENS
 
     # Routed (no router loaded here: the default tier, small), it is answered without them.
     raw = await api.chat.completions.with_raw_response.create(model="router", messages=USER, reasoning_effort="high")
     assert raw.headers["x-slm-router-tier"] == "small"
     assert raw.headers["x-slm-router-dropped-params"] == "reasoning_effort"
     assert small.requests[-1].reasoning_effort is None
+    assert "completion_tokens_details" not in raw.http_response.json()["usage"]  # nothing to report
 
     # Named, the small model refuses it, as OpenAI refuses it for a model without reasoning.
     with pytest.raises(openai.BadRequestError) as refused:
@@ -69,6 +84,7 @@ async def test_the_responses_api_sends_and_reports_them(app: App, upstream_behav
     assert (sent["reasoning_effort"], sent["verbosity"]) == ("minimal", "high")
     assert response.reasoning is not None and response.reasoning.effort == "minimal"
     assert response.text is not None and response.text.verbosity == "high"
+    assert response.usage is not None and response.usage.output_tokens_details.reasoning_tokens == REASONING_TOKENS
 
     # The small tier answered without them: the response reports the defaults in effect.
     routed = await api.responses.create(model="router", input="Hi", reasoning={"effort": "high"})

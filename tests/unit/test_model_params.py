@@ -123,3 +123,14 @@ def test_the_responses_api_maps_reasoning_effort_and_text_verbosity() -> None:
     assert chat.model_params() == {"reasoning_effort": "minimal", "verbosity": "high"}
     plain = chat_form(ResponsesRequest.model_validate({"model": "router", "input": "x", "reasoning": {}})).request
     assert plain.model_params() == {}
+
+
+def test_usage_reports_reasoning_and_cached_tokens_only_when_there_are_some() -> None:
+    from gateway.protocol import Usage
+
+    plain = Usage.counted(5, 3).model_dump()
+    assert plain == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+    detailed = Usage.counted(5, 10, reasoning_tokens=7, cached_tokens=4).model_dump()
+    assert detailed["completion_tokens_details"] == {"reasoning_tokens": 7}
+    assert detailed["prompt_tokens_details"] == {"cached_tokens": 4}
+    assert detailed["total_tokens"] == 15
