@@ -98,6 +98,24 @@ class ChatEndpoint:
         self._observer = observer
         self._cache = cache
 
+    def refused(
+        self,
+        error: GatewayError,
+        headers: Mapping[str, str],
+        caller: Caller | None,
+        model: str | None,
+        *,
+        output_type: str | None = None,
+        operation: str = OPERATION_CHAT,
+    ) -> None:
+        """Record a request refused before any work: still a failed request in the metrics and
+        traces (``error.type`` says why), so operators see bad keys and bodies, unsupported asks
+        and 429s, whichever API they came through."""
+        label = self._chat.model_label(model) if model is not None else OTHER_MODEL_LABEL
+        self._observer.begin(
+            request_model=label, headers=headers, caller=caller, output_type=output_type, operation=operation
+        ).fail(error)
+
     def check_model(self, model: str) -> None:
         """Raise the 404 for a model no tier serves (the virtual router model passes)."""
         if not self._chat.is_routed(model):
@@ -158,13 +176,14 @@ class ChatEndpoint:
             admission = await self._access.admit(caller, request_dict, _ESTIMATE_MAX_TOKENS)
             over_budget = await self._over_budget(caller)
         except GatewayError as error:
-            # Refused before any work, but still a failed request in the metrics and traces
-            # (error.type says why): operators see bad keys and bodies, unsupported asks and 429s.
-            model = self._chat.model_label(request.model) if request is not None else OTHER_MODEL_LABEL
-            output_type = request.output_type() if request is not None else None
-            self._observer.begin(
-                request_model=model, headers=headers, caller=caller, output_type=output_type, operation=operation
-            ).fail(error)
+            self.refused(
+                error,
+                headers,
+                caller,
+                request.model if request is not None else None,
+                output_type=request.output_type() if request is not None else None,
+                operation=operation,
+            )
             raise
         await self._maybe_capture(request, caller)
         if use_cache and self._cache is not None:

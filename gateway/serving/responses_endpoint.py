@@ -187,9 +187,19 @@ class ResponsesEndpoint:
         return ended.response if ended is not None else cancelled
 
     async def _start_background(self, body: bytes, headers: Mapping[str, str]) -> ResponsesResult:
-        """Check and keep a ``background`` request, answer ``queued`` and run it on."""
-        caller = await self._authenticate(headers)
-        request = parse_body(body, ResponsesRequest)
+        """Check and keep a ``background`` request, answer ``queued`` and run it on (a refusal
+        counts as a failed request, as the pipeline counts its own)."""
+        caller: Caller | None = None
+        request: ResponsesRequest | None = None
+        try:
+            caller = await self._authenticate(headers)
+            request = parse_body(body, ResponsesRequest)
+            return await self._queue(headers, caller, request)
+        except GatewayError as error:
+            self._chat.refused(error, headers, caller, request.model if request is not None else None)
+            raise
+
+    async def _queue(self, headers: Mapping[str, str], caller: Caller, request: ResponsesRequest) -> ResponsesResult:
         if self._store is None or self._runs is None:
             raise InvalidRequestError(
                 "background responses are kept in Redis, and this gateway runs without it", param="background"

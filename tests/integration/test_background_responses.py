@@ -151,7 +151,23 @@ async def test_a_run_whose_replica_stopped_reads_as_failed(make_app: AppFactory,
         assert await status(other, shell.id) == "failed"
 
 
-async def test_background_needs_redis(make_app: AppFactory, fake_upstream: FakeOpenAIUpstream) -> None:
-    async with make_app(gateway_config(None, fake_upstream.base_url)) as (client, _):
+async def test_background_needs_redis_and_a_refusal_is_counted(
+    make_app: AppFactory, fake_upstream: FakeOpenAIUpstream
+) -> None:
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    async with make_app(gateway_config(None, fake_upstream.base_url), metric_readers=[reader]) as (client, _):
         answer = await client.post(RESPONSES, json={"model": "small-model", "input": "x", "background": True})
     assert answer.status_code == 400 and answer.json()["error"]["param"] == "background"
+    data = reader.get_metrics_data()
+    assert data is not None
+    failed = [
+        point.attributes
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "slm_router.requests"
+        for point in metric.data.data_points
+    ]
+    assert [(a or {}).get("gen_ai.request.model") for a in failed] == ["small-model"]
