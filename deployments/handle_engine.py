@@ -126,6 +126,10 @@ class DeploymentHandleEngine(ChatEngine):
             if abandoned:
                 call.cancel()
                 cancel()
+                # Cancelling the remote call ends the task with Serve's RequestCancelledError,
+                # which nobody awaits: read it, or asyncio logs "Task exception was never
+                # retrieved" with a traceback for every abandoned call.
+                call.add_done_callback(_read_outcome)
         if abandoned:
             raise self._no_replica()
         return call.result()
@@ -195,3 +199,8 @@ def _delta(item: EngineDelta | EngineRefusal) -> EngineDelta:
     if isinstance(item, EngineRefusal):
         raise item.error
     return item
+
+
+def _read_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

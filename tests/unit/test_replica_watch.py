@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,7 +51,12 @@ class FakeResponse:
 
     async def _wait(self) -> Any:
         if self._hang:  # queued in Serve's router for a replica that never comes
-            await asyncio.Event().wait()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                if self.cancelled:  # as Serve's DeploymentResponse: its own error, not CancelledError
+                    raise RuntimeError("Request was cancelled.") from None
+                raise
         return self._result
 
 
@@ -195,6 +201,30 @@ async def test_a_caller_going_away_cancels_the_remote_call(handle: FakeHandle) -
         assert handle.responses[-1].cancelled
     finally:
         await engine.shutdown()
+
+
+async def test_an_abandoned_call_leaves_no_unread_task_error(handle: FakeHandle) -> None:
+    # Serve ends a cancelled call with its own error; unread, asyncio logs it with a traceback.
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    engine = DeploymentHandleEngine(handle, "small-model", watch=ReplicaWatch("app", "d", counter=ScriptedCounter([1])))
+    await engine.start()
+    handle.hang = True
+    try:
+        call = asyncio.create_task(engine.complete(request()))
+        await asyncio.sleep(0.02)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await asyncio.sleep(0.01)
+        gc.collect()
+        await asyncio.sleep(0.01)
+    finally:
+        loop.set_exception_handler(previous)
+        await engine.shutdown()
+    assert [c["message"] for c in reported] == []
 
 
 async def test_a_dead_single_replica_counts_as_down_before_the_controller_notices() -> None:
