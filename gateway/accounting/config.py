@@ -48,6 +48,9 @@ class PerMillionPriceConfig(_Strict):
     kind: Literal["per_million"] = "per_million"
     input_usd_per_million: float = Field(ge=0)
     output_usd_per_million: float = Field(ge=0)
+    #: Prompt tokens the provider served from its prompt cache (OpenAI, Anthropic and others
+    #: bill them at a discount, and report them); null: the input price.
+    cached_input_usd_per_million: float | None = Field(None, ge=0)
 
 
 class GpuHourPriceConfig(_Strict):

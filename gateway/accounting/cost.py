@@ -160,8 +160,17 @@ def _check_tokens(prompt_tokens: int, completion_tokens: int) -> None:
         raise ValueError(f"token counts must not be negative: {prompt_tokens}, {completion_tokens}")
 
 
-def _charge(price: Price, prompt_tokens: Decimal, completion_tokens: Decimal) -> Decimal:
-    return prompt_tokens * price.input_per_token + completion_tokens * price.output_per_token
+def _charge(
+    price: Price, prompt_tokens: Decimal, completion_tokens: Decimal, cached_tokens: Decimal = Decimal(0)
+) -> Decimal:
+    # Cached prompt tokens are part of prompt_tokens, billed at the cache price where there is one.
+    cached = min(cached_tokens, prompt_tokens)
+    cached_price = price.cached_input_per_token if price.cached_input_per_token is not None else price.input_per_token
+    return (
+        (prompt_tokens - cached) * price.input_per_token
+        + cached * cached_price
+        + completion_tokens * price.output_per_token
+    )
 
 
 class CostCalculator:
@@ -201,24 +210,34 @@ class CostCalculator:
         return self._prices.resolve(tier) is self._prices.baseline
 
     def cost(
-        self, tier: str, prompt_tokens: int, completion_tokens: int, *, wasted: Sequence[Attempt] = ()
+        self,
+        tier: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        *,
+        cached_tokens: int = 0,
+        wasted: Sequence[Attempt] = (),
     ) -> RequestCost:
         """Price a request answered by ``tier`` (a tier or served model name).
 
-        ``prompt_tokens``/``completion_tokens`` are the usage reported to the client;
-        ``wasted`` lists earlier attempts on other tiers that were paid for but discarded.
+        ``prompt_tokens``/``completion_tokens`` are the usage reported to the client, of which
+        ``cached_tokens`` prompt tokens the provider served from its prompt cache (billed at
+        the tier's cached-input price, where it has one); ``wasted`` lists earlier attempts on
+        other tiers that were paid for but discarded.
         """
         _check_tokens(prompt_tokens, completion_tokens)
+        _check_tokens(cached_tokens, 0)
         with localcontext(prec=PRICE_PRECISION):
-            prompt, completion = Decimal(prompt_tokens), Decimal(completion_tokens)
-            spent = _charge(self._prices.resolve(tier), prompt, completion)
+            prompt, completion, cached = Decimal(prompt_tokens), Decimal(completion_tokens), Decimal(cached_tokens)
+            spent = _charge(self._prices.resolve(tier), prompt, completion, cached)
             for attempt in wasted:
                 _check_tokens(attempt.prompt_tokens, attempt.completion_tokens)
                 price = self._prices.resolve(attempt.tier)
                 spent += _charge(price, Decimal(attempt.prompt_tokens), Decimal(attempt.completion_tokens))
             if self._is_baseline(tier):
-                baseline = _charge(self._prices.baseline, prompt, completion)
+                baseline = _charge(self._prices.baseline, prompt, completion, cached)
             else:
+                # What the baseline model's cache would have held is unknown: its full input price.
                 prompt_ratio, completion_ratio = self._ratios.get(tier, (Decimal(1), Decimal(1)))
                 baseline = _charge(self._prices.baseline, prompt * prompt_ratio, completion * completion_ratio)
         return RequestCost(prompt_tokens, completion_tokens, usd_to_nanos(spent), usd_to_nanos(baseline))

@@ -65,12 +65,21 @@ class Price:
     output_per_token: Decimal
     #: Where the price came from, for logs and ``/v1/models``-style introspection.
     source: str = ""
+    #: Prompt tokens served from the provider's prompt cache; ``None``: the input price.
+    cached_input_per_token: Decimal | None = None
 
     @classmethod
-    def per_million(cls, input_usd: float | Decimal, output_usd: float | Decimal, source: str = "") -> Price:
+    def per_million(
+        cls,
+        input_usd: float | Decimal,
+        output_usd: float | Decimal,
+        source: str = "",
+        cached_input_usd: float | Decimal | None = None,
+    ) -> Price:
         """A price quoted in USD per million tokens."""
         with localcontext(prec=PRICE_PRECISION):
-            return cls(to_decimal(input_usd) / _MILLION, to_decimal(output_usd) / _MILLION, source)
+            cached = None if cached_input_usd is None else to_decimal(cached_input_usd) / _MILLION
+            return cls(to_decimal(input_usd) / _MILLION, to_decimal(output_usd) / _MILLION, source, cached)
 
     @classmethod
     def from_gpu_hour(cls, config: GpuHourPriceConfig, source: str = "") -> Price:
@@ -132,7 +141,8 @@ def litellm_price(model_cost: ModelCostMap, model: str) -> Price | None:
         input_cost = _number(entry.get("input_cost_per_token"))
         output_cost = _number(entry.get("output_cost_per_token"))
         if input_cost is not None and output_cost is not None:
-            return Price(input_cost, output_cost, f"litellm:{name}")
+            cached = _number(entry.get("cache_read_input_token_cost"))
+            return Price(input_cost, output_cost, f"litellm:{name}", cached)
     return None
 
 
@@ -248,7 +258,9 @@ class _Resolver:
 
     def _configured(self, entry: PriceConfig, where: str) -> Price | None:
         if isinstance(entry, PerMillionPriceConfig):
-            return Price.per_million(entry.input_usd_per_million, entry.output_usd_per_million, where)
+            return Price.per_million(
+                entry.input_usd_per_million, entry.output_usd_per_million, where, entry.cached_input_usd_per_million
+            )
         if isinstance(entry, GpuHourPriceConfig):
             return Price.from_gpu_hour(entry, where)
         assert isinstance(entry, LiteLLMPriceConfig)

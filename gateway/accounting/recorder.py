@@ -41,11 +41,12 @@ class CostRecorder:
         model: str,
         prompt_tokens: int,
         completion_tokens: int,
+        cached_tokens: int = 0,
         key_id: str | None = None,
         wasted: Sequence[Attempt] = (),
     ) -> RequestCost:
         """Price one finished request and record it; returns the cost to report to the client."""
-        cost = self._calculator.cost(tier, prompt_tokens, completion_tokens, wasted=wasted)
+        cost = self._calculator.cost(tier, prompt_tokens, completion_tokens, cached_tokens=cached_tokens, wasted=wasted)
         if self._ledger is not None:
             try:
                 await self._ledger.record(cost, tier=tier, model=model, key_id=key_id)

@@ -419,6 +419,7 @@ class ChatCompletionService:
                 prompt_tokens=completion.prompt_tokens,
                 completion_tokens=completion.completion_tokens,
                 stream=False,
+                cached_tokens=completion.cached_tokens,
             )
         if cost is not None:
             headers.update(cost.headers())

@@ -186,7 +186,14 @@ class RequestObservation:
             self._first_token_s = time.perf_counter() - self._started
 
     async def finish(
-        self, *, tier: str, model: str, prompt_tokens: int, completion_tokens: int, stream: bool
+        self,
+        *,
+        tier: str,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        stream: bool,
+        cached_tokens: int = 0,
     ) -> RequestCost | None:
         """Usage is final: price it, write the ledger, settle rate limits, record metrics, end spans.
 
@@ -198,7 +205,12 @@ class RequestObservation:
         self._finished = True
         settlement = self._observer.detach(
             self._settle(
-                tier=tier, model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, stream=stream
+                tier=tier,
+                model=model,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                stream=stream,
+                cached_tokens=cached_tokens,
             )
         )
         return await asyncio.shield(settlement)
@@ -228,6 +240,7 @@ class RequestObservation:
                 completion_tokens=completion.completion_tokens,
                 stream=False,
                 abandoned=True,
+                cached_tokens=completion.cached_tokens,
             )
 
         self._observer.detach(settle())
@@ -241,6 +254,7 @@ class RequestObservation:
         completion_tokens: int,
         stream: bool,
         abandoned: bool = False,
+        cached_tokens: int = 0,
     ) -> RequestCost | None:
         self._end_upstream(None, (prompt_tokens, completion_tokens), model)
         control = self._observer.routing_control
@@ -255,6 +269,7 @@ class RequestObservation:
                     model=model,
                     prompt_tokens=prompt_tokens,
                     completion_tokens=completion_tokens,
+                    cached_tokens=cached_tokens,
                     key_id=self.key_id,
                 )
             except Exception:
@@ -293,14 +308,28 @@ class RequestObservation:
             self._trace.end(status_code=499 if abandoned else 200, error=CLIENT_CLOSED_REQUEST if abandoned else None)
         return cost
 
-    def finish_later(self, *, tier: str, model: str, prompt_tokens: int, completion_tokens: int, stream: bool) -> None:
+    def finish_later(
+        self,
+        *,
+        tier: str,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        stream: bool,
+        cached_tokens: int = 0,
+    ) -> None:
         """:meth:`finish` without waiting for it (the stream's task is being cancelled)."""
         if self._finished:
             return
         self._finished = True
         self._observer.detach(
             self._settle(
-                tier=tier, model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, stream=stream
+                tier=tier,
+                model=model,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                stream=stream,
+                cached_tokens=cached_tokens,
             )
         )
 

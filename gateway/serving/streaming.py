@@ -226,7 +226,12 @@ class SseStream:
         if self.observation is not None:
             prompt, completion = _usage(last)
             self.observation.finish_later(
-                tier=self.tier_name, model=self.model, prompt_tokens=prompt, completion_tokens=completion, stream=True
+                tier=self.tier_name,
+                model=self.model,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                stream=True,
+                cached_tokens=last.cached_tokens if last is not None else 0,
             )
         await close_quietly(deltas)
 
@@ -239,7 +244,12 @@ class SseStream:
             return None
         prompt, completion = _usage(last)
         return await self.observation.finish(
-            tier=self.tier_name, model=self.model, prompt_tokens=prompt, completion_tokens=completion, stream=True
+            tier=self.tier_name,
+            model=self.model,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            stream=True,
+            cached_tokens=last.cached_tokens if last is not None else 0,
         )
 
 

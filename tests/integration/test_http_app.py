@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,6 +31,47 @@ async def test_round_trip_through_both_tiers_with_cost(
         large = await client.post(CHAT, json=body("fake-large"))
         assert large.json()["choices"][0]["message"]["content"] == "large says: q"
         assert large.headers["x-slm-router-savings-usd"] == "0.000000000"  # the baseline itself
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_cached_prompt_tokens_are_charged_at_the_cache_price(
+    make_app: AppFactory,
+    redis_server: EmbeddedRedis,
+    fake_upstream: FakeOpenAIUpstream,
+    upstream_behaviour: UpstreamBehaviour,
+    stream: bool,
+) -> None:
+    # The provider served 2 of the prompt tokens from its cache and says so in the usage.
+    upstream_behaviour.cached_tokens = 2
+    prices = {
+        "small": {"kind": "per_million", "input_usd_per_million": 0.1, "output_usd_per_million": 0.3},
+        "large": {
+            "kind": "per_million",
+            "input_usd_per_million": 2.5,
+            "output_usd_per_million": 10,
+            "cached_input_usd_per_million": 1.25,
+        },
+    }
+    config = gateway_config(
+        redis_server.url,
+        fake_upstream.base_url,
+        state={"prefix": f"t{uuid.uuid4().hex[:8]}"},
+        accounting={"prices": prices, "ledger": {"key_prefix": f"c{uuid.uuid4().hex[:8]}:acct"}},
+    )
+    async with make_app(config) as (client, _):
+        extra = {"stream": True, "stream_options": {"include_usage": True}} if stream else {}
+        answer = await client.post(CHAT, json=body("fake-large", content="a b c", **extra))
+        assert answer.status_code == 200
+        if stream:
+            frames = [line for line in answer.text.splitlines() if line.startswith("data: {")]
+            usage = json.loads(frames[-1].removeprefix("data: "))["usage"]
+        else:
+            usage = answer.json()["usage"]
+    assert usage["prompt_tokens_details"] == {"cached_tokens": 2}
+    prompt, completion = usage["prompt_tokens"], usage["completion_tokens"]
+    expected = (prompt - 2) * 2.5e-6 + 2 * 1.25e-6 + completion * 1e-5
+    assert usage["slm_router"]["cost_usd"] == pytest.approx(expected, abs=1e-9)
+    assert usage["slm_router"]["cost_usd"] < (prompt * 2.5e-6 + completion * 1e-5)
 
 
 async def test_chunked_body_over_limit_is_413(make_app: AppFactory, fake_upstream: FakeOpenAIUpstream) -> None:

@@ -116,3 +116,30 @@ def test_baseline_named_by_the_large_tiers_model_is_that_tier(hosted_tiers: dict
     calc = CostCalculator.from_config(config, hosted_tiers, model_cost=MODEL_COST)
     assert calc.cost("large", 1000, 500).savings_nanos == 0
     assert calc.cost("small", 1000, 500).baseline_nanos == 7_500_000
+
+
+def test_cached_prompt_tokens_are_billed_at_the_cache_price(hosted_tiers: dict[str, TierConfig]) -> None:
+    calc = calculator(hosted_tiers)
+    # gpt-4o (litellm's map): 600 fresh x $2.5e-6 + 400 cached x $1.25e-6 + 500 x $1e-5
+    # = $0.0015 + $0.0005 + $0.005 = $0.007; the baseline is the same call: same price.
+    cost = calc.cost("large", prompt_tokens=1000, completion_tokens=500, cached_tokens=400)
+    assert cost == RequestCost(1000, 500, cost_nanos=7_000_000, baseline_nanos=7_000_000)
+    assert calc.cost("large", 1000, 500).cost_nanos == 7_500_000  # none cached: the full input price
+    # More cached than prompt tokens (a confused upstream) is capped at the prompt.
+    assert calc.cost("large", 100, 0, cached_tokens=1000).cost_nanos == 125_000
+    # The small tier answered: what the baseline model would have had cached is unknown.
+    small = calc.cost("small", prompt_tokens=1000, completion_tokens=500, cached_tokens=400)
+    assert small.baseline_nanos == 7_500_000
+    with pytest.raises(ValueError):
+        calc.cost("large", 10, 1, cached_tokens=-1)
+
+
+def test_a_configured_cached_input_price(hosted_tiers: dict[str, TierConfig]) -> None:
+    listed = PerMillionPriceConfig(input_usd_per_million=2, output_usd_per_million=8, cached_input_usd_per_million=0.5)
+    config = AccountingConfig(prices={"small": GPU, "large": listed})
+    calc = CostCalculator.from_config(config, hosted_tiers, model_cost=MODEL_COST)
+    # 800 x $2e-6 + 200 x $5e-7 + 100 x $8e-6 = $0.0016 + $0.0001 + $0.0008 = $0.0025
+    assert calc.cost("large", 1000, 100, cached_tokens=200).cost_nanos == 2_500_000
+    plain = PerMillionPriceConfig(input_usd_per_million=2, output_usd_per_million=8)
+    calc = CostCalculator.from_config(AccountingConfig(prices={"small": GPU, "large": plain}), hosted_tiers)
+    assert calc.cost("large", 1000, 100, cached_tokens=200).cost_nanos == 2_800_000  # no cache price: full

@@ -18,6 +18,7 @@ from gateway.accounting import (
     UnknownPriceError,
     load_litellm_model_cost,
 )
+from gateway.accounting.prices import litellm_price
 from gateway.config import LiteLLMTierConfig, TierConfig, VLLMTierConfig
 from gateway.errors import ConfigError
 from tests.unit.accounting.conftest import MODEL_COST
@@ -46,7 +47,12 @@ def test_book_prices_tiers_from_litellm_and_config(hosted_tiers: dict[str, TierC
     config = AccountingConfig(prices={"small": GPU})
     book = PriceBook.from_config(config, hosted_tiers, model_cost=MODEL_COST)
     # "openai/gpt-4o" falls back to litellm's "gpt-4o" entry.
-    assert book.resolve("large") == Price(Decimal("0.0000025"), Decimal("0.00001"), "litellm:gpt-4o")
+    assert book.resolve("large") == Price(
+        Decimal("0.0000025"), Decimal("0.00001"), "litellm:gpt-4o", cached_input_per_token=Decimal("0.00000125")
+    )
+    # A model whose map entry has no cache price bills cached prompt tokens at the input price.
+    mini = litellm_price(MODEL_COST, "gpt-4o-mini")
+    assert mini is not None and mini.cached_input_per_token is None
     assert book.resolve("gpt-4o-large") is book.resolve("large")
     assert book.resolve("smollm2-135m-instruct") is book.resolve("small")
     assert book.resolve("small").source == "accounting.prices.small"
