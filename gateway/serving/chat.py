@@ -43,7 +43,7 @@ from gateway.protocol import (
 from gateway.routing.live import RoutingControl
 from gateway.routing.policy import RoutingDecision, ThresholdPolicy, check_threshold
 from gateway.serving.messages import engine_message
-from gateway.serving.observer import RequestObservation
+from gateway.serving.observer import FinalUsage, RequestObservation
 from gateway.serving.streaming import ClosingStream, SseStream, StreamItem, close_quietly, encode_frames
 from gateway.serving.tiers import Tier, TierLadder
 
@@ -414,12 +414,14 @@ class ChatCompletionService:
         cost = None
         if observation is not None:
             cost = await observation.finish(
-                tier=tier.name,
-                model=model,
-                prompt_tokens=completion.prompt_tokens,
-                completion_tokens=completion.completion_tokens,
-                stream=False,
-                cached_tokens=completion.cached_tokens,
+                FinalUsage(
+                    tier.name,
+                    model,
+                    completion.prompt_tokens,
+                    completion.completion_tokens,
+                    stream=False,
+                    cached_tokens=completion.cached_tokens,
+                )
             )
         if cost is not None:
             headers.update(cost.headers())

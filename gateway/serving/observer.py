@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Coroutine, Mapping
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from gateway.accounting import CostRecorder, RequestCost
@@ -25,7 +26,7 @@ from gateway.serving.access import AccessControl, Admission, Caller
 from gateway.telemetry import RequestRecord, RequestTrace, Telemetry, UpstreamCall, UpstreamRecord
 from gateway.telemetry.semconv import ATTR_OUTPUT_TYPE, OPERATION_CHAT
 
-__all__ = ["CLIENT_CLOSED_REQUEST", "RequestObservation", "RequestObserver"]
+__all__ = ["CLIENT_CLOSED_REQUEST", "FinalUsage", "RequestObservation", "RequestObserver"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,19 @@ class RequestObserver:
         """Wait for detached settlements (tests, shutdown)."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
+
+
+@dataclass(frozen=True, slots=True)
+class FinalUsage:
+    """What a finished request used, as its answer reports it: what gets priced and recorded."""
+
+    tier: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    stream: bool
+    #: Of ``prompt_tokens``, those the provider served from its prompt cache.
+    cached_tokens: int = 0
 
 
 class RequestObservation:
@@ -185,35 +199,24 @@ class RequestObservation:
         if self._first_token_s is None:
             self._first_token_s = time.perf_counter() - self._started
 
-    async def finish(
-        self,
-        *,
-        tier: str,
-        model: str,
-        prompt_tokens: int,
-        completion_tokens: int,
-        stream: bool,
-        cached_tokens: int = 0,
-    ) -> RequestCost | None:
+    async def finish(self, usage: FinalUsage) -> RequestCost | None:
         """Usage is final: price it, write the ledger, settle rate limits, record metrics, end spans.
 
         The settlement runs in its own task: a client that leaves while it awaits Redis cancels
         this call, not the settlement.
         """
+        settlement = self._detach_settlement(usage)
+        return None if settlement is None else await asyncio.shield(settlement)
+
+    def finish_later(self, usage: FinalUsage) -> None:
+        """:meth:`finish` without waiting for it (the stream's task is being cancelled)."""
+        self._detach_settlement(usage)
+
+    def _detach_settlement(self, usage: FinalUsage) -> asyncio.Task[RequestCost | None] | None:
         if self._finished:
             return None
         self._finished = True
-        settlement = self._observer.detach(
-            self._settle(
-                tier=tier,
-                model=model,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                stream=stream,
-                cached_tokens=cached_tokens,
-            )
-        )
-        return await asyncio.shield(settlement)
+        return self._observer.detach(self._settle(usage))
 
     def settle_abandoned(self, call: asyncio.Future[Completion], *, tier: str, model: str) -> None:
         """The client left while ``call``, which its provider bills whether or not anyone reads
@@ -233,29 +236,21 @@ class RequestObservation:
             except Exception as error:  # noqa: BLE001 - a GatewayError, or a bug below the engine
                 self._record_unanswered(error, status_code=499, error_type=CLIENT_CLOSED_REQUEST)
                 return
-            await self._settle(
-                tier=tier,
-                model=completion.model or model,
-                prompt_tokens=completion.prompt_tokens,
-                completion_tokens=completion.completion_tokens,
+            usage = FinalUsage(
+                tier,
+                completion.model or model,
+                completion.prompt_tokens,
+                completion.completion_tokens,
                 stream=False,
-                abandoned=True,
                 cached_tokens=completion.cached_tokens,
             )
+            await self._settle(usage, abandoned=True)
 
         self._observer.detach(settle())
 
-    async def _settle(
-        self,
-        *,
-        tier: str,
-        model: str,
-        prompt_tokens: int,
-        completion_tokens: int,
-        stream: bool,
-        abandoned: bool = False,
-        cached_tokens: int = 0,
-    ) -> RequestCost | None:
+    async def _settle(self, usage: FinalUsage, *, abandoned: bool = False) -> RequestCost | None:
+        tier, model, stream = usage.tier, usage.model, usage.stream
+        prompt_tokens, completion_tokens = usage.prompt_tokens, usage.completion_tokens
         self._end_upstream(None, (prompt_tokens, completion_tokens), model)
         control = self._observer.routing_control
         if control is not None and self._decision is not None and self._decision.score is not None:
@@ -269,7 +264,7 @@ class RequestObservation:
                     model=model,
                     prompt_tokens=prompt_tokens,
                     completion_tokens=completion_tokens,
-                    cached_tokens=cached_tokens,
+                    cached_tokens=usage.cached_tokens,
                     key_id=self.key_id,
                 )
             except Exception:
@@ -307,31 +302,6 @@ class RequestObservation:
                 )
             self._trace.end(status_code=499 if abandoned else 200, error=CLIENT_CLOSED_REQUEST if abandoned else None)
         return cost
-
-    def finish_later(
-        self,
-        *,
-        tier: str,
-        model: str,
-        prompt_tokens: int,
-        completion_tokens: int,
-        stream: bool,
-        cached_tokens: int = 0,
-    ) -> None:
-        """:meth:`finish` without waiting for it (the stream's task is being cancelled)."""
-        if self._finished:
-            return
-        self._finished = True
-        self._observer.detach(
-            self._settle(
-                tier=tier,
-                model=model,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                stream=stream,
-                cached_tokens=cached_tokens,
-            )
-        )
 
     def fail(self, error: GatewayError) -> None:
         """The request ends with an error response (nothing answered, nothing to charge)."""

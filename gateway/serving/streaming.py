@@ -29,7 +29,7 @@ from gateway.accounting import RequestCost
 from gateway.engine import EngineDelta
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeoutError
 from gateway.protocol import ChatCompletionChunk, ChoiceLogprobs, ChunkChoice, DeltaMessage, ToolCallDelta, Usage
-from gateway.serving.observer import RequestObservation
+from gateway.serving.observer import FinalUsage, RequestObservation
 
 __all__ = ["ClosingStream", "SseStream", "StreamItem", "close_quietly", "encode_frames", "sse"]
 
@@ -224,15 +224,7 @@ class SseStream:
         # not yet settled lost its client (task cancelled, stream closed): record what was
         # generated anyway, outside this dying task (the observation settles only once).
         if self.observation is not None:
-            prompt, completion = _usage(last)
-            self.observation.finish_later(
-                tier=self.tier_name,
-                model=self.model,
-                prompt_tokens=prompt,
-                completion_tokens=completion,
-                stream=True,
-                cached_tokens=last.cached_tokens if last is not None else 0,
-            )
+            self.observation.finish_later(self._final_usage(last))
         await close_quietly(deltas)
 
     def _first_token(self) -> None:
@@ -242,15 +234,12 @@ class SseStream:
     async def _finish(self, last: EngineDelta | None) -> RequestCost | None:
         if self.observation is None:
             return None
+        return await self.observation.finish(self._final_usage(last))
+
+    def _final_usage(self, last: EngineDelta | None) -> FinalUsage:
         prompt, completion = _usage(last)
-        return await self.observation.finish(
-            tier=self.tier_name,
-            model=self.model,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            stream=True,
-            cached_tokens=last.cached_tokens if last is not None else 0,
-        )
+        cached = last.cached_tokens if last is not None else 0
+        return FinalUsage(self.tier_name, self.model, prompt, completion, stream=True, cached_tokens=cached)
 
 
 def _usage(last: EngineDelta | None) -> tuple[int, int]:

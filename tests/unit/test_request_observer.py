@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.serving.observer import RequestObserver
+from gateway.serving.observer import FinalUsage, RequestObserver
 
 
 class SlowRecorder:
@@ -27,7 +27,7 @@ async def test_a_finish_cancelled_while_the_ledger_write_waits_still_records_it(
     observer = RequestObserver(recorder=recorder)  # type: ignore[arg-type]
     observation = observer.begin(request_model="router")
     finishing = asyncio.create_task(
-        observation.finish(tier="small", model="m", prompt_tokens=3, completion_tokens=2, stream=False)
+        observation.finish(FinalUsage("small", "m", prompt_tokens=3, completion_tokens=2, stream=False))
     )
     await asyncio.sleep(0.01)
     finishing.cancel()  # the client went away while Redis was slow
@@ -43,8 +43,8 @@ async def test_a_request_settles_once_whichever_way_it_ends() -> None:
     recorder.release.set()
     observer = RequestObserver(recorder=recorder)  # type: ignore[arg-type]
     observation = observer.begin(request_model="router")
-    observation.finish_later(tier="small", model="m", prompt_tokens=1, completion_tokens=1, stream=True)
-    assert await observation.finish(tier="small", model="m", prompt_tokens=9, completion_tokens=9, stream=True) is None
-    observation.finish_later(tier="small", model="m", prompt_tokens=9, completion_tokens=9, stream=True)
+    observation.finish_later(FinalUsage("small", "m", prompt_tokens=1, completion_tokens=1, stream=True))
+    assert await observation.finish(FinalUsage("small", "m", prompt_tokens=9, completion_tokens=9, stream=True)) is None
+    observation.finish_later(FinalUsage("small", "m", prompt_tokens=9, completion_tokens=9, stream=True))
     await observer.drain()
     assert recorder.settled == [("small", 1, 1)]
