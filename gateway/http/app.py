@@ -222,7 +222,7 @@ def _add_responses_routes(app: FastAPI, responses: ResponsesEndpoint, max_body_b
 
     @app.get("/v1/responses/{response_id}")
     async def get_response(request: Request, response_id: str) -> dict[str, Any]:
-        return await responses.retrieve(response_id, request.headers)
+        return await responses.retrieve(response_id, request.headers, request.query_params)
 
     @app.get("/v1/responses/{response_id}/input_items")
     async def list_input_items(request: Request, response_id: str) -> dict[str, Any]:

@@ -152,10 +152,17 @@ class ResponsesEndpoint:
         stream = ResponseEventStream(shell, on_finished=finished)
         return ResponsesStream(events=stream.events(result.chunks), headers=result.headers)
 
-    async def retrieve(self, response_id: str, headers: Mapping[str, str]) -> dict[str, Any]:
+    async def retrieve(
+        self, response_id: str, headers: Mapping[str, str], query: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
         """``GET /v1/responses/{id}``: a stored response of the caller's tenant (a background one
-        whose replica stopped reads as failed)."""
+        whose replica stopped reads as failed). Replaying it as a stream (``?stream=true``) is
+        refused rather than answered with JSON the client would not parse."""
         caller = await self._authenticate(headers)
+        if (query or {}).get("stream", "false").lower() not in ("false", "0", ""):
+            raise UnsupportedParameterError(
+                "streaming a stored response is not supported; GET it without stream", param="stream"
+            )
         record = await self._store.get(caller.tenant, response_id) if self._store is not None else None
         if record is None:
             raise _not_found(response_id)

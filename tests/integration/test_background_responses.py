@@ -59,6 +59,9 @@ async def test_queued_at_once_then_completed_and_chained(make_app: AppFactory, c
         done = await api.responses.retrieve(queued.id)
         assert done.output_text == "Hello, world" and done.background and done.usage is not None
         assert done.id == queued.id and done.created_at == queued.created_at
+        # Replaying it as a stream is refused, not answered with JSON an SSE reader would choke on.
+        replay = await client.get(f"{RESPONSES}/{queued.id}", params={"stream": "true"})
+        assert replay.status_code == 400 and replay.json()["error"]["param"] == "stream"
         totals = await flushed_totals(services)
         assert sum(s.counts.requests for s in totals) == 1
         # A finished background response continues like any other; a running one cannot.
