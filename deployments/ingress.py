@@ -20,6 +20,7 @@ from gateway.config import GatewayConfig, LiteLLMTierConfig, RoutingConfig, VLLM
 from gateway.engine import ChatEngine
 from gateway.http import GatewayServices, create_http_app
 from gateway.http.open_requests import OpenRequests
+from gateway.protocol.model_params import VLLM_PARAMS
 from gateway.routing import ThreadedRouterScorer, ThresholdPolicy, load_scorer
 from gateway.serving import HealthCheck, Tier
 from gateway.serving.assembly import ReplicaServices, build_replica_services
@@ -56,7 +57,7 @@ class GatewayIngress:
                 checks[f"tier:{name}"] = handle_engine.check_health
                 engine, max_tokens = handle_engine, tier_config.default_max_tokens
                 tools, forced_calls = tier_config.tool_calling, tier_config.forced_tool_calls
-                model_params: frozenset[str] = frozenset()
+                model_params: frozenset[str] = VLLM_PARAMS
             else:
                 engine = build_hosted_engine(tier_config, api_base=self._api_base(tier_config))
                 max_tokens = tier_config.default_max_tokens or 1024

@@ -329,6 +329,9 @@ class VLLMChatEngine(ChatEngine):
             kwargs["frequency_penalty"] = request.frequency_penalty
         if request.logprobs:
             kwargs["logprobs"] = request.top_logprobs
+        for name in ("ignore_eos", "min_tokens", "top_k", "min_p", "repetition_penalty"):
+            if (value := getattr(request, name)) is not None:
+                kwargs[name] = value
         if request.logit_bias:
             # vLLM refuses an id outside the vocabulary as a client error (the 400 below).
             kwargs["logit_bias"] = {int(token): bias for token, bias in request.logit_bias.items()}

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, fi
 
 from gateway.accounting.config import AccountingConfig
 from gateway.errors import ConfigError
-from gateway.protocol.chat import ModelParam
+from gateway.protocol.model_params import ModelParam
 from gateway.routing.preference import RoutingPreference
 from gateway.state.config import StateConfig
 from gateway.telemetry.config import TelemetryConfig
@@ -210,9 +210,11 @@ class LiteLLMTierConfig(_Strict):
     #: (litellm renames it for the models that need it).
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None
     #: The model-specific parameters the model takes: ``reasoning_effort`` (OpenAI's reasoning
-    #: models and GPT-5; litellm maps it for other providers' reasoning models) and
-    #: ``verbosity`` (GPT-5). A request that sets one is sent it on this tier; a tier without
-    #: it answers a routed request without it, and refuses a request that names its model.
+    #: models and GPT-5; litellm maps it for other providers' reasoning models), ``verbosity``
+    #: (GPT-5), and vLLM's sampling extensions for a vLLM server behind this tier
+    #: (``ignore_eos``, ``min_tokens``, ``top_k``, ``min_p``, ``repetition_penalty``; vLLM tiers
+    #: take those anyway). A request that sets one is sent it on this tier; a tier without it
+    #: answers a routed request without it, and refuses a request that names its model.
     model_params: list[ModelParam] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -222,7 +224,7 @@ class LiteLLMTierConfig(_Strict):
         if self.supports_tools and self.uses_local_stand_in:
             raise ValueError("supports_tools: the local stand-in serves the small model, which has no tool calling")
         if self.model_params and self.uses_local_stand_in:
-            raise ValueError("model_params: the local stand-in serves the small model, which takes none of them")
+            raise ValueError("model_params: the local stand-in does not pass them on to the small model")
         if len(set(self.model_params)) != len(self.model_params):
             raise ValueError("model_params: each parameter once")
         return self

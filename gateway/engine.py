@@ -71,9 +71,15 @@ class GenerationRequest:
     forced_function: dict[str, Any] | None = None
     #: OpenAI's ``logit_bias``: token id (a decimal string) to bias, in the tier's own tokenizer.
     logit_bias: dict[str, float] | None = None
-    #: OpenAI's ``reasoning_effort`` and ``verbosity``, set only for a tier whose model takes them.
+    #: OpenAI's ``reasoning_effort`` and ``verbosity``, and vLLM's sampling extensions, set
+    #: only for a tier whose model takes them (:mod:`gateway.protocol.model_params`).
     reasoning_effort: str | None = None
     verbosity: str | None = None
+    ignore_eos: bool | None = None
+    min_tokens: int | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
     #: Continue ``messages[-1]["content"]`` as plain text, without the chat template
     #: (``/v1/completions``); only engines of tiers that complete text receive it.
     raw_prompt: bool = False
@@ -98,6 +104,11 @@ class GenerationRequest:
                 "parallel_tool_calls",
                 "reasoning_effort",
                 "verbosity",
+                "ignore_eos",
+                "min_tokens",
+                "top_k",
+                "min_p",
+                "repetition_penalty",
             )
             if (value := getattr(self, name)) is not None
         }

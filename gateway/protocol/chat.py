@@ -23,6 +23,13 @@ from pydantic import (
 )
 
 from gateway.protocol._base import OmitNone, Tolerant, finite, refuse_other_types
+from gateway.protocol.model_params import (
+    MODEL_PARAMS,
+    ModelParam,
+    ReasoningEffort,
+    Verbosity,
+    VLLMSamplingFields,
+)
 from gateway.protocol.response_format import ResponseFormat
 from gateway.protocol.tools import (
     MAX_TOOLS,
@@ -64,15 +71,6 @@ __all__ = [
 MAX_TOP_LOGPROBS = 20
 #: OpenAI's upper bound for ``n`` (a gateway's own cap, ``server.max_choices``, is lower).
 MAX_N = 128
-
-#: Request parameters that only some models take (OpenAI's reasoning models and GPT-5): a tier
-#: lists those its model takes (``model_params``), and only those tiers are sent them.
-ModelParam = Literal["reasoning_effort", "verbosity"]
-MODEL_PARAMS: tuple[ModelParam, ...] = ("reasoning_effort", "verbosity")
-#: OpenAI adds effort values ("xhigh", "max") faster than gateways are released, so any short
-#: word passes here and the model refuses one it does not know.
-ReasoningEffort = Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")]
-Verbosity = Literal["low", "medium", "high"]
 
 
 def _no_empty_sequences(value: list[str]) -> list[str]:
@@ -167,7 +165,7 @@ class StreamOptions(Tolerant):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(Tolerant):
+class ChatCompletionRequest(Tolerant, VLLMSamplingFields):
     """``POST /v1/chat/completions`` body."""
 
     model: str = Field(min_length=1)
@@ -254,14 +252,16 @@ class ChatCompletionRequest(Tolerant):
         """How many choices to generate (``n``, 1 when unset)."""
         return self.n or 1
 
-    def model_params(self) -> dict[str, str]:
-        """The model-specific parameters set (:data:`MODEL_PARAMS`), by name: ``reasoning_effort``,
-        and ``verbosity`` other than its default ``medium`` (which asks for nothing)."""
-        params: dict[str, str] = {}
+    def model_params(self) -> dict[str, Any]:
+        """The model-specific parameters set (:data:`~gateway.protocol.model_params.MODEL_PARAMS`),
+        by name: ``reasoning_effort``, ``verbosity`` other than its default ``medium``, and
+        vLLM's extensions other than their defaults (defaults ask for nothing)."""
+        params: dict[str, Any] = {}
         if self.reasoning_effort is not None:
             params["reasoning_effort"] = self.reasoning_effort
         if self.verbosity not in (None, "medium"):
             params["verbosity"] = self.verbosity
+        params.update(self.vllm_params())
         return params
 
     def calls_tools(self) -> bool:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, field_validator
 from gateway.errors import UnsupportedParameterError
 from gateway.protocol._base import Tolerant, finite
 from gateway.protocol.chat import MAX_N, LogitBias, Stop, StreamOptions, TokenLogprobModel, Usage
+from gateway.protocol.model_params import VLLMSamplingFields
 
 __all__ = [
     "COMPLETION_LOGPROBS_MAX",
@@ -35,7 +36,7 @@ COMPLETION_LOGPROBS_MAX = 5
 DEFAULT_COMPLETION_MAX_TOKENS = 16
 
 
-class CompletionRequest(Tolerant):
+class CompletionRequest(Tolerant, VLLMSamplingFields):
     """``POST /v1/completions`` body."""
 
     model: str = Field(min_length=1)

@@ -314,6 +314,11 @@ class ChatCompletionService:
             forced_function=forced.model_dump(exclude_none=True) if forced is not None else None,
             reasoning_effort=params.get("reasoning_effort"),
             verbosity=params.get("verbosity"),
+            ignore_eos=params.get("ignore_eos"),
+            min_tokens=params.get("min_tokens"),
+            top_k=params.get("top_k"),
+            min_p=params.get("min_p"),
+            repetition_penalty=params.get("repetition_penalty"),
             raw_prompt=request.raw_prompt,
         )
 

@@ -82,6 +82,7 @@ def completion_chat_form(request: CompletionRequest) -> ChatCompletionRequest:
         "logit_bias": request.logit_bias,
         "user": request.user,
         "router_threshold": request.router_threshold,
+        **request.vllm_params(),
     }
     if request.logprobs is not None:
         body["logprobs"] = True

@@ -207,6 +207,18 @@ def normalise_request(request: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError("raw_prompt must be a boolean")
     # A /v1/completions prompt (no chat template) is another request than the same chat message.
     normal["raw_prompt"] = raw
+    # vLLM's sampling extensions, at their defaults when unset (so unset and default agree).
+    for name, default in (
+        ("ignore_eos", False),
+        ("min_tokens", 0),
+        ("top_k", -1),
+        ("min_p", 0.0),
+        ("repetition_penalty", 1.0),
+    ):
+        value = request.get(name)
+        if name == "top_k" and value == 0:
+            value = -1
+        normal[name] = default if value is None else value
     normal["reasoning_effort"] = effort
     normal["verbosity"] = None if verbosity == "medium" else verbosity
     return normal

@@ -17,6 +17,7 @@ from gateway.config import GatewayConfig, LiteLLMTierConfig
 from gateway.engine import ChatEngine
 from gateway.http import GatewayServices, create_http_app
 from gateway.http.open_requests import OpenRequests
+from gateway.protocol.model_params import VLLM_PARAMS
 from gateway.serving import Tier
 from gateway.serving.assembly import ReplicaServices, build_replica_services
 from tests.fakes.engines import ScriptedEngine
@@ -77,6 +78,7 @@ async def make_tiers(
             5,
             forced_tool_calls=small_forced_tool_calls,
             completes_text=True,  # it stands for the vLLM tier
+            model_params=VLLM_PARAMS,
         ),
         Tier(
             "large",

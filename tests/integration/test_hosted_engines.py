@@ -78,6 +78,16 @@ async def test_reasoning_effort_and_verbosity_reach_the_upstream(
     assert "reasoning_effort" not in upstream_behaviour.requests[-1]
 
 
+async def test_vllm_extensions_reach_a_vllm_server_behind_a_hosted_tier(
+    fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour, transport: str
+) -> None:
+    eng = engine(fake_upstream, transport, model_params=["ignore_eos", "top_k", "min_tokens"])
+    await eng.start()
+    await eng.complete(dataclasses.replace(gen(), ignore_eos=True, top_k=20, min_tokens=2))
+    sent = upstream_behaviour.requests[-1]
+    assert (sent["ignore_eos"], sent["top_k"], sent["min_tokens"]) == (True, 20, 2)
+
+
 async def test_reasoning_and_cached_tokens_come_back_in_the_usage(
     fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour, transport: str
 ) -> None:

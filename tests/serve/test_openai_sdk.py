@@ -430,6 +430,24 @@ def test_completions_continue_a_raw_prompt_on_the_real_engine(client: openai.Ope
     assert chat_only.value.param == "model"
 
 
+def test_vllms_sampling_extensions_on_the_real_engine(client: openai.OpenAI) -> None:
+    # What `vllm bench serve` sends: ignore_eos makes every answer max_tokens long.
+    ask = {"model": SMALL, "messages": [{"role": "user", "content": "Reply with the word OK only."}], "temperature": 0}
+    short = client.chat.completions.create(**ask, max_tokens=40)  # type: ignore[call-overload]
+    assert short.choices[0].finish_reason == "stop" and short.usage is not None
+    assert short.usage.completion_tokens < 40
+    longer = client.chat.completions.create(**ask, max_tokens=40, extra_body={"ignore_eos": True})  # type: ignore[call-overload]
+    assert longer.choices[0].finish_reason == "length" and longer.usage is not None
+    assert longer.usage.completion_tokens == 40
+    floor = short.usage.completion_tokens + 5
+    at_least = client.chat.completions.create(**ask, max_tokens=40, extra_body={"min_tokens": floor})  # type: ignore[call-overload]
+    assert at_least.usage is not None and at_least.usage.completion_tokens >= floor
+    benched = client.completions.create(
+        model=SMALL, prompt="Hello", max_tokens=24, temperature=0, extra_body={"ignore_eos": True}
+    )
+    assert benched.usage is not None and benched.usage.completion_tokens == 24
+
+
 @pytest.mark.parametrize("model", [SMALL, "local-large-standin"])
 def test_n_choices_from_the_real_engine(client: openai.OpenAI, model: str) -> None:
     # vLLM samples the choices in parallel; through the stand-in, litellm passes n along.

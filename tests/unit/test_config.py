@@ -190,14 +190,16 @@ def test_model_params_are_declared_per_hosted_tier() -> None:
 
     assert tier().model_params == []
     assert tier(model_params=["reasoning_effort", "verbosity"]).model_params == ["reasoning_effort", "verbosity"]
+    # A vLLM server behind a hosted tier takes vLLM's sampling extensions.
+    assert tier(model_params=["ignore_eos", "top_k"]).model_params == ["ignore_eos", "top_k"]
     for bad, fragment in (
         (["temperature"], "reasoning_effort"),
         (["verbosity", "verbosity"], "each parameter once"),
     ):
         with pytest.raises(ValidationError, match=fragment):
             tier(model_params=bad)
-    # The stand-in serves the small model, which takes none of them.
-    with pytest.raises(ValidationError, match="takes none of them"):
+    # The stand-in does not pass them on to the small model it serves.
+    with pytest.raises(ValidationError, match="does not pass them on"):
         tier(api_base="standin", model_params=["reasoning_effort"])
     # vLLM tiers have no such field (their chat templates decide).
     with pytest.raises(ValidationError, match="model_params"):

@@ -10,12 +10,14 @@ import pytest
 
 from gateway.errors import InvalidRequestError, ModelRefusedParameterError, UnsupportedParameterError
 from gateway.protocol import ChatCompletionRequest
+from gateway.protocol.model_params import VLLM_PARAMS
 from gateway.protocol.parsing import parse_body
 from gateway.protocol.responses import ResponsesRequest
-from gateway.serving import HEADER_DROPPED_PARAMS, HEADER_REASON, HEADER_TIER, ChatCompletionService, ChatResult
+from gateway.routing.policy import ThresholdPolicy
+from gateway.serving import HEADER_DROPPED_PARAMS, HEADER_REASON, HEADER_TIER, ChatCompletionService, ChatResult, Tier
 from gateway.serving.responses_input import chat_form
 from tests.fakes.engines import ScriptedEngine
-from tests.fakes.services import two_tier_service
+from tests.fakes.services import FixedScorer, two_tier_service
 
 USER = {"role": "user", "content": "Prove that there are infinitely many primes."}
 
@@ -134,3 +136,56 @@ def test_usage_reports_reasoning_and_cached_tokens_only_when_there_are_some() ->
     assert detailed["completion_tokens_details"] == {"reasoning_tokens": 7}
     assert detailed["prompt_tokens_details"] == {"cached_tokens": 4}
     assert detailed["total_tokens"] == 15
+
+
+def vllm_service(small: ScriptedEngine, large: ScriptedEngine, *, score: float) -> ChatCompletionService:
+    tiers = [
+        Tier("small", "small-model", small, 16, 5.0, model_params=VLLM_PARAMS),
+        Tier("large", "large-model", large, 16, 5.0),
+    ]
+    policy = ThresholdPolicy(["small", "large"], FixedScorer(score), [0.5], "small")
+    return ChatCompletionService(
+        tiers, virtual_model_name="router", default_tier="small", max_tokens_limit=100, policy=policy
+    )
+
+
+async def test_vllms_sampling_extensions_reach_the_vllm_tier_only() -> None:
+    small, large = ScriptedEngine(model="small-model"), ScriptedEngine(model="large-model")
+    asks = {"ignore_eos": True, "min_tokens": 3, "top_k": 20, "min_p": 0.05, "repetition_penalty": 1.1}
+    result = await vllm_service(small, large, score=0.1).create(parse(**asks))
+    assert isinstance(result, ChatResult) and HEADER_DROPPED_PARAMS not in result.headers
+    sent = small.requests[-1]
+    assert (sent.ignore_eos, sent.min_tokens, sent.top_k, sent.min_p, sent.repetition_penalty) == (
+        True,
+        3,
+        20,
+        0.05,
+        1.1,
+    )
+    # Routed to the hosted tier, they are dropped, and the header says which.
+    result = await vllm_service(small, large, score=0.9).create(parse(ignore_eos=True, top_k=20))
+    assert isinstance(result, ChatResult) and result.headers[HEADER_DROPPED_PARAMS] == "ignore_eos,top_k"
+    assert large.requests[-1].ignore_eos is None and "top_k" not in large.requests[-1].openai_optional_fields()
+    # Named, the hosted model refuses them; their defaults ask for nothing anywhere.
+    with pytest.raises(UnsupportedParameterError) as info:
+        await vllm_service(small, large, score=0.9).create(parse("large-model", ignore_eos=True))
+    assert info.value.param == "ignore_eos" and "small-model" in info.value.message
+    plain = await vllm_service(small, large, score=0.9).create(
+        parse("large-model", ignore_eos=False, top_k=-1, min_tokens=0, repetition_penalty=1.0)
+    )
+    assert isinstance(plain, ChatResult) and HEADER_DROPPED_PARAMS not in plain.headers
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"top_k": -2}, "top_k"),
+        ({"min_p": 1.5}, "min_p"),
+        ({"repetition_penalty": 0}, "repetition_penalty"),
+        ({"min_tokens": -1}, "min_tokens"),
+    ],
+)
+def test_malformed_vllm_extensions_are_400s(fields: dict[str, Any], param: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        parse(**fields)
+    assert info.value.param == param

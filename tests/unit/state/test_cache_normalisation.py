@@ -39,6 +39,9 @@ def variant(**changes: Any) -> dict[str, Any]:
         variant(verbosity="medium"),
         variant(verbosity=None, reasoning_effort=None),
         variant(logit_bias={}),
+        # vLLM's extensions at their defaults ask for nothing.
+        variant(ignore_eos=False, min_tokens=0, top_k=0, min_p=0.0, repetition_penalty=1.0),
+        variant(top_k=-1),
         variant(
             messages=[
                 {"role": "developer", "content": "Be brief."},
@@ -83,6 +86,11 @@ def test_equivalent_requests_share_a_digest(same: dict[str, Any]) -> None:
         variant(logit_bias={"42": 100}),
         # /v1/completions: the one message continued without a chat template.
         variant(raw_prompt=True),
+        variant(ignore_eos=True),
+        variant(min_tokens=4),
+        variant(top_k=20),
+        variant(min_p=0.1),
+        variant(repetition_penalty=1.2),
     ],
 )
 def test_output_relevant_changes_change_the_digest(different: dict[str, Any]) -> None:
@@ -140,6 +148,11 @@ def test_normal_form() -> None:
         "parallel_tool_calls": None,
         "logit_bias": None,
         "raw_prompt": False,
+        "ignore_eos": False,
+        "min_tokens": 0,
+        "top_k": -1,
+        "min_p": 0.0,
+        "repetition_penalty": 1.0,
         "reasoning_effort": None,
         "verbosity": None,
     }
