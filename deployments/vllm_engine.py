@@ -45,6 +45,7 @@ from gateway.errors import (
     UpstreamError,
 )
 from gateway.local_models import resolve_model_path
+from gateway.protocol.model_params import VLLM_PARAMS
 from gateway.protocol.response_format import json_schema_problem
 
 __all__ = ["VLLMChatEngine", "engine_arguments"]
@@ -329,7 +330,7 @@ class VLLMChatEngine(ChatEngine):
             kwargs["frequency_penalty"] = request.frequency_penalty
         if request.logprobs:
             kwargs["logprobs"] = request.top_logprobs
-        for name in ("ignore_eos", "min_tokens", "top_k", "min_p", "repetition_penalty"):
+        for name in sorted(VLLM_PARAMS):
             if (value := getattr(request, name)) is not None:
                 kwargs[name] = value
         if request.logit_bias:

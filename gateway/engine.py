@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import ConfigError
+from gateway.protocol.model_params import MODEL_PARAMS
 
 __all__ = [
     "MIN_LOGPROB",
@@ -102,13 +103,7 @@ class GenerationRequest:
                 "logit_bias",
                 "tool_choice",
                 "parallel_tool_calls",
-                "reasoning_effort",
-                "verbosity",
-                "ignore_eos",
-                "min_tokens",
-                "top_k",
-                "min_p",
-                "repetition_penalty",
+                *MODEL_PARAMS,
             )
             if (value := getattr(self, name)) is not None
         }

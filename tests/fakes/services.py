@@ -28,12 +28,18 @@ class FixedScorer:
 
 
 def two_tier_service(
-    small: ChatEngine, large: ChatEngine, *, score: float | None = None, **large_options: Any
+    small: ChatEngine,
+    large: ChatEngine,
+    *,
+    score: float | None = None,
+    small_options: dict[str, Any] | None = None,
+    **large_options: Any,
 ) -> ChatCompletionService:
-    """``small-model`` and ``large-model`` (with ``large_options``, e.g. ``supports_tools``); with
-    a ``score``, ``router`` routes by it against a threshold of 0.5, else to the small tier."""
+    """``small-model`` (with ``small_options``) and ``large-model`` (with ``large_options``, e.g.
+    ``supports_tools``); with a ``score``, ``router`` routes by it against a threshold of 0.5,
+    else to the small tier."""
     tiers = [
-        Tier("small", "small-model", small, 16, 5.0),
+        Tier("small", "small-model", small, 16, 5.0, **(small_options or {})),
         Tier("large", "large-model", large, 16, 5.0, **large_options),
     ]
     policy = None if score is None else ThresholdPolicy(["small", "large"], FixedScorer(score), [0.5], "small")

@@ -13,12 +13,11 @@ from gateway.errors import InvalidRequestError, UnsupportedParameterError, Upstr
 from gateway.protocol import ChatCompletionChunk, ChatCompletionResponse
 from gateway.protocol.completions import CompletionRequest, reject_unsupported_completion
 from gateway.protocol.parsing import parse_body
-from gateway.routing.policy import ThresholdPolicy
-from gateway.serving import ChatCompletionService, ChatResult, Tier
+from gateway.serving import ChatCompletionService, ChatResult
 from gateway.serving.completions_endpoint import _completion_frames, completion_chat_form, completion_response
 from gateway.serving.streaming import StreamItem
 from tests.fakes.engines import ScriptedEngine
-from tests.fakes.services import FixedScorer
+from tests.fakes.services import two_tier_service
 
 
 def parse(**fields: Any) -> CompletionRequest:
@@ -31,14 +30,7 @@ def parse(**fields: Any) -> CompletionRequest:
 def service(
     small: ScriptedEngine, large: ScriptedEngine, *, score: float = 0.9, small_completes: bool = True
 ) -> ChatCompletionService:
-    tiers = [
-        Tier("small", "small-model", small, 16, 5.0, completes_text=small_completes),
-        Tier("large", "large-model", large, 16, 5.0),
-    ]
-    policy = ThresholdPolicy(["small", "large"], FixedScorer(score), [0.5], "small")
-    return ChatCompletionService(
-        tiers, virtual_model_name="router", default_tier="small", max_tokens_limit=100, policy=policy
-    )
+    return two_tier_service(small, large, score=score, small_options={"completes_text": small_completes})
 
 
 # -- the request ------------------------------------------------------------------------------

@@ -13,11 +13,10 @@ from gateway.protocol import ChatCompletionRequest
 from gateway.protocol.model_params import VLLM_PARAMS
 from gateway.protocol.parsing import parse_body
 from gateway.protocol.responses import ResponsesRequest
-from gateway.routing.policy import ThresholdPolicy
-from gateway.serving import HEADER_DROPPED_PARAMS, HEADER_REASON, HEADER_TIER, ChatCompletionService, ChatResult, Tier
+from gateway.serving import HEADER_DROPPED_PARAMS, HEADER_REASON, HEADER_TIER, ChatCompletionService, ChatResult
 from gateway.serving.responses_input import chat_form
 from tests.fakes.engines import ScriptedEngine
-from tests.fakes.services import FixedScorer, two_tier_service
+from tests.fakes.services import two_tier_service
 
 USER = {"role": "user", "content": "Prove that there are infinitely many primes."}
 
@@ -139,14 +138,7 @@ def test_usage_reports_reasoning_and_cached_tokens_only_when_there_are_some() ->
 
 
 def vllm_service(small: ScriptedEngine, large: ScriptedEngine, *, score: float) -> ChatCompletionService:
-    tiers = [
-        Tier("small", "small-model", small, 16, 5.0, model_params=VLLM_PARAMS),
-        Tier("large", "large-model", large, 16, 5.0),
-    ]
-    policy = ThresholdPolicy(["small", "large"], FixedScorer(score), [0.5], "small")
-    return ChatCompletionService(
-        tiers, virtual_model_name="router", default_tier="small", max_tokens_limit=100, policy=policy
-    )
+    return two_tier_service(small, large, score=score, small_options={"model_params": VLLM_PARAMS})
 
 
 async def test_vllms_sampling_extensions_reach_the_vllm_tier_only() -> None:
