@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, fi
 from gateway.accounting.config import AccountingConfig
 from gateway.errors import ConfigError
 from gateway.protocol.model_params import ModelParam
-from gateway.routing.preference import RoutingPreference
 from gateway.state.config import StateConfig
 from gateway.telemetry.config import TelemetryConfig
 
@@ -345,14 +344,6 @@ class RoutingConfig(_Strict):
         if both := sorted(set(self.tenant_thresholds) & set(self.tenant_large_shares)):
             raise ValueError(f"tenants {both} have both a threshold and a large share; keep one")
         return self
-
-    def tenant_preferences(self) -> dict[str, RoutingPreference]:
-        """Each tenant's routing preference (its threshold or its large share)."""
-        preferences = {tenant: RoutingPreference(threshold=value) for tenant, value in self.tenant_thresholds.items()}
-        preferences.update(
-            (tenant, RoutingPreference(large_share=value)) for tenant, value in self.tenant_large_shares.items()
-        )
-        return preferences
 
     def boundaries(self) -> list[float] | None:
         """Thresholds as a list (``thresholds``, else ``[threshold]``, else ``None``)."""

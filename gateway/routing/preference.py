@@ -37,6 +37,15 @@ class RoutingPreference(BaseModel):
         return self
 
     @classmethod
+    def by_tenant(
+        cls, thresholds: Mapping[str, float], large_shares: Mapping[str, float]
+    ) -> dict[str, RoutingPreference]:
+        """Each tenant's preference from ``routing.tenant_thresholds`` and ``tenant_large_shares``."""
+        preferences = {tenant: cls(threshold=value) for tenant, value in thresholds.items()}
+        preferences.update((tenant, cls(large_share=value)) for tenant, value in large_shares.items())
+        return preferences
+
+    @classmethod
     def stored(cls, value: Mapping[str, Any]) -> RoutingPreference:
         """A key's stored ``routing_defaults``. One written before they were checked at creation
         (another field, a value out of range) counts as no preference, as it always did; it is

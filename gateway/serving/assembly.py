@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 
 from gateway.accounting import CostCalculator, CostRecorder, Ledger, LedgerLayout
 from gateway.config import GatewayConfig, LiteLLMTierConfig
+from gateway.routing import RoutingPreference
 from gateway.routing.live import RoutingControl
 from gateway.serving.access import AccessControl
 from gateway.serving.admin import AdminService
@@ -140,7 +141,15 @@ async def build_replica_services(
     cache = store.cache if store is not None else None
     key_spend = KeySpend(ledger) if ledger is not None else None
     capture = store.capture if store is not None and store.capture.enabled else None
-    endpoint = ChatEndpoint(chat, access, observer, cache, config.routing.tenant_preferences(), key_spend, capture)
+    endpoint = ChatEndpoint(
+        chat,
+        access,
+        observer,
+        cache,
+        RoutingPreference.by_tenant(config.routing.tenant_thresholds, config.routing.tenant_large_shares),
+        key_spend,
+        capture,
+    )
     soft: dict[str, HealthCheck] = {"redis": store.health.check} if store is not None else {}
 
     def info() -> dict[str, Any]:

@@ -69,8 +69,8 @@ HEADER_SCORE = "x-slm-router-score"
 HEADER_THRESHOLD = "x-slm-router-threshold"
 HEADER_REASON = "x-slm-router-reason"
 HEADER_ROUTER = "x-slm-router-router"
-#: The model-specific parameters (``reasoning_effort``, ``verbosity``) a routed request set
-#: that the answering tier's model does not take, so it answered without them.
+#: The model-specific parameters (``reasoning_effort``, ``ignore_eos``, ...) a routed request
+#: set that the answering tier's model does not take, so it answered without them.
 HEADER_DROPPED_PARAMS = "x-slm-router-dropped-params"
 
 
@@ -291,6 +291,7 @@ class ChatCompletionService:
         forced = request.forced_function() if tier.forced_tool_calls and not tier.supports_tools else None
         takes_tools = tier.supports_tools or forced is not None
         offered = request.offered_tools() if takes_tools else {}
+        # Named as GenerationRequest's fields: only those this tier's model takes are sent.
         params = {name: value for name, value in request.model_params().items() if name in tier.model_params}
         return GenerationRequest(
             request_id=f"chatcmpl-{uuid.uuid4().hex}",
@@ -312,14 +313,8 @@ class ChatCompletionService:
             tool_choice=offered.get("tool_choice"),
             parallel_tool_calls=request.parallel_tool_calls if offered else None,
             forced_function=forced.model_dump(exclude_none=True) if forced is not None else None,
-            reasoning_effort=params.get("reasoning_effort"),
-            verbosity=params.get("verbosity"),
-            ignore_eos=params.get("ignore_eos"),
-            min_tokens=params.get("min_tokens"),
-            top_k=params.get("top_k"),
-            min_p=params.get("min_p"),
-            repetition_penalty=params.get("repetition_penalty"),
             raw_prompt=request.raw_prompt,
+            **params,
         )
 
     def _headers(

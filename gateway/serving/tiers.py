@@ -114,9 +114,7 @@ class TierLadder:
                 param="model",
                 code="model_not_supported",
             )
-        # The cheapest capable tier at or above the scored one, else the largest below it.
-        above = [name for name in capable if self._order.index(name) >= self._order.index(decision.tier)]
-        return dataclasses.replace(decision, tier=above[0] if above else capable[-1], reason="completions")
+        return self._nearest(capable, decision, reason="completions")
 
     def for_tools(
         self, request: ChatCompletionRequest, decision: RoutingDecision, *, routed: bool, need: ToolNeed
@@ -137,9 +135,12 @@ class TierLadder:
                 f"this request {what}, and {request.model} does not support tool calling; models that do: {names}",
                 param=param,
             )
-        # The cheapest capable tier at or above the scored one, else the largest below it.
+        return self._nearest(capable, decision, reason="tools")
+
+    def _nearest(self, capable: list[str], decision: RoutingDecision, *, reason: str) -> RoutingDecision:
+        """The cheapest ``capable`` tier at or above the scored one, else the largest below it."""
         above = [name for name in capable if self._order.index(name) >= self._order.index(decision.tier)]
-        return dataclasses.replace(decision, tier=above[0] if above else capable[-1], reason="tools")
+        return dataclasses.replace(decision, tier=above[0] if above else capable[-1], reason=reason)
 
     def check_model_params(self, request: ChatCompletionRequest, decision: RoutingDecision, *, routed: bool) -> None:
         """Refuse a model-specific parameter that no tier here takes, or that the model a request
