@@ -42,6 +42,18 @@ _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from loadtest.apis import (  # noqa: E402
+    APIS,
+    CHAT,
+    CHAT_STREAM,
+    COMPLETIONS,
+    COMPLETIONS_PATH,
+    COMPLETIONS_STREAM,
+    RESPONSES,
+    RESPONSES_PATH,
+    RESPONSES_STREAM,
+    request_body,
+)
 from loadtest.prompts import DATASETS, LabelledPrompt, PromptMix, PromptSet, load_prompts  # noqa: E402
 from loadtest.stream_read import StreamRead  # noqa: E402
 from loadtest.summary import (  # noqa: E402
@@ -55,21 +67,6 @@ from loadtest.summary import (  # noqa: E402
     write_report,
 )
 
-CHAT_PATH = "/v1/chat/completions"
-RESPONSES_PATH = "/v1/responses"
-COMPLETIONS_PATH = "/v1/completions"
-CHAT = "chat"
-CHAT_STREAM = "chat-stream"
-RESPONSES = "responses"
-RESPONSES_STREAM = "responses-stream"
-COMPLETIONS = "completions"
-COMPLETIONS_STREAM = "completions-stream"
-#: Per ``--api``: the path, and the entry names of non-stream and stream requests.
-APIS = {
-    "chat": (CHAT_PATH, CHAT, CHAT_STREAM),
-    "responses": (RESPONSES_PATH, RESPONSES, RESPONSES_STREAM),
-    "completions": (COMPLETIONS_PATH, COMPLETIONS, COMPLETIONS_STREAM),
-}
 TTFT = "TTFT"
 #: Report key of the load generator's counters in a worker's report to the master.
 REPORT_KEY = "slm_router"
@@ -243,19 +240,7 @@ STATE = RunState()
 
 def _body(prompt: LabelledPrompt, stream: bool) -> dict[str, Any]:
     settings = STATE.settings
-    if settings.api == "responses":
-        # A Responses stream always ends with the whole response, usage included.
-        body = {"model": settings.model, "input": prompt.text, "max_output_tokens": settings.max_tokens}
-        return {**body, "stream": True} if stream else body
-    body = {"model": settings.model, "max_tokens": settings.max_tokens}
-    if settings.api == "completions":
-        body["prompt"] = prompt.text
-    else:
-        body["messages"] = [{"role": "user", "content": prompt.text}]
-    if stream:
-        body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
-    return body
+    return request_body(settings.api, settings.model, settings.max_tokens, prompt.text, stream)
 
 
 def _headers(stream: bool) -> dict[str, str]:

@@ -343,8 +343,13 @@ def dump_json(value: Any) -> bytes:
 
 def chat_requests(body: st.SearchStrategy[Any], kind: str) -> st.SearchStrategy[FuzzRequest]:
     """``POST /v1/chat/completions`` with ``body``, hostile headers, to either app."""
+    return posts(CHAT, kind, body)
+
+
+def posts(path: str, kind: str, body: st.SearchStrategy[Any]) -> st.SearchStrategy[FuzzRequest]:
+    """``POST path`` with ``body``, hostile headers, to either app (``kind`` names the family)."""
     return st.builds(
-        lambda b, h, t: FuzzRequest("POST", CHAT, kind, dump_json(b), h, t),
+        lambda b, h, t: FuzzRequest("POST", path, kind, dump_json(b), h, t),
         body,
         request_headers(),
         st.sampled_from(["open", "open", "keyed"]),

@@ -8,7 +8,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from tests.fuzz.bodies import MODELS, FuzzRequest, dump_json, json_values, request_headers
+from tests.fuzz.bodies import MODELS, FuzzRequest, json_values, posts
 
 __all__ = ["COMPLETIONS", "completions_requests"]
 
@@ -71,12 +71,7 @@ def valid_completions_bodies() -> st.SearchStrategy[dict[str, Any]]:
 
 def completions_requests() -> st.SearchStrategy[FuzzRequest]:
     """The Completions API family: wrong and valid bodies, to either app."""
-    targets = st.sampled_from(["open", "open", "keyed"])
-
-    def post(kind: str) -> Any:
-        return lambda body, headers, target: FuzzRequest("POST", COMPLETIONS, kind, dump_json(body), headers, target)
-
     return st.one_of(
-        st.builds(post("completions"), completions_bodies(), request_headers(), targets),
-        st.builds(post("completions-valid"), valid_completions_bodies(), request_headers(), targets),
+        posts(COMPLETIONS, "completions", completions_bodies()),
+        posts(COMPLETIONS, "completions-valid", valid_completions_bodies()),
     )

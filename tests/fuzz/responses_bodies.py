@@ -15,9 +15,8 @@ from tests.fuzz.bodies import (
     MODELS,
     ROLES,
     FuzzRequest,
-    dump_json,
     json_values,
-    request_headers,
+    posts,
     response_formats,
     schemas,
 )
@@ -148,13 +147,9 @@ def valid_responses_bodies() -> st.SearchStrategy[dict[str, Any]]:
 def responses_requests() -> st.SearchStrategy[FuzzRequest]:
     """The Responses API family: wrong and valid bodies, and odd ids to read and delete."""
     targets = st.sampled_from(["open", "open", "keyed"])
-
-    def post(kind: str) -> Any:
-        return lambda body, headers, target: FuzzRequest("POST", RESPONSES, kind, dump_json(body), headers, target)
-
     return st.one_of(
-        st.builds(post("responses"), responses_bodies(), request_headers(), targets),
-        st.builds(post("responses-valid"), valid_responses_bodies(), request_headers(), targets),
+        posts(RESPONSES, "responses", responses_bodies()),
+        posts(RESPONSES, "responses-valid", valid_responses_bodies()),
         st.builds(
             lambda method, rid, target: FuzzRequest(method, f"{RESPONSES}/{rid}", "responses-id", None, target=target),
             st.sampled_from(["GET", "DELETE"]),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import openai
 import pytest
 
 import router_models
@@ -70,3 +71,15 @@ def gateway(fake_upstream: FakeOpenAIUpstream, tmp_path_factory: pytest.TempPath
 def base_url(gateway: LocalGateway) -> str:
     """``http://127.0.0.1:<port>``."""
     return gateway.base_url
+
+
+@pytest.fixture(scope="module")
+def client(base_url: str) -> openai.OpenAI:
+    """The official openai SDK (sync) against the running Serve app."""
+    return openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def aclient(base_url: str) -> openai.AsyncOpenAI:
+    """The official openai SDK (async) against the running Serve app."""
+    return openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0, timeout=120)
