@@ -30,7 +30,7 @@ from gateway.serving.admin import AdminService, CreateKeyRequest
 from gateway.serving.assembly import ReplicaServices
 from gateway.serving.completions_endpoint import CompletionsEndpoint, CompletionsResult
 from gateway.serving.endpoint import ChatEndpoint
-from gateway.serving.responses_endpoint import ResponsesEndpoint, ResponsesResult
+from gateway.serving.responses_endpoint import ResponsesEndpoint, ResponsesResult, ResponsesStream
 
 __all__ = ["GatewayServices", "create_http_app", "read_limited_body"]
 
@@ -221,8 +221,11 @@ def _add_responses_routes(app: FastAPI, responses: ResponsesEndpoint, max_body_b
         return _EventStreamResponse(result.events, result.headers)
 
     @app.get("/v1/responses/{response_id}")
-    async def get_response(request: Request, response_id: str) -> dict[str, Any]:
-        return await responses.retrieve(response_id, request.headers, request.query_params)
+    async def get_response(request: Request, response_id: str) -> Response:
+        result = await responses.retrieve(response_id, request.headers, request.query_params)
+        if isinstance(result, ResponsesStream):
+            return _EventStreamResponse(result.events, result.headers)
+        return JSONResponse(result)
 
     @app.get("/v1/responses/{response_id}/input_items")
     async def list_input_items(request: Request, response_id: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from gateway.routing import RoutingPreference
 from gateway.routing.live import RoutingControl
 from gateway.serving.access import AccessControl
 from gateway.serving.admin import AdminService
+from gateway.serving.background_responses import BackgroundResponses
 from gateway.serving.background_runs import BackgroundRuns
 from gateway.serving.chat import ChatCompletionService
 from gateway.serving.completions_endpoint import CompletionsEndpoint
@@ -166,13 +167,7 @@ async def build_replica_services(
             endpoint,
             access,
             store.responses if store is not None else None,
-            BackgroundRuns(
-                store.responses,
-                poll_s=config.state.responses.background_poll_s,
-                lease_s=config.state.responses.background_lease_s,
-            )
-            if store is not None
-            else None,
+            _background_responses(endpoint, store) if store is not None else None,
         ),
         completions=CompletionsEndpoint(endpoint),
         health=health,
@@ -183,3 +178,9 @@ async def build_replica_services(
         ledger=ledger,
         telemetry=telemetry,
     )
+
+
+def _background_responses(endpoint: ChatEndpoint, store: StateStore) -> BackgroundResponses:
+    settings = store.config.responses
+    runs = BackgroundRuns(store.responses, poll_s=settings.background_poll_s, lease_s=settings.background_lease_s)
+    return BackgroundResponses(endpoint, store.responses, runs, store.response_events)

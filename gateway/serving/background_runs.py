@@ -33,6 +33,11 @@ class BackgroundRuns:
         self._runs: dict[str, asyncio.Task[None]] = {}
 
     @property
+    def poll_s(self) -> float:
+        """How often a run's lease is renewed and its state read."""
+        return self._poll_s
+
+    @property
     def lease_s(self) -> float:
         """How long a run's lease lasts without renewal."""
         return self._lease_s

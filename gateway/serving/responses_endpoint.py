@@ -11,30 +11,20 @@ in (:mod:`gateway.serving.responses_input`) and out
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import uuid
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
-from gateway.errors import (
-    GatewayError,
-    InvalidRequestError,
-    NotFoundError,
-    ServiceUnavailableError,
-    UnsupportedParameterError,
-)
+from gateway.errors import GatewayError, InvalidRequestError
 from gateway.protocol import ChatCompletionRequest
 from gateway.protocol.parsing import parse_body
 from gateway.protocol.responses import ResponsesRequest, reject_unsupported_responses
 from gateway.serving.access import AccessControl, Caller
-from gateway.serving.background_runs import BackgroundRuns
-from gateway.serving.chat import HEADER_DROPPED_PARAMS, HEADER_MODEL, ChatResult
+from gateway.serving.background_responses import BackgroundResponses
+from gateway.serving.chat import HEADER_MODEL, ChatResult
 from gateway.serving.endpoint import TENANT_HEADER, ChatEndpoint
-from gateway.serving.param_names import ParamNames
-from gateway.serving.responses_input import ChatForm, chat_form
+from gateway.serving.responses_input import chat_form
 from gateway.serving.responses_output import (
     ResponseEventStream,
     ResponseShell,
@@ -43,47 +33,20 @@ from gateway.serving.responses_output import (
     listed_input_items,
     response_id,
 )
+from gateway.serving.responses_results import (
+    ResponsesResult,
+    ResponsesStream,
+    ServedRequest,
+    dropped_params,
+    in_responses_terms,
+    is_running,
+    not_found,
+)
 from gateway.state import ResponseStore, StoredResponse
 
 __all__ = ["ResponsesEndpoint", "ResponsesResult", "ResponsesStream"]
 
 logger = logging.getLogger(__name__)
-
-#: Chat parameter names in errors from the shared pipeline, and what a Responses client sent.
-_in_responses_terms = ParamNames(
-    {
-        "max_completion_tokens": "max_output_tokens",
-        "response_format": "text.format",
-        "messages": "input",
-        "reasoning_effort": "reasoning.effort",
-        "verbosity": "text.verbosity",
-    }
-)
-
-
-@dataclass
-class ResponsesResult:
-    """A finished response object and its headers."""
-
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class ResponsesStream:
-    """A started response stream: SSE events and the headers."""
-
-    events: AsyncIterator[bytes]
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class _Served:
-    """What the request reader learnt, for writing the answer."""
-
-    request: ResponsesRequest
-    form: ChatForm
-    caller: Caller
 
 
 class ResponsesEndpoint:
@@ -94,36 +57,36 @@ class ResponsesEndpoint:
         chat: ChatEndpoint,
         access: AccessControl,
         store: ResponseStore | None = None,
-        runs: BackgroundRuns | None = None,
+        background: BackgroundResponses | None = None,
     ) -> None:
         self._chat = chat
         self._access = access
         self._store = store
-        self._runs = runs
+        self._background = background
 
     async def close(self) -> None:
         """Stop the background responses this replica runs (each is recorded as failed)."""
-        if self._runs is not None:
-            await self._runs.close()
+        if self._background is not None:
+            await self._background.close()
 
     async def create(self, body: bytes, headers: Mapping[str, str]) -> ResponsesResult | ResponsesStream:
         """``POST /v1/responses``; every failure is a :class:`GatewayError`."""
         if _asks_background(body):
             return await self._start_background(body, headers)
-        served: list[_Served] = []
+        served: list[ServedRequest] = []
 
         async def read(raw: bytes, caller: Caller) -> ChatCompletionRequest:
             request = parse_body(raw, ResponsesRequest)
             reject_unsupported_responses(request)
             history = await self._history(caller.tenant, request.previous_response_id)
             form = chat_form(request, history)
-            served.append(_Served(request, form, caller))
+            served.append(ServedRequest(request, form, caller))
             return form.request
 
         try:
             result = await self._chat.handle(body, headers, read=read)
         except GatewayError as error:
-            raise _in_responses_terms(error) from None
+            raise in_responses_terms(error) from None
         context = served[0]
         stores = context.request.stores() and self._store is not None
         if isinstance(result, ChatResult):
@@ -132,7 +95,7 @@ class ResponsesEndpoint:
                 model=result.response.model,
                 request=context.request,
                 store=stores,
-                dropped=_dropped_params(result.headers),
+                dropped=dropped_params(result.headers),
             )
             response, items = shell.from_chat(result.response)
             if stores:
@@ -143,7 +106,7 @@ class ResponsesEndpoint:
             model=result.headers.get(HEADER_MODEL, context.request.model),
             request=context.request,
             store=stores,
-            dropped=_dropped_params(result.headers),
+            dropped=dropped_params(result.headers),
         )
 
         async def finished(response: dict[str, Any], items: list[dict[str, Any]]) -> bool:
@@ -154,20 +117,23 @@ class ResponsesEndpoint:
 
     async def retrieve(
         self, response_id: str, headers: Mapping[str, str], query: Mapping[str, str] | None = None
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | ResponsesStream:
         """``GET /v1/responses/{id}``: a stored response of the caller's tenant (a background one
-        whose replica stopped reads as failed). Replaying it as a stream (``?stream=true``) is
-        refused rather than answered with JSON the client would not parse."""
+        whose replica stopped reads as failed). With ``?stream=true``, the events of a background
+        response created with ``stream: true``, from after ``starting_after`` (a sequence
+        number) on, live until its last; any other response is a 400 rather than JSON a stream
+        reader would not parse."""
         caller = await self._authenticate(headers)
-        if (query or {}).get("stream", "false").lower() not in ("false", "0", ""):
-            raise UnsupportedParameterError(
-                "streaming a stored response is not supported; GET it without stream", param="stream"
-            )
+        query = query or {}
+        streams = query.get("stream", "false").lower() not in ("false", "0", "")
         record = await self._store.get(caller.tenant, response_id) if self._store is not None else None
         if record is None:
-            raise _not_found(response_id)
-        if _running(record.response):
-            return await self._unless_orphaned(caller.tenant, record)
+            raise not_found(response_id)
+        if streams:
+            assert self._background is not None  # a record means Redis, and so background responses
+            return await self._background.stream(caller.tenant, record, _starting_after(query.get("starting_after")))
+        if is_running(record.response) and self._background is not None:
+            return await self._background.settle(caller.tenant, record)
         return record.response
 
     async def cancel(self, response_id: str, headers: Mapping[str, str]) -> dict[str, Any]:
@@ -176,24 +142,16 @@ class ResponsesEndpoint:
         caller = await self._authenticate(headers)
         record = await self._store.get(caller.tenant, response_id) if self._store is not None else None
         if record is None:
-            raise _not_found(response_id)
+            raise not_found(response_id)
         if not record.response.get("background"):
             raise InvalidRequestError(
                 "Only responses created with background: true can be cancelled.", param="response_id"
             )
-        if not _running(record.response):
+        if not is_running(record.response) or self._background is None:
             return record.response
-        assert self._store is not None and self._runs is not None
-        cancelled = {**record.response, "status": "cancelled"}
-        if await self._store.end_background(
-            caller.tenant, StoredResponse(cancelled, record.conversation, record.input_items), cancelled=True
-        ):
-            self._runs.cancel_here(response_id)
-            return cancelled
-        ended = await self._store.get(caller.tenant, response_id)  # it ended first
-        return ended.response if ended is not None else cancelled
+        return await self._background.cancel(caller.tenant, record)
 
-    async def _start_background(self, body: bytes, headers: Mapping[str, str]) -> ResponsesResult:
+    async def _start_background(self, body: bytes, headers: Mapping[str, str]) -> ResponsesResult | ResponsesStream:
         """Check and keep a ``background`` request, answer ``queued`` and run it on (a refusal
         counts as a failed request, as the pipeline counts its own)."""
         caller: Caller | None = None
@@ -201,83 +159,17 @@ class ResponsesEndpoint:
         try:
             caller = await self._authenticate(headers)
             request = parse_body(body, ResponsesRequest)
-            return await self._queue(headers, caller, request)
+            if self._background is None:
+                raise InvalidRequestError(
+                    "background responses are kept in Redis, and this gateway runs without it", param="background"
+                )
+            reject_unsupported_responses(request)
+            self._chat.check_model(request.model)  # a 404 now, not a failed response later
+            form = chat_form(request, await self._history(caller.tenant, request.previous_response_id))
+            return await self._background.queue(headers, ServedRequest(request, form, caller))
         except GatewayError as error:
             self._chat.refused(error, headers, caller, request.model if request is not None else None)
             raise
-
-    async def _queue(self, headers: Mapping[str, str], caller: Caller, request: ResponsesRequest) -> ResponsesResult:
-        if self._store is None or self._runs is None:
-            raise InvalidRequestError(
-                "background responses are kept in Redis, and this gateway runs without it", param="background"
-            )
-        if request.stream:
-            raise UnsupportedParameterError(
-                "streaming a background response is not supported; poll GET /v1/responses/{id}", param="stream"
-            )
-        if request.store is False:
-            raise InvalidRequestError("a background response is kept: store must not be false", param="store")
-        reject_unsupported_responses(request)
-        self._chat.check_model(request.model)  # a 404 now, not a failed response later
-        context = _Served(
-            request, chat_form(request, await self._history(caller.tenant, request.previous_response_id)), caller
-        )
-        shell = ResponseShell(
-            id=f"resp_{uuid.uuid4().hex}", model=request.model, request=request, store=True, background=True
-        )
-        queued = shell.build([], status="queued")
-        listed = listed_input_items(request.input)
-        await self._store.start_background(
-            caller.tenant, StoredResponse(queued, context.form.conversation, listed), self._runs.lease_s
-        )
-        stopped = ServiceUnavailableError("the gateway stopped before this response finished; create it again")
-        self._runs.start(
-            caller.tenant,
-            shell.id,
-            self._run_in_background(headers, shell, context),
-            on_stop=lambda: self._end_failed(shell, context, stopped),
-        )
-        return ResponsesResult(body=queued)
-
-    async def _run_in_background(self, headers: Mapping[str, str], shell: ResponseShell, context: _Served) -> None:
-        async def read(_: bytes, __: Caller) -> ChatCompletionRequest:
-            return context.form.request  # checked before the response was queued
-
-        try:
-            result = await self._chat.handle(b"", headers, read=read)
-        except GatewayError as error:
-            await self._end_failed(shell, context, _in_responses_terms(error))
-            return
-        assert isinstance(result, ChatResult)  # streaming was refused
-        final = dataclasses.replace(shell, model=result.response.model, dropped=_dropped_params(result.headers))
-        response, items = final.from_chat(result.response)
-        conversation = [*context.form.conversation, assistant_turn(items)]
-        assert self._store is not None
-        await self._store.end_background(
-            context.caller.tenant, StoredResponse(response, conversation, listed_input_items(context.request.input))
-        )
-
-    async def _end_failed(self, shell: ResponseShell, context: _Served, error: GatewayError) -> None:
-        assert self._store is not None
-        failed = shell.build([], status="failed", error=error)
-        record = StoredResponse(failed, context.form.conversation, listed_input_items(context.request.input))
-        await self._store.end_background(context.caller.tenant, record)
-
-    async def _unless_orphaned(self, tenant: str, record: StoredResponse) -> dict[str, Any]:
-        """A running background response, or failed when no replica runs it any more."""
-        assert self._store is not None
-        response_id = str(record.response["id"])
-        if await self._store.lease_held(tenant, response_id):
-            return record.response
-        error = {
-            "code": "server_error",
-            "message": "the gateway replica running this response stopped; create it again",
-        }
-        failed = {**record.response, "status": "failed", "error": error}
-        if await self._store.end_background(tenant, StoredResponse(failed, record.conversation, record.input_items)):
-            return failed
-        ended = await self._store.get(tenant, response_id)
-        return ended.response if ended is not None else failed
 
     async def input_items(
         self, response_id: str, headers: Mapping[str, str], query: Mapping[str, str]
@@ -292,7 +184,7 @@ class ResponsesEndpoint:
             raise InvalidRequestError("order must be 'asc' or 'desc'", param="order", code="invalid_value")
         record = await self._store.get(caller.tenant, response_id) if self._store is not None else None
         if record is None:
-            raise _not_found(response_id)
+            raise not_found(response_id)
         return input_item_list(record.input_items, limit=limit, order=order, after=query.get("after") or None)
 
     async def delete(self, response_id: str, headers: Mapping[str, str]) -> dict[str, Any]:
@@ -300,7 +192,7 @@ class ResponsesEndpoint:
         caller = await self._authenticate(headers)
         deleted = await self._store.delete(caller.tenant, response_id) if self._store is not None else False
         if not deleted:
-            raise _not_found(response_id)
+            raise not_found(response_id)
         return {"id": response_id, "object": "response.deleted", "deleted": True}
 
     async def _authenticate(self, headers: Mapping[str, str]) -> Caller:
@@ -321,13 +213,13 @@ class ResponsesEndpoint:
                 param="previous_response_id",
                 code="previous_response_not_found",
             )
-        if _running(record.response):
+        if is_running(record.response):
             raise InvalidRequestError(
                 f"Previous response with id '{previous_id}' has not finished yet.", param="previous_response_id"
             )
         return record.conversation
 
-    async def _keep(self, context: _Served, response: dict[str, Any], items: list[dict[str, Any]]) -> bool:
+    async def _keep(self, context: ServedRequest, response: dict[str, Any], items: list[dict[str, Any]]) -> bool:
         assert self._store is not None
         conversation = [*context.form.conversation, assistant_turn(items)]
         listed = listed_input_items(context.request.input)
@@ -351,13 +243,20 @@ def _limit(raw: str | None) -> int:
     return limit
 
 
-def _not_found(response_id: str) -> NotFoundError:
-    return NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")
-
-
-def _dropped_params(headers: Mapping[str, str]) -> frozenset[str]:
-    """The model-specific parameters the answering tier was not sent (its header, parsed)."""
-    return frozenset(filter(None, headers.get(HEADER_DROPPED_PARAMS, "").split(",")))
+def _starting_after(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return -1
+    try:
+        after = int(raw)
+    except ValueError:
+        after = -2
+    if after < -1:
+        raise InvalidRequestError(
+            "starting_after must be the sequence number of an event (an integer from 0)",
+            param="starting_after",
+            code="invalid_value",
+        )
+    return after
 
 
 def _asks_background(body: bytes) -> bool:
@@ -369,7 +268,3 @@ def _asks_background(body: bytes) -> bool:
     except ValueError:
         return False  # the pipeline answers the malformed body
     return isinstance(data, dict) and data.get("background") is True
-
-
-def _running(response: Mapping[str, Any]) -> bool:
-    return bool(response.get("background")) and response.get("status") in ("queued", "in_progress")

@@ -29,12 +29,16 @@ from gateway.protocol.responses import (
 from gateway.serving.streaming import ClosingStream, StreamItem
 
 __all__ = [
+    "TERMINAL_EVENTS",
     "ResponseEventStream",
     "ResponseShell",
     "assistant_turn",
+    "event_frame",
+    "frame_kind",
     "input_item_list",
     "listed_input_items",
     "output_items",
+    "queued_events",
     "response_id",
 ]
 
@@ -240,15 +244,37 @@ class ResponseShell:
         return self.build(items, status=status, finish_reason=finish_reason, usage=response.usage), items
 
 
-def _event(kind: str, sequence: int, payload: dict[str, Any]) -> bytes:
+#: The events that end a response stream.
+TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def event_frame(kind: str, sequence: int, payload: dict[str, Any]) -> bytes:
+    """One SSE frame of a response stream."""
     body = {"type": kind, "sequence_number": sequence, **payload}
     return f"event: {kind}\ndata: {json.dumps(body, separators=(',', ':'), ensure_ascii=False)}\n\n".encode()
+
+
+def frame_kind(frame: bytes) -> str:
+    """The event type of a frame made by :func:`event_frame`."""
+    return frame[len(b"event: ") : frame.index(b"\n")].decode()
 
 
 #: Called with the finished response object and its output items before the last event is
 #: sent (so a client that chains on ``response.completed`` finds the response stored); it
 #: returns whether the response was stored.
 OnFinished = Callable[[dict[str, Any], list[dict[str, Any]]], Awaitable[bool]]
+#: Called with the failed response object before ``response.failed`` is sent.
+OnFailed = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+#: The events a background response's stream starts with, before its run begins.
+_QUEUED = ("response.created", "response.queued")
+
+
+def queued_events(response: dict[str, Any]) -> list[bytes]:
+    """The first events of a streamed background response: ``response`` (``queued``) created
+    and queued; its run's :class:`ResponseEventStream` (``after_queued``) goes on from them."""
+    return [event_frame(kind, sequence, {"response": response}) for sequence, kind in enumerate(_QUEUED)]
 
 
 @dataclass
@@ -260,16 +286,27 @@ class _OpenItem:
 class ResponseEventStream:
     """Rewrites a chat stream's chunks as Responses API events."""
 
-    def __init__(self, shell: ResponseShell, on_finished: OnFinished | None = None) -> None:
+    def __init__(
+        self,
+        shell: ResponseShell,
+        on_finished: OnFinished | None = None,
+        *,
+        on_failed: OnFailed | None = None,
+        after_queued: bool = False,
+    ) -> None:
+        """``after_queued``: the stream goes on from :func:`queued_events` (a background
+        response), so it starts at ``response.in_progress``."""
         self._shell = shell
         self._on_finished = on_finished
-        self._sequence = 0
+        self._on_failed = on_failed
+        self._after_queued = after_queued
+        self._sequence = len(_QUEUED) if after_queued else 0
         self._items: list[dict[str, Any]] = []
         self._text: _OpenItem | None = None
         self._calls: dict[int, _OpenItem] = {}
 
     def _emit(self, kind: str, **payload: Any) -> bytes:
-        frame = _event(kind, self._sequence, payload)
+        frame = event_frame(kind, self._sequence, payload)
         self._sequence += 1
         return frame
 
@@ -279,7 +316,8 @@ class ResponseEventStream:
 
     async def _events(self, chunks: AsyncIterator[StreamItem]) -> AsyncGenerator[bytes]:
         shell = self._shell
-        yield self._emit("response.created", response=shell.build([], status="in_progress"))
+        if not self._after_queued:
+            yield self._emit("response.created", response=shell.build([], status="in_progress"))
         yield self._emit("response.in_progress", response=shell.build([], status="in_progress"))
         usage: Usage | None = None
         finish_reason: str | None = None
@@ -289,6 +327,8 @@ class ResponseEventStream:
                     yield frame
                 yield self._emit("error", code=chunk.code, message=chunk.message, param=chunk.param)
                 failed = shell.build(self._items, status="failed", error=chunk)
+                if self._on_failed is not None:
+                    await self._on_failed(failed)
                 yield self._emit("response.failed", response=failed)
                 return
             usage = chunk.usage or usage

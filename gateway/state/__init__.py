@@ -27,6 +27,7 @@ from gateway.state.keys import KeySpace
 from gateway.state.ledger import BufferedWriter, LedgerOp
 from gateway.state.rate_limit import RateDecision, RateLimiter, estimate_tokens
 from gateway.state.response_cache import ResponseCache, cache_digest, normalise_request
+from gateway.state.response_events import LoggedEvent, ResponseEventLog
 from gateway.state.store import StateStore, build_client, redact_url
 from gateway.state.stored_responses import ResponseStore, StoredResponse
 
@@ -40,11 +41,13 @@ __all__ = [
     "ConversationCapture",
     "KeySpace",
     "LedgerOp",
+    "LoggedEvent",
     "RateDecision",
     "RateLimitConfig",
     "RateLimiter",
     "RedisHealth",
     "ResponseCache",
+    "ResponseEventLog",
     "ResponseStore",
     "ResponseStoreConfig",
     "StateConfig",

@@ -80,6 +80,9 @@ class ResponseStoreConfig(_Strict):
     #: A background response whose lease was not renewed for this long reads as failed (its
     #: replica stopped). Several polls long, so a slow Redis round trip does not fail a run.
     background_lease_s: float = Field(10.0, gt=0, le=600)
+    #: How long the events of a streamed background response (``background`` and ``stream``)
+    #: are kept after the last one, for ``GET /v1/responses/{id}?stream=true`` to replay.
+    background_stream_ttl_s: float = Field(3600.0, gt=0, le=30 * 24 * 3600.0)
 
     @model_validator(mode="after")
     def _lease_outlasts_polls(self) -> ResponseStoreConfig:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
@@ -20,6 +20,8 @@ from gateway.state.errors import REDIS_FAILURES, StateUnavailableError, describe
 __all__ = ["RedisHealth"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class RedisHealth:
@@ -95,6 +97,19 @@ class RedisHealth:
             self._next_probe = now + self._probe_interval_s
             return True
         return False
+
+    async def guarded(self, call: Callable[[], Awaitable[T]], unavailable: StateUnavailableError) -> T:
+        """``call()``, with its outcome recorded; ``unavailable`` is raised instead when Redis
+        fails or is not to be tried now (for reads whose "nothing there" would be a lie)."""
+        if not self.allow_attempt():
+            raise unavailable
+        try:
+            result = await call()
+        except REDIS_FAILURES as exc:
+            self.record_failure(exc)
+            raise unavailable from None
+        self.record_success()
+        return result
 
     async def ping(self) -> bool:
         """PING Redis (whatever the probe interval) and record the outcome."""

@@ -137,3 +137,8 @@ class KeySpace:
         """Set, with a short TTL, while a replica runs the background response:
         ``<p>:resp:<tenant tag>:<id>:lease``."""
         return f"{self.stored_response(tenant_tag, response_id)}:lease"
+
+    def response_events(self, tenant_tag: str, response_id: str) -> str:
+        """The events of a streamed background response (a Redis stream; entry ``0-<n>`` is the
+        event of sequence number ``n - 1``): ``<p>:resp:<tenant tag>:<id>:events``."""
+        return f"{self.stored_response(tenant_tag, response_id)}:events"

@@ -29,6 +29,7 @@ from gateway.state.keys import KeySpace
 from gateway.state.ledger import BufferedWriter
 from gateway.state.rate_limit import RateLimiter
 from gateway.state.response_cache import ResponseCache
+from gateway.state.response_events import ResponseEventLog
 from gateway.state.stored_responses import ResponseStore
 
 __all__ = ["StateStore", "build_client", "redact_url"]
@@ -102,6 +103,9 @@ class StateStore:
         )
         self.cache = ResponseCache(client, self.keys, self.health, self.config.cache)
         self.responses = ResponseStore(client, self.keys, self.health, self.config.responses)
+        self.response_events = ResponseEventLog(
+            client, self.keys, self.health, self.config.responses, block_s=min(0.25, self.config.op_timeout_s / 2)
+        )
         self.capture = ConversationCapture(client, self.keys, self.health, self.config.capture)
         self.ledger = BufferedWriter(client, self.health, max_entries=self.config.ledger_buffer_max_entries)
 

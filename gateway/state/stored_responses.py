@@ -46,7 +46,8 @@ class StoredResponse:
         self.input_items = input_items or []
 
 
-def _tenant_tag(tenant: str) -> str:
+def tenant_tag(tenant: str) -> str:
+    """The key-safe tag of ``tenant`` (a hash: tenant names come from headers)."""
     return hashlib.sha256(tenant.encode()).hexdigest()[:32]
 
 
@@ -60,7 +61,7 @@ class ResponseStore:
         self._config = config
 
     def _key(self, tenant: str, response_id: str) -> str:
-        return self._keys.stored_response(_tenant_tag(tenant), response_id)
+        return self._keys.stored_response(tenant_tag(tenant), response_id)
 
     async def put(self, tenant: str, record: StoredResponse) -> bool:
         """Keep ``record``; False when it was not kept (too large, or Redis is down)."""
@@ -119,6 +120,16 @@ class ResponseStore:
         except ValueError:
             return False
         removed = await self._strict(lambda: self._client.delete(key), "changed")
+        if removed:
+            # A background response's run state, lease and events go with it (a run still going
+            # then finds its state gone and writes no record).
+            tag = tenant_tag(tenant)
+            kept = (
+                self._keys.background_state(tag, response_id),
+                self._keys.background_lease(tag, response_id),
+                self._keys.response_events(tag, response_id),
+            )
+            await self._strict(lambda: self._client.delete(*kept), "changed")
         return bool(removed)
 
     # --- background responses -------------------------------------------------------
@@ -136,7 +147,7 @@ class ResponseStore:
         ttl_ms = int(self._config.ttl_s * 1000)
         await self._strict(
             lambda: self._client.set(
-                self._keys.background_state(_tenant_tag(tenant), response_id), "running", px=ttl_ms
+                self._keys.background_state(tenant_tag(tenant), response_id), "running", px=ttl_ms
             ),
             "stored",
         )
@@ -144,24 +155,24 @@ class ResponseStore:
 
     async def renew_lease(self, tenant: str, response_id: str, lease_s: float) -> None:
         """Say this replica still runs ``response_id`` for another ``lease_s``."""
-        key = self._keys.background_lease(_tenant_tag(tenant), response_id)
+        key = self._keys.background_lease(tenant_tag(tenant), response_id)
         await self._strict(lambda: self._client.set(key, "1", px=int(lease_s * 1000)), "stored")
 
     async def lease_held(self, tenant: str, response_id: str) -> bool:
         """Whether a replica still runs ``response_id``."""
-        key = self._keys.background_lease(_tenant_tag(tenant), response_id)
+        key = self._keys.background_lease(tenant_tag(tenant), response_id)
         return bool(await self._strict(lambda: self._client.exists(key), "read"))
 
     async def background_state(self, tenant: str, response_id: str) -> str | None:
         """``running``, ``done``, ``cancelled``, or None (not a background response, or expired)."""
-        key = self._keys.background_state(_tenant_tag(tenant), response_id)
+        key = self._keys.background_state(tenant_tag(tenant), response_id)
         raw = await self._strict(lambda: self._client.get(key), "read")
         return raw.decode() if isinstance(raw, bytes) else raw
 
     async def end_background(self, tenant: str, record: StoredResponse, *, cancelled: bool = False) -> bool:
         """End a running background response with ``record`` (its final object); False when
         it had already ended (another end won, and its record stands)."""
-        key = self._keys.background_state(_tenant_tag(tenant), record.response["id"])
+        key = self._keys.background_state(tenant_tag(tenant), record.response["id"])
         state = "cancelled" if cancelled else "done"
         previous = await self._strict(lambda: self._client.set(key, state, get=True, keepttl=True), "stored")
         previous = previous.decode() if isinstance(previous, bytes) else previous
@@ -179,12 +190,4 @@ class ResponseStore:
     async def _strict(self, call: Callable[[], Awaitable[T]], action: str) -> T:
         # Reads and deletes answer 503 when Redis is away: "not found" would be a lie.
         unavailable = StateUnavailableError(f"stored responses cannot be {action} right now", retry_after=1)
-        if not self._health.allow_attempt():
-            raise unavailable
-        try:
-            result = await call()
-        except REDIS_FAILURES as exc:
-            self._health.record_failure(exc)
-            raise unavailable from None
-        self._health.record_success()
-        return result
+        return await self._health.guarded(call, unavailable)

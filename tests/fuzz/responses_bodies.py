@@ -2,7 +2,7 @@
 
 Structured but wrong bodies (hostile input items, tools, formats and refused parameters),
 a valid control group (some streamed), and ``GET``/``DELETE /v1/responses/{id}`` and
-``GET /v1/responses/{id}/input_items`` with odd ids and queries.
+``GET /v1/responses/{id}/input_items`` with odd ids and queries (streamed reads included).
 """
 
 from __future__ import annotations
@@ -154,6 +154,17 @@ def responses_requests() -> st.SearchStrategy[FuzzRequest]:
             lambda method, rid, target: FuzzRequest(method, f"{RESPONSES}/{rid}", "responses-id", None, target=target),
             st.sampled_from(["GET", "DELETE"]),
             _RESPONSE_IDS,
+            targets,
+        ),
+        st.builds(
+            lambda rid, params, target: FuzzRequest(
+                "GET", f"{RESPONSES}/{rid}", "responses-id", None, params=params, target=target
+            ),
+            _RESPONSE_IDS,
+            st.fixed_dictionaries(
+                {"stream": st.sampled_from(["true", "false", "1", "x", ""])},
+                optional={"starting_after": st.sampled_from(["0", "-1", "-2", "5", "x", "1e3", ""])},
+            ),
             targets,
         ),
         st.builds(

@@ -18,6 +18,7 @@ from gateway.engine import ChatEngine
 from gateway.http import GatewayServices, create_http_app
 from gateway.http.open_requests import OpenRequests
 from gateway.protocol.model_params import VLLM_PARAMS
+from gateway.redis_server import EmbeddedRedis
 from gateway.serving import Tier
 from gateway.serving.assembly import ReplicaServices, build_replica_services
 from tests.fakes.engines import ScriptedEngine
@@ -168,3 +169,15 @@ def hosted_engine(upstream_url: str, transport: str, **overrides: Any) -> ChatEn
     """A hosted tier's engine (``transport`` ``litellm`` or ``openai``) at a local upstream."""
     settings = hosted_tier_settings(upstream_url, transport=transport, **overrides)
     return build_hosted_engine(LiteLLMTierConfig.model_validate(settings))
+
+
+@pytest.fixture()
+def background_config(redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream) -> GatewayConfig:
+    """A config for background responses: a fresh key prefix, and polls and leases short enough
+    for a test to see a cancel or a lapsed lease within a second."""
+    responses = {"background_poll_s": 0.1, "background_lease_s": 0.5}
+    return gateway_config(
+        redis_server.url,
+        fake_upstream.base_url,
+        state={"prefix": f"bg{uuid.uuid4().hex[:6]}", "responses": responses},
+    )

@@ -8,15 +8,14 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import httpx
 import openai
 import pytest
 
+from gateway.config import GatewayConfig
 from gateway.errors import UpstreamError
 from gateway.protocol.responses import ResponsesRequest
-from gateway.redis_server import EmbeddedRedis
 from gateway.serving.responses_output import ResponseShell
 from gateway.state import StoredResponse
 from tests.fakes.engines import ScriptedEngine
@@ -25,16 +24,6 @@ from tests.integration.conftest import AppFactory, flushed_totals, gateway_confi
 from tests.integration.test_keys_limits_cache import request_counts
 
 RESPONSES = "/v1/responses"
-
-
-@pytest.fixture()
-def config(redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream) -> Any:
-    responses = {"background_poll_s": 0.1, "background_lease_s": 0.5}
-    return gateway_config(
-        redis_server.url,
-        fake_upstream.base_url,
-        state={"prefix": f"bg{uuid.uuid4().hex[:6]}", "responses": responses},
-    )
 
 
 async def until(check: Callable[[], Awaitable[bool]], within_s: float = 5.0) -> None:
@@ -50,9 +39,11 @@ async def status(client: httpx.AsyncClient, response_id: str) -> str:
     return str(answer.json()["status"])
 
 
-async def test_queued_at_once_then_completed_and_chained(make_app: AppFactory, config: Any) -> None:
+async def test_queued_at_once_then_completed_and_chained(
+    make_app: AppFactory, background_config: GatewayConfig
+) -> None:
     small = ScriptedEngine(["Hello", ",", " world"], model="small-model", delay_s=0.05)
-    async with make_app(config, small=small) as (client, services):
+    async with make_app(background_config, small=small) as (client, services):
         api = sdk(client)
         queued = await api.responses.create(model="small-model", input="Say hello.", background=True)
         assert (queued.status, queued.background, queued.output) == ("queued", True, [])
@@ -78,9 +69,11 @@ async def _is(api: openai.AsyncOpenAI, response_id: str, expected: str) -> bool:
     return (await api.responses.retrieve(response_id)).status == expected
 
 
-async def test_a_cancel_on_another_replica_stops_the_run(make_app: AppFactory, config: Any) -> None:
+async def test_a_cancel_on_another_replica_stops_the_run(
+    make_app: AppFactory, background_config: GatewayConfig
+) -> None:
     slow = ScriptedEngine(["x"] * 100, model="small-model", delay_s=0.05)  # five seconds
-    async with make_app(config, small=slow) as (one, _), make_app(config) as (two, _):
+    async with make_app(background_config, small=slow) as (one, _), make_app(background_config) as (two, _):
         queued = (await one.post(RESPONSES, json={"model": "small-model", "input": "go", "background": True})).json()
         await until(lambda: _started(slow))
         cancelled = await sdk(two).responses.cancel(queued["id"])
@@ -101,8 +94,10 @@ async def _closed(engine: ScriptedEngine) -> bool:
     return engine.closed > 0
 
 
-async def test_cancel_answers_for_ended_foreground_and_unknown_responses(make_app: AppFactory, config: Any) -> None:
-    async with make_app(config) as (client, _):
+async def test_cancel_answers_for_ended_foreground_and_unknown_responses(
+    make_app: AppFactory, background_config: GatewayConfig
+) -> None:
+    async with make_app(background_config) as (client, _):
         api = sdk(client)
         foreground = await api.responses.create(model="small-model", input="hi")
         with pytest.raises(openai.BadRequestError, match="background: true"):
@@ -114,9 +109,11 @@ async def test_cancel_answers_for_ended_foreground_and_unknown_responses(make_ap
         assert (await api.responses.cancel(background.id)).status == "completed"
 
 
-async def test_a_failure_in_the_run_is_a_failed_response(make_app: AppFactory, config: Any) -> None:
+async def test_a_failure_in_the_run_is_a_failed_response(
+    make_app: AppFactory, background_config: GatewayConfig
+) -> None:
     broken = ScriptedEngine(model="small-model", fail_before=UpstreamError("small-model failed", code="upstream_error"))
-    async with make_app(config, small=broken) as (client, _):
+    async with make_app(background_config, small=broken) as (client, _):
         api = sdk(client)
         queued = await api.responses.create(model="small-model", input="hi", background=True)
         await until(lambda: _is(api, queued.id, "failed"))
@@ -127,10 +124,12 @@ async def test_a_failure_in_the_run_is_a_failed_response(make_app: AppFactory, c
             await api.responses.create(model="no-such-model", input="hi", background=True)
 
 
-async def test_a_run_whose_replica_stopped_reads_as_failed(make_app: AppFactory, config: Any) -> None:
+async def test_a_run_whose_replica_stopped_reads_as_failed(
+    make_app: AppFactory, background_config: GatewayConfig
+) -> None:
     slow = ScriptedEngine(["x"] * 100, model="small-model", delay_s=0.05)
-    async with make_app(config) as (other, services):
-        async with make_app(config, small=slow) as (one, _):
+    async with make_app(background_config) as (other, services):
+        async with make_app(background_config, small=slow) as (one, _):
             queued = (
                 await one.post(RESPONSES, json={"model": "small-model", "input": "go", "background": True})
             ).json()

@@ -267,7 +267,6 @@ BAD_BODIES: list[tuple[dict[str, Any], str, str | None]] = [
     ({"input": "x", "reasoning": {"effort": "low", "summary": "auto"}}, "reasoning.summary", "unsupported_parameter"),
     ({"input": "x", "reasoning": {"mode": "pro"}}, "reasoning.mode", "unsupported_parameter"),
     ({"input": "x", "reasoning": {"effort": "LOW!"}}, "reasoning.effort", "invalid_value"),
-    ({"input": "x", "background": True, "stream": True}, "stream", "unsupported_parameter"),
     ({"input": "x", "background": True, "store": False}, "store", None),
     (
         {"input": "x", "background": True, "previous_response_id": "resp_nothing"},

@@ -427,3 +427,15 @@ def test_responses_api_over_the_real_engine_stream_and_stored(client: openai.Ope
         assert time.monotonic() < deadline, "the background response did not finish"
         time.sleep(0.2)
     assert polled.status in {"completed", "incomplete"} and polled.output_text == response.output_text
+    # Streamed in the background: the creator reads the events as the run writes them; a client
+    # whose connection dropped resumes from a sequence number, and the SDK's helper rebuilds the
+    # whole response from a resumed stream.
+    created = list(client.responses.create(**args, max_output_tokens=24, temperature=0, background=True, stream=True))
+    assert [event.sequence_number for event in created] == list(range(len(created)))
+    assert [event.type for event in created[:3]] == ["response.created", "response.queued", "response.in_progress"]
+    assert created[-1].type in {"response.completed", "response.incomplete"}
+    resumed = list(client.responses.retrieve(created[0].response.id, stream=True, starting_after=2))
+    assert [event.model_dump() for event in resumed] == [event.model_dump() for event in created[3:]]
+    with client.responses.stream(response_id=created[0].response.id, starting_after=4) as again:
+        assert [event.sequence_number for event in again] == list(range(5, len(created)))
+        assert again.get_final_response().output_text == response.output_text

@@ -11,7 +11,6 @@ import pytest
 from gateway.errors import GatewayError, InvalidRequestError, UpstreamError
 from gateway.protocol import ChatCompletionChunk, ChatCompletionResponse
 from gateway.protocol.responses import ResponsesRequest
-from gateway.serving.responses_endpoint import _in_responses_terms
 from gateway.serving.responses_input import chat_form, pending_calls
 from gateway.serving.responses_output import (
     ResponseEventStream,
@@ -21,6 +20,7 @@ from gateway.serving.responses_output import (
     listed_input_items,
     output_items,
 )
+from gateway.serving.responses_results import in_responses_terms
 from gateway.serving.streaming import StreamItem
 
 
@@ -133,23 +133,23 @@ def test_tools_choice_and_format_become_their_chat_forms() -> None:
 
 
 def test_errors_from_the_chat_pipeline_name_the_fields_the_client_sent() -> None:
-    renamed = _in_responses_terms(
+    renamed = in_responses_terms(
         InvalidRequestError("max_completion_tokens is 9; at most 8", param="max_completion_tokens")
     )
     assert (renamed.param, renamed.message) == ("max_output_tokens", "max_output_tokens is 9; at most 8")
     assert isinstance(renamed, InvalidRequestError)
-    assert _in_responses_terms(InvalidRequestError("bad", param="messages[3].content")).param == "input"
-    assert _in_responses_terms(InvalidRequestError("bad", param="response_format")).param == "text.format"
+    assert in_responses_terms(InvalidRequestError("bad", param="messages[3].content")).param == "input"
+    assert in_responses_terms(InvalidRequestError("bad", param="response_format")).param == "text.format"
     # JSON mode's check runs on the chat side; every chat field its message names is renamed.
     json_mode = InvalidRequestError(
         "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.",
         param="messages",
     )
-    assert _in_responses_terms(json_mode).message == (
+    assert in_responses_terms(json_mode).message == (
         "'input' must contain the word 'json' in some form, to use 'text.format' of type 'json_object'."
     )
     other = UpstreamError("boom")
-    assert _in_responses_terms(other) is other
+    assert in_responses_terms(other) is other
 
 
 def completion(content: str | None, finish: str, calls: list[dict[str, Any]] | None = None) -> ChatCompletionResponse:
@@ -296,7 +296,7 @@ async def test_closing_the_events_closes_the_chunks() -> None:
 
 def test_gateway_errors_keep_their_class_when_renamed() -> None:
     error: GatewayError = InvalidRequestError("response_format is bad", param="response_format", code="x")
-    renamed = _in_responses_terms(error)
+    renamed = in_responses_terms(error)
     assert (type(renamed), renamed.code, renamed.message) == (InvalidRequestError, "x", "text.format is bad")
 
 
