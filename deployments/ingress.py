@@ -76,6 +76,7 @@ class GatewayIngress:
                     billed_when_abandoned=not isinstance(tier_config, VLLMTierConfig),
                     model_params=model_params,
                     completes_text=isinstance(tier_config, VLLMTierConfig),
+                    constrains_decoding=isinstance(tier_config, VLLMTierConfig),
                 )
             )
         # The learned router arrives with Serve's user_config (see reconfigure), which Serve

@@ -165,7 +165,15 @@ def _client_error(exc: Exception, request: GenerationRequest) -> InvalidRequestE
 
     if not isinstance(exc, VLLMClientError):
         return None
-    schema_from = "tools" if request.calls_tools else "response_format" if request.response_format else None
+    schema_from = (
+        "tools"
+        if request.calls_tools
+        else "response_format"
+        if request.response_format
+        else "structured_outputs"
+        if request.structured_outputs
+        else None
+    )
     param = getattr(exc, "parameter", None) or schema_from
     return InvalidRequestError(str(exc), param=param, code="invalid_value")
 
@@ -343,6 +351,8 @@ class VLLMChatEngine(ChatEngine):
             kwargs["structured_outputs"] = StructuredOutputsParams(json=plan.schema)
         elif request.response_format is not None:
             kwargs["structured_outputs"] = StructuredOutputsParams(**_structured_outputs(request.response_format))
+        elif request.structured_outputs is not None:
+            kwargs["structured_outputs"] = StructuredOutputsParams(**request.structured_outputs)
         return SamplingParams(**kwargs)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta]:

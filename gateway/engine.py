@@ -84,6 +84,10 @@ class GenerationRequest:
     #: Continue ``messages[-1]["content"]`` as plain text, without the chat template
     #: (``/v1/completions``); only engines of tiers that complete text receive it.
     raw_prompt: bool = False
+    #: vLLM's ``StructuredOutputsParams`` keywords (one constraint: ``json``, ``regex``,
+    #: ``choice``, ``grammar`` or ``json_object``), already validated; only engines of tiers that
+    #: constrain decoding receive it.
+    structured_outputs: dict[str, Any] | None = None
     #: W3C trace context (``traceparent``/``tracestate``) to pass to the model upstream.
     trace_headers: dict[str, str] = field(default_factory=dict)
 

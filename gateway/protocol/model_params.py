@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from gateway.protocol.structured_outputs import StructuredOutputs
+
 __all__ = [
     "MODEL_PARAMS",
     "VLLM_PARAMS",
@@ -58,6 +60,9 @@ class VLLMSamplingFields(BaseModel):
     min_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     #: Above 1 discourages repeating tokens of the prompt and the answer; 1: off.
     repetition_penalty: Annotated[float, Field(gt=0.0, le=2.0)] | None = None
+    #: Decoding held to a choice, regex, grammar or schema: only vLLM tiers serve a request
+    #: with it (see :mod:`gateway.protocol.structured_outputs`), so it is no model parameter.
+    structured_outputs: StructuredOutputs | None = None
 
     def vllm_params(self) -> dict[str, Any]:
         """The extensions set to something other than vLLM's default (which asks for nothing)."""

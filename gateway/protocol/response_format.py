@@ -18,7 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from gateway.errors import InvalidRequestError
 
-__all__ = ["JsonSchemaSpec", "ResponseFormat", "check_json_mode_prompt", "json_schema_problem"]
+__all__ = [
+    "JsonSchemaSpec",
+    "ResponseFormat",
+    "check_json_mode_prompt",
+    "json_schema_problem",
+    "valid_json_schema",
+]
 
 
 class _Format(BaseModel):
@@ -42,6 +48,13 @@ def json_schema_problem(schema: dict[str, Any]) -> str | None:
     return None
 
 
+def valid_json_schema(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A field validator's body: refuse a schema that is not a valid JSON Schema."""
+    if value is not None and (problem := json_schema_problem(value)) is not None:
+        raise ValueError(f"not a valid JSON Schema: {problem}")
+    return value
+
+
 class JsonSchemaSpec(_Format):
     """``response_format.json_schema``: a named JSON Schema the answer must satisfy."""
 
@@ -50,12 +63,7 @@ class JsonSchemaSpec(_Format):
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
     strict: bool | None = None
 
-    @field_validator("schema_")
-    @classmethod
-    def _valid_json_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and (problem := json_schema_problem(value)) is not None:
-            raise ValueError(f"not a valid JSON Schema: {problem}")
-        return value
+    _valid_json_schema = field_validator("schema_")(valid_json_schema)
 
 
 class ResponseFormat(_Format):

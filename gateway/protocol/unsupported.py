@@ -9,16 +9,18 @@ with 400 ``unsupported_parameter`` naming the parameter. Each parameter's "off" 
 them by default. Implemented elsewhere: ``tools`` (:mod:`gateway.protocol.tools`), the legacy
 ``functions`` and ``function_call`` (:mod:`gateway.protocol.legacy_functions`),
 ``response_format`` (:mod:`gateway.protocol.response_format`), ``logprobs``,
-``top_logprobs``, ``n``, ``logit_bias`` (for a request that names a model), and
+``top_logprobs``, ``n``, ``logit_bias`` (for a request that names a model),
 ``reasoning_effort`` and ``verbosity``, which go to the tiers whose model takes them
-(:data:`gateway.protocol.chat.MODEL_PARAMS`).
+(:data:`gateway.protocol.chat.MODEL_PARAMS`), and vLLM's ``structured_outputs``
+(:mod:`gateway.protocol.structured_outputs`), which cannot be combined with another
+constraint on the answer.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from gateway.errors import UnsupportedParameterError
+from gateway.errors import InvalidRequestError, UnsupportedParameterError
 from gateway.protocol.chat import ChatCompletionRequest
 
 __all__ = ["TOLERATED_PARAMETERS", "UNSUPPORTED_PARAMETERS", "reject_unsupported"]
@@ -31,6 +33,11 @@ UNSUPPORTED_PARAMETERS: tuple[tuple[str, tuple[Any, ...], str], ...] = (
     # Answering without it would look like a moderated answer that was never moderated.
     ("moderation", (None,), "moderated completions are not supported: moderate input and output before the gateway"),
     ("web_search_options", (None,), "web search is not supported: no tier has a search tool"),
+    # vLLM's spellings before 0.12, which vLLM itself now ignores: the answer would be unconstrained.
+    *(
+        (f"guided_{kind}", (None,), f'guided_{kind} is vLLM\'s old name: send structured_outputs: {{"{kind}": ...}}')
+        for kind in ("json", "regex", "choice", "grammar")
+    ),
 )
 
 #: OpenAI chat parameters accepted and not acted on, because they do not change what a client
@@ -51,8 +58,22 @@ TOLERATED_PARAMETERS = frozenset(
 
 def reject_unsupported(request: ChatCompletionRequest) -> None:
     """Raise :class:`UnsupportedParameterError` if ``request`` asks for something not implemented
-    (:data:`UNSUPPORTED_PARAMETERS`, which arrive as tolerated extra fields)."""
+    (:data:`UNSUPPORTED_PARAMETERS`, which arrive as tolerated extra fields), and
+    :class:`InvalidRequestError` for ``structured_outputs`` beside another constraint."""
     extra = request.model_extra or {}
     for name, off_values, reason in UNSUPPORTED_PARAMETERS:
         if name in extra and extra[name] not in off_values:
             raise UnsupportedParameterError(reason, param=name)
+    if request.structured_outputs is not None:
+        # Each constrains the whole answer; vLLM would keep one and drop the other unannounced.
+        if request.response_format is not None and request.response_format.type != "text":
+            raise InvalidRequestError(
+                "structured_outputs and response_format both constrain the answer: send one of them",
+                param="structured_outputs",
+            )
+        if request.calls_tools():
+            raise InvalidRequestError(
+                "structured_outputs constrains the answer to text, so it cannot come with tools to call "
+                "(send tool_choice: none, or no tools)",
+                param="structured_outputs",
+            )

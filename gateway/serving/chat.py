@@ -238,7 +238,7 @@ class ChatCompletionService:
     def has_tier_choice(self, request: ChatCompletionRequest) -> bool:
         """Whether more than one tier can serve ``request``: where only one can (tool calling
         that only the large model has), no routing decision is made for it."""
-        return len(self._ladder.serving(request.tool_need(), raw_prompt=request.raw_prompt)) > 1
+        return len(self._ladder.capable(request)) > 1
 
     def is_routed(self, model: str) -> bool:
         """Whether ``model`` names the virtual router model (plain or with a threshold)."""
@@ -314,6 +314,7 @@ class ChatCompletionService:
             parallel_tool_calls=request.parallel_tool_calls if offered else None,
             forced_function=forced.model_dump(exclude_none=True) if forced is not None else None,
             raw_prompt=request.raw_prompt,
+            structured_outputs=request.structured_outputs.for_engine() if request.structured_outputs else None,
             **params,
         )
 
@@ -362,6 +363,8 @@ class ChatCompletionService:
             decision = self._ladder.for_tools(request, decision, routed=routed, need=need)
         if request.raw_prompt:
             decision = self._ladder.for_text_completion(request, decision, routed=routed)
+        if request.structured_outputs is not None:
+            decision = self._ladder.for_structured_outputs(request, decision, routed=routed)
         self._ladder.check_model_params(request, decision, routed=routed)
         if observation is not None:
             # The decision as served: metrics count a key's budget and tool calling as reasons.
@@ -380,7 +383,7 @@ class ChatCompletionService:
             except GatewayError as error:
                 tried.add(tier.name)
                 target = (
-                    self._ladder.failover_target(tier.name, error, tried, need=need, raw_prompt=request.raw_prompt)
+                    self._ladder.failover_target(tier.name, error, tried, capable=self._ladder.capable(request))
                     if routed
                     else None
                 )

@@ -29,6 +29,7 @@ from gateway.protocol.completions import (
     reject_unsupported_completion,
 )
 from gateway.protocol.parsing import parse_body
+from gateway.protocol.unsupported import UNSUPPORTED_PARAMETERS
 from gateway.serving.access import Caller
 from gateway.serving.chat import ChatResult
 from gateway.serving.endpoint import ChatEndpoint
@@ -43,6 +44,9 @@ __all__ = [
     "completion_chat_form",
     "completion_response",
 ]
+
+#: Parameters the chat pipeline refuses (:data:`UNSUPPORTED_PARAMETERS`), carried over to it.
+_REFUSED = frozenset(name for name, _, _ in UNSUPPORTED_PARAMETERS)
 
 #: Chat parameter names in errors from the shared pipeline, and what a completions client sent.
 _in_completions_terms = ParamNames({"messages": "prompt", "max_completion_tokens": "max_tokens"})
@@ -83,6 +87,9 @@ def completion_chat_form(request: CompletionRequest) -> ChatCompletionRequest:
         "user": request.user,
         "router_threshold": request.router_threshold,
         **request.vllm_params(),
+        "structured_outputs": request.structured_outputs.for_engine() if request.structured_outputs else None,
+        # Refused by the pipeline as on chat (vLLM's old guided_* names, say), not dropped here.
+        **{name: value for name, value in (request.model_extra or {}).items() if name in _REFUSED},
     }
     if request.logprobs is not None:
         body["logprobs"] = True

@@ -9,7 +9,7 @@ is which model-specific parameters a request may carry to which tier.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from gateway.engine import ChatEngine
@@ -55,6 +55,9 @@ class Tier:
     #: Whether the tier continues a prompt as plain text, without a chat template
     #: (``/v1/completions``): vLLM tiers do; hosted chat models do not.
     completes_text: bool = False
+    #: Whether the tier holds decoding to vLLM's ``structured_outputs`` (a choice, regex,
+    #: grammar or schema): vLLM tiers do.
+    constrains_decoding: bool = False
 
     def serves(self, need: ToolNeed) -> bool:
         """Whether the tier can serve a request that needs ``need`` of tool calling."""
@@ -90,52 +93,89 @@ class TierLadder:
         self._tiers = {tier.name: tier for tier in tiers}
         self._order = list(self._tiers)
 
-    def serving(self, need: ToolNeed, *, raw_prompt: bool = False) -> list[str]:
-        """The tiers that can serve a request needing ``need`` (and text completion, for a
-        ``raw_prompt``), cheapest first."""
+    def capable(self, request: ChatCompletionRequest) -> list[str]:
+        """The tiers that can serve ``request``, cheapest first: with the tool calling it needs,
+        text completion for a ``raw_prompt``, and constrained decoding for ``structured_outputs``."""
+        need, raw, constrained = request.tool_need(), request.raw_prompt, request.structured_outputs is not None
         return [
-            name for name, tier in self._tiers.items() if tier.serves(need) and (tier.completes_text or not raw_prompt)
+            name
+            for name, tier in self._tiers.items()
+            if tier.serves(need) and (tier.completes_text or not raw) and (tier.constrains_decoding or not constrained)
         ]
 
     def for_text_completion(
         self, request: ChatCompletionRequest, decision: RoutingDecision, *, routed: bool
     ) -> RoutingDecision:
         """Move a ``/v1/completions`` request to a tier that completes text (or refuse it)."""
-        if self._tiers[decision.tier].completes_text:
-            return decision
-        capable = self.serving("none", raw_prompt=True)
-        if not capable:
-            raise UnsupportedParameterError("no model here serves the completions API", param="model")
-        if not routed:
-            names = ", ".join(self._tiers[name].served_model_name for name in capable)
-            raise InvalidRequestError(
+
+        def refusal(names: str | None) -> GatewayError:
+            if names is None:
+                return UnsupportedParameterError("no model here serves the completions API", param="model")
+            return InvalidRequestError(
                 f"{request.model} is a chat model and is not served at /v1/completions (use "
                 f"/v1/chat/completions); models served here: {names}",
                 param="model",
                 code="model_not_supported",
             )
-        return self._nearest(capable, decision, reason="completions")
+
+        capable = [name for name, tier in self._tiers.items() if tier.completes_text]
+        return self._move_to(capable, decision, routed=routed, reason="completions", refusal=refusal)
+
+    def for_structured_outputs(
+        self, request: ChatCompletionRequest, decision: RoutingDecision, *, routed: bool
+    ) -> RoutingDecision:
+        """Move a request with ``structured_outputs`` to a tier that constrains decoding (or refuse it)."""
+
+        def refusal(names: str | None) -> GatewayError:
+            served = "no model here is served by vLLM" if names is None else f"{request.model} is not served by vLLM"
+            takers = "" if names is None else f"; models that take it: {names}"
+            return UnsupportedParameterError(
+                f"structured_outputs is vLLM's extension, and {served} (use response_format for a JSON Schema){takers}",
+                param="structured_outputs",
+            )
+
+        capable = [name for name, tier in self._tiers.items() if tier.constrains_decoding]
+        return self._move_to(capable, decision, routed=routed, reason="structured_outputs", refusal=refusal)
+
+    def _move_to(
+        self,
+        capable: list[str],
+        decision: RoutingDecision,
+        *,
+        routed: bool,
+        reason: str,
+        refusal: Callable[[str | None], GatewayError],
+    ) -> RoutingDecision:
+        """``decision`` if its tier is ``capable``, else the nearest capable tier for a routed
+        request; a request naming a model gets ``refusal`` of the capable models' names, and
+        one that no tier can serve ``refusal(None)``."""
+        if decision.tier in capable:
+            return decision
+        if not capable:
+            raise refusal(None)
+        if not routed:
+            raise refusal(", ".join(self._tiers[name].served_model_name for name in capable))
+        return self._nearest(capable, decision, reason=reason)
 
     def for_tools(
         self, request: ChatCompletionRequest, decision: RoutingDecision, *, routed: bool, need: ToolNeed
     ) -> RoutingDecision:
         """Move a request that needs tool calling to a tier that has it (or refuse it)."""
-        if self._tiers[decision.tier].serves(need):
-            return decision
-        capable = self.serving(need)
         param = "tools" if request.calls_tools() else "messages"
         what = "calls tools" if request.calls_tools() else "holds tool calls and their results"
-        if not capable:
-            raise UnsupportedParameterError(
-                f"this request {what}, and no model here supports tool calling", param=param
-            )
-        if not routed:
-            names = ", ".join(self._tiers[name].served_model_name for name in capable)
-            raise UnsupportedParameterError(
+
+        def refusal(names: str | None) -> GatewayError:
+            if names is None:
+                return UnsupportedParameterError(
+                    f"this request {what}, and no model here supports tool calling", param=param
+                )
+            return UnsupportedParameterError(
                 f"this request {what}, and {request.model} does not support tool calling; models that do: {names}",
                 param=param,
             )
-        return self._nearest(capable, decision, reason="tools")
+
+        capable = [name for name, tier in self._tiers.items() if tier.serves(need)]
+        return self._move_to(capable, decision, routed=routed, reason="tools", refusal=refusal)
 
     def _nearest(self, capable: list[str], decision: RoutingDecision, *, reason: str) -> RoutingDecision:
         """The cheapest ``capable`` tier at or above the scored one, else the largest below it."""
@@ -182,13 +222,14 @@ class TierLadder:
         return dataclasses.replace(decision, tier=cheapest.name, reason="budget")
 
     def failover_target(
-        self, current: str, error: GatewayError, tried: set[str], *, need: ToolNeed, raw_prompt: bool = False
+        self, current: str, error: GatewayError, tried: set[str], *, capable: Sequence[str]
     ) -> tuple[str, str] | None:
-        """Where a failed request goes next, and why: a larger tier first, then a smaller one."""
+        """Where a failed request goes next, and why: a larger tier first, then a smaller one,
+        among the ``capable`` ones (:meth:`capable`)."""
         why = failover_reason(error)
         if why is None:
             return None
-        excluded = tried | (set(self._order) - set(self.serving(need, raw_prompt=raw_prompt)))
+        excluded = tried | (set(self._order) - set(capable))
         index = self._order.index(current)
         for name in self._order[index + 1 :]:
             if name not in excluded:

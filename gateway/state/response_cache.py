@@ -34,7 +34,7 @@ __all__ = ["CACHE_KEY_VERSION", "ResponseCache", "cache_digest", "normalise_requ
 logger = logging.getLogger(__name__)
 
 #: Part of every digest: bumping it invalidates every entry at once.
-CACHE_KEY_VERSION = 6
+CACHE_KEY_VERSION = 7
 
 # ``router_threshold`` picks the tier that answers a routed request; the chat endpoint also
 # puts a header's or the API key's threshold there for the key.
@@ -221,6 +221,11 @@ def normalise_request(request: Mapping[str, Any]) -> dict[str, Any]:
         normal[name] = default if value is None else value
     normal["reasoning_effort"] = effort
     normal["verbosity"] = None if verbosity == "medium" else verbosity
+    constrained = request.get("structured_outputs")
+    if constrained is not None and not isinstance(constrained, Mapping):
+        raise ValueError("structured_outputs must be an object")
+    # vLLM's decoding constraint (validated, unset keys left out): another constraint, another answer.
+    normal["structured_outputs"] = dict(constrained) if constrained else None
     return normal
 
 

@@ -13,6 +13,7 @@ from tests.fuzz.bodies import (
     mutated_chat_bodies,
     raw_chat_requests,
     valid_chat_bodies,
+    valid_constrained_bodies,
 )
 from tests.fuzz.completions_bodies import completions_requests
 from tests.fuzz.responses_bodies import responses_requests
@@ -30,6 +31,7 @@ def fuzz_requests(max_body_bytes: int) -> st.SearchStrategy[FuzzRequest]:
         raw_chat_requests(max_body_bytes),
         admin_requests(),
         chat_requests(valid_chat_bodies(), "valid"),
+        chat_requests(valid_constrained_bodies(), "valid"),
         responses_requests(),
         completions_requests(),
     )

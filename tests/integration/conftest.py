@@ -79,6 +79,7 @@ async def make_tiers(
             5,
             forced_tool_calls=small_forced_tool_calls,
             completes_text=True,  # it stands for the vLLM tier
+            constrains_decoding=True,
             model_params=VLLM_PARAMS,
         ),
         Tier(

@@ -1,9 +1,10 @@
 """The sampling controls and the Completions API against the real small model through Ray Serve:
-``logit_bias`` (in its tokenizer's ids), ``/v1/completions`` (raw prompts, no chat template) and
-vLLM's own sampling extensions (what ``vllm bench serve`` sends)."""
+``logit_bias`` (in its tokenizer's ids), ``/v1/completions`` (raw prompts, no chat template),
+vLLM's own sampling extensions (what ``vllm bench serve`` sends) and its structured outputs."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import openai
@@ -88,3 +89,32 @@ def test_vllms_sampling_extensions_on_the_real_engine(client: openai.OpenAI) -> 
         model=SMALL, prompt="Hello", max_tokens=24, temperature=0, extra_body={"ignore_eos": True}
     )
     assert benched.usage is not None and benched.usage.completion_tokens == 24
+
+
+def test_vllms_structured_outputs_hold_the_real_engine(client: openai.OpenAI) -> None:
+    # The way a small model is held to a label set, a format or a grammar (vLLM's extension).
+    ask = {"messages": [{"role": "user", "content": "Is 'I loved it' positive or negative?"}], "temperature": 0}
+    labels = ["positive", "negative", "neutral"]
+    for model in (SMALL, "router"):
+        chosen = client.chat.completions.create(  # type: ignore[call-overload]
+            model=model, **ask, max_tokens=8, extra_body={"structured_outputs": {"choice": labels}}
+        )
+        assert chosen.choices[0].message.content in labels
+    digits = client.chat.completions.create(  # type: ignore[call-overload]
+        model=SMALL, **ask, max_tokens=12, extra_body={"structured_outputs": {"regex": "[0-9]{3}-[0-9]{4}"}}
+    )
+    assert re.fullmatch(r"[0-9]{3}-[0-9]{4}", digits.choices[0].message.content or "")
+    grammar = 'root ::= "yes" | "no"'
+    answered = client.completions.create(
+        model=SMALL,
+        prompt="Is water wet? Answer:",
+        max_tokens=4,
+        extra_body={"structured_outputs": {"grammar": grammar}},
+    )
+    assert answered.choices[0].text in ("yes", "no")
+    # A grammar vLLM's backend cannot compile is the client's 400, named, not a 502.
+    with pytest.raises(openai.BadRequestError) as broken:
+        client.chat.completions.create(  # type: ignore[call-overload]
+            model=SMALL, **ask, max_tokens=4, extra_body={"structured_outputs": {"grammar": "root ::= ("}}
+        )
+    assert broken.value.param == "structured_outputs"

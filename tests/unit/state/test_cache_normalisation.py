@@ -91,6 +91,9 @@ def test_equivalent_requests_share_a_digest(same: dict[str, Any]) -> None:
         variant(top_k=20),
         variant(min_p=0.1),
         variant(repetition_penalty=1.2),
+        variant(structured_outputs={"choice": ["yes", "no"]}),
+        variant(structured_outputs={"choice": ["no", "yes"]}),
+        variant(structured_outputs={"regex": "[0-9]+"}),
     ],
 )
 def test_output_relevant_changes_change_the_digest(different: dict[str, Any]) -> None:
@@ -155,6 +158,7 @@ def test_normal_form() -> None:
         "repetition_penalty": 1.0,
         "reasoning_effort": None,
         "verbosity": None,
+        "structured_outputs": None,
     }
     assert isinstance(normal["temperature"], float)
 
@@ -211,6 +215,7 @@ def test_tool_turns_key_by_their_calls_and_answers() -> None:
         variant(logit_bias={"42": "x"}),
         variant(logit_bias=[42]),
         variant(raw_prompt="yes"),
+        variant(structured_outputs=["yes", "no"]),
     ],
 )
 def test_uncachable_requests_raise(bad: dict[str, Any]) -> None:
