@@ -29,6 +29,7 @@ from gateway.serving.access import AccessControl
 from gateway.serving.admin import AdminService, CreateKeyRequest
 from gateway.serving.assembly import ReplicaServices
 from gateway.serving.completions_endpoint import CompletionsEndpoint, CompletionsResult
+from gateway.serving.conversations_endpoint import ConversationsEndpoint
 from gateway.serving.endpoint import ChatEndpoint
 from gateway.serving.responses_endpoint import ResponsesEndpoint, ResponsesResult, ResponsesStream
 
@@ -79,6 +80,8 @@ class GatewayServices:
     responses: ResponsesEndpoint | None = None
     #: Serves ``/v1/completions`` (``None`` hides the route).
     completions: CompletionsEndpoint | None = None
+    #: Serves ``/v1/conversations`` (``None`` hides the routes).
+    conversations: ConversationsEndpoint | None = None
 
     @classmethod
     def of(
@@ -95,6 +98,7 @@ class GatewayServices:
             open_requests=open_requests,
             responses=replica.responses,
             completions=replica.completions,
+            conversations=replica.conversations,
         )
 
 
@@ -169,6 +173,8 @@ def create_http_app(services: GatewayServices, *, max_body_bytes: int, title: st
         _add_responses_routes(app, services.responses, max_body_bytes)
     if services.completions is not None:
         _add_completions_route(app, services.completions, max_body_bytes)
+    if services.conversations is not None:
+        _add_conversations_routes(app, services.conversations, max_body_bytes)
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> dict[str, Any]:
@@ -238,6 +244,44 @@ def _add_responses_routes(app: FastAPI, responses: ResponsesEndpoint, max_body_b
     @app.delete("/v1/responses/{response_id}")
     async def delete_response(request: Request, response_id: str) -> dict[str, Any]:
         return await responses.delete(response_id, request.headers)
+
+
+def _add_conversations_routes(app: FastAPI, conversations: ConversationsEndpoint, max_body_bytes: int) -> None:
+    base = "/v1/conversations"
+
+    @app.post(base)
+    async def create_conversation(request: Request) -> dict[str, Any]:
+        return await conversations.create(await read_limited_body(request, max_body_bytes), request.headers)
+
+    @app.get(base + "/{conversation_id}")
+    async def get_conversation(request: Request, conversation_id: str) -> dict[str, Any]:
+        return await conversations.retrieve(conversation_id, request.headers)
+
+    @app.post(base + "/{conversation_id}")
+    async def update_conversation(request: Request, conversation_id: str) -> dict[str, Any]:
+        body = await read_limited_body(request, max_body_bytes)
+        return await conversations.update(conversation_id, body, request.headers)
+
+    @app.delete(base + "/{conversation_id}")
+    async def delete_conversation(request: Request, conversation_id: str) -> dict[str, Any]:
+        return await conversations.delete(conversation_id, request.headers)
+
+    @app.post(base + "/{conversation_id}/items")
+    async def add_conversation_items(request: Request, conversation_id: str) -> dict[str, Any]:
+        body = await read_limited_body(request, max_body_bytes)
+        return await conversations.add_items(conversation_id, body, request.headers)
+
+    @app.get(base + "/{conversation_id}/items")
+    async def list_conversation_items(request: Request, conversation_id: str) -> dict[str, Any]:
+        return await conversations.list_items(conversation_id, request.headers, request.query_params)
+
+    @app.get(base + "/{conversation_id}/items/{item_id}")
+    async def get_conversation_item(request: Request, conversation_id: str, item_id: str) -> dict[str, Any]:
+        return await conversations.get_item(conversation_id, item_id, request.headers)
+
+    @app.delete(base + "/{conversation_id}/items/{item_id}")
+    async def delete_conversation_item(request: Request, conversation_id: str, item_id: str) -> dict[str, Any]:
+        return await conversations.delete_item(conversation_id, item_id, request.headers)
 
 
 def _add_completions_route(app: FastAPI, completions: CompletionsEndpoint, max_body_bytes: int) -> None:

@@ -44,6 +44,7 @@ __all__ = [
     "ResponsesRequest",
     "TextConfig",
     "TextFormat",
+    "known_input_items",
     "reject_unsupported_responses",
 ]
 
@@ -230,6 +231,20 @@ class ReasoningConfig(Tolerant):
     mode: str | None = None
 
 
+def known_input_items(value: Any, field: str = "items") -> Any:
+    """A before-validator's body: refuse, naming it, an item of a type this gateway does not
+    serve (rather than the union's "does not match" for each branch)."""
+    if isinstance(value, list):
+        for position, item in enumerate(value):
+            kind = _item_type(item)
+            if kind is not None and kind not in _ITEM_TYPES:
+                raise ValueError(
+                    f"{field}[{position}]: items of type {kind!r} are not supported; send messages, "
+                    "function_call and function_call_output items"
+                )
+    return value
+
+
 class ResponsesRequest(Tolerant):
     """``POST /v1/responses`` body."""
 
@@ -238,6 +253,9 @@ class ResponsesRequest(Tolerant):
     input: Annotated[list[InputItem], Field(min_length=1)]
     instructions: str | None = None
     previous_response_id: str | None = Field(default=None, min_length=1, max_length=128)
+    #: A conversation (``/v1/conversations``) whose items are this response's history, and to
+    #: which its input and output items are added.
+    conversation: str | None = Field(default=None, min_length=1, max_length=128)
     store: bool | None = None
     #: Answer at once with a ``queued`` response, run it on, and keep the result for ``GET``
     #: (and ``POST /v1/responses/{id}/cancel``); see :mod:`gateway.serving.background_runs`.
@@ -264,15 +282,13 @@ class ResponsesRequest(Tolerant):
     def _known_items(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [{"type": "message", "role": "user", "content": value}]
-        if isinstance(value, list):
-            for position, item in enumerate(value):
-                kind = _item_type(item)
-                if kind is not None and kind not in _ITEM_TYPES:
-                    raise ValueError(
-                        f"input[{position}]: items of type {kind!r} are not supported; send messages, "
-                        "function_call and function_call_output items"
-                    )
-        return value
+        return known_input_items(value, "input")
+
+    @field_validator("conversation", mode="before")
+    @classmethod
+    def _conversation_id(cls, value: Any) -> Any:
+        # Either the id or {"id": ...}, as the SDK sends it.
+        return value.get("id") if isinstance(value, dict) and set(value) == {"id"} else value
 
     @field_validator("tools", mode="before")
     @classmethod
@@ -328,7 +344,6 @@ UNSUPPORTED_RESPONSES_PARAMETERS: tuple[tuple[str, tuple[Any, ...], str], ...] =
     ),
     ("max_tool_calls", (None,), "max_tool_calls is not supported"),
     ("prompt", (None,), "reusable prompts are not supported; send the text in 'input'"),
-    ("conversation", (None,), "conversations are not supported; chain responses with 'previous_response_id'"),
     ("background_options", (None,), "background_options are not supported"),
     ("context_management", (None, []), "context compaction is not supported; a request over the context fails instead"),
     ("moderation", (None,), "moderated responses are not supported: moderate input and output before the gateway"),

@@ -25,6 +25,7 @@ from gateway.serving.background_responses import BackgroundResponses
 from gateway.serving.background_runs import BackgroundRuns
 from gateway.serving.chat import ChatCompletionService
 from gateway.serving.completions_endpoint import CompletionsEndpoint
+from gateway.serving.conversations_endpoint import ConversationHistory, ConversationsEndpoint
 from gateway.serving.endpoint import ChatEndpoint
 from gateway.serving.health import HealthCheck, HealthService
 from gateway.serving.key_budgets import KeySpend
@@ -46,6 +47,7 @@ class ReplicaServices:
     chat: ChatCompletionService
     endpoint: ChatEndpoint
     responses: ResponsesEndpoint
+    conversations: ConversationsEndpoint
     completions: CompletionsEndpoint
     health: HealthService
     access: AccessControl
@@ -160,6 +162,7 @@ async def build_replica_services(
         return extra
 
     health = HealthService(dict(hard_checks or {}), soft_checks=soft, info=info)
+    history = ConversationHistory(store.conversations if store is not None else None)
     return ReplicaServices(
         chat=chat,
         endpoint=endpoint,
@@ -167,8 +170,10 @@ async def build_replica_services(
             endpoint,
             access,
             store.responses if store is not None else None,
-            _background_responses(endpoint, store) if store is not None else None,
+            _background_responses(endpoint, store, history) if store is not None else None,
+            history,
         ),
+        conversations=ConversationsEndpoint(access, store.conversations if store is not None else None),
         completions=CompletionsEndpoint(endpoint),
         health=health,
         access=access,
@@ -180,7 +185,9 @@ async def build_replica_services(
     )
 
 
-def _background_responses(endpoint: ChatEndpoint, store: StateStore) -> BackgroundResponses:
+def _background_responses(
+    endpoint: ChatEndpoint, store: StateStore, history: ConversationHistory
+) -> BackgroundResponses:
     settings = store.config.responses
     runs = BackgroundRuns(store.responses, poll_s=settings.background_poll_s, lease_s=settings.background_lease_s)
-    return BackgroundResponses(endpoint, store.responses, runs, store.response_events)
+    return BackgroundResponses(endpoint, store.responses, runs, store.response_events, history)

@@ -22,6 +22,7 @@ from gateway.serving.access import Caller
 from gateway.serving.background_runs import BackgroundRuns
 from gateway.serving.background_stream import EventPublisher, replay_events
 from gateway.serving.chat import HEADER_MODEL, StreamResult
+from gateway.serving.conversations_endpoint import ConversationHistory
 from gateway.serving.endpoint import ChatEndpoint
 from gateway.serving.responses_output import (
     TERMINAL_EVENTS,
@@ -52,8 +53,14 @@ class BackgroundResponses:
     """Queues, runs, streams, settles and cancels background responses."""
 
     def __init__(
-        self, chat: ChatEndpoint, store: ResponseStore, runs: BackgroundRuns, events: ResponseEventLog
+        self,
+        chat: ChatEndpoint,
+        store: ResponseStore,
+        runs: BackgroundRuns,
+        events: ResponseEventLog,
+        conversations: ConversationHistory,
     ) -> None:
+        self._conversations = conversations
         self._chat = chat
         self._store = store
         self._runs = runs
@@ -176,7 +183,9 @@ class BackgroundResponses:
             response, items = final.from_chat(result.response)
             conversation = [*context.form.conversation, assistant_turn(items)]
             listed = listed_input_items(context.request.input)
-            await self._store.end_background(context.caller.tenant, StoredResponse(response, conversation, listed))
+            record = StoredResponse(response, conversation, listed)
+            if await self._store.end_background(context.caller.tenant, record):
+                await self._conversations.add_turn(context, items)
         finally:
             if publisher is not None:  # however the run ends, its followers here stop waiting
                 publisher.close()
@@ -200,6 +209,8 @@ class BackgroundResponses:
 
         async def finished(response: dict[str, Any], items: list[dict[str, Any]]) -> bool:
             await end(response, [*context.form.conversation, assistant_turn(items)])
+            if won:
+                await self._conversations.add_turn(context, items)
             return True
 
         async def failed(response: dict[str, Any]) -> None:

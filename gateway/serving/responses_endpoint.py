@@ -23,6 +23,7 @@ from gateway.protocol.responses import ResponsesRequest, reject_unsupported_resp
 from gateway.serving.access import AccessControl, Caller
 from gateway.serving.background_responses import BackgroundResponses
 from gateway.serving.chat import HEADER_MODEL, ChatResult
+from gateway.serving.conversations_endpoint import ConversationHistory
 from gateway.serving.endpoint import TENANT_HEADER, ChatEndpoint
 from gateway.serving.responses_input import chat_form
 from gateway.serving.responses_output import (
@@ -34,6 +35,7 @@ from gateway.serving.responses_output import (
     response_id,
 )
 from gateway.serving.responses_results import (
+    PageQuery,
     ResponsesResult,
     ResponsesStream,
     ServedRequest,
@@ -58,11 +60,13 @@ class ResponsesEndpoint:
         access: AccessControl,
         store: ResponseStore | None = None,
         background: BackgroundResponses | None = None,
+        conversations: ConversationHistory | None = None,
     ) -> None:
         self._chat = chat
         self._access = access
         self._store = store
         self._background = background
+        self._conversations = conversations or ConversationHistory(None)
 
     async def close(self) -> None:
         """Stop the background responses this replica runs (each is recorded as failed)."""
@@ -78,7 +82,7 @@ class ResponsesEndpoint:
         async def read(raw: bytes, caller: Caller) -> ChatCompletionRequest:
             request = parse_body(raw, ResponsesRequest)
             reject_unsupported_responses(request)
-            history = await self._history(caller.tenant, request.previous_response_id)
+            history = await self._history(caller.tenant, request)
             form = chat_form(request, history)
             served.append(ServedRequest(request, form, caller))
             return form.request
@@ -100,6 +104,7 @@ class ResponsesEndpoint:
             response, items = shell.from_chat(result.response)
             if stores:
                 response["store"] = await self._keep(context, response, items)
+            await self._conversations.add_turn(context, items)
             return ResponsesResult(body=response, headers=result.headers)
         shell = ResponseShell(
             id=response_id(result.request_id),
@@ -110,6 +115,7 @@ class ResponsesEndpoint:
         )
 
         async def finished(response: dict[str, Any], items: list[dict[str, Any]]) -> bool:
+            await self._conversations.add_turn(context, items)
             return await self._keep(context, response, items) if stores else False
 
         stream = ResponseEventStream(shell, on_finished=finished)
@@ -165,7 +171,7 @@ class ResponsesEndpoint:
                 )
             reject_unsupported_responses(request)
             self._chat.check_model(request.model)  # a 404 now, not a failed response later
-            form = chat_form(request, await self._history(caller.tenant, request.previous_response_id))
+            form = chat_form(request, await self._history(caller.tenant, request))
             return await self._background.queue(headers, ServedRequest(request, form, caller))
         except GatewayError as error:
             self._chat.refused(error, headers, caller, request.model if request is not None else None)
@@ -178,14 +184,11 @@ class ResponsesEndpoint:
         (not those of the responses it continues), as a cursor list: ``limit`` (1-100, 20),
         ``order`` (``desc``, the default, or ``asc``) and ``after`` (an item id)."""
         caller = await self._authenticate(headers)
-        limit = _limit(query.get("limit"))
-        order = query.get("order") or "desc"
-        if order not in ("asc", "desc"):
-            raise InvalidRequestError("order must be 'asc' or 'desc'", param="order", code="invalid_value")
+        page = PageQuery.of(query)
         record = await self._store.get(caller.tenant, response_id) if self._store is not None else None
         if record is None:
             raise not_found(response_id)
-        return input_item_list(record.input_items, limit=limit, order=order, after=query.get("after") or None)
+        return input_item_list(record.input_items, limit=page.limit, order=page.order, after=page.after)
 
     async def delete(self, response_id: str, headers: Mapping[str, str]) -> dict[str, Any]:
         """``DELETE /v1/responses/{id}``: forget a stored response of the caller's tenant."""
@@ -198,7 +201,15 @@ class ResponsesEndpoint:
     async def _authenticate(self, headers: Mapping[str, str]) -> Caller:
         return await self._access.authenticate(headers.get("authorization"), headers.get(TENANT_HEADER))
 
-    async def _history(self, tenant: str, previous_id: str | None) -> list[dict[str, Any]]:
+    async def _history(self, tenant: str, request: ResponsesRequest) -> list[dict[str, Any]]:
+        previous_id = request.previous_response_id
+        if request.conversation is not None:
+            if previous_id is not None:
+                raise InvalidRequestError(
+                    "previous_response_id and conversation cannot both be set: a conversation holds its own history",
+                    param="conversation",
+                )
+            return await self._conversations.messages(tenant, request.conversation, adding=len(request.input) + 1)
         if previous_id is None:
             return []
         if self._store is None:
@@ -229,18 +240,6 @@ class ResponsesEndpoint:
             # The answer is whole and paid for: the client gets it, only not kept.
             logger.exception("response %s could not be stored", response.get("id"))
             return False
-
-
-def _limit(raw: str | None) -> int:
-    if raw is None:
-        return 20
-    try:
-        limit = int(raw)
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= 100:
-        raise InvalidRequestError("limit must be an integer from 1 to 100", param="limit", code="invalid_value")
-    return limit
 
 
 def _starting_after(raw: str | None) -> int:

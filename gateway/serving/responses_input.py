@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from gateway.errors import InvalidRequestError
 from gateway.protocol import ChatCompletionRequest
@@ -25,7 +25,9 @@ from gateway.protocol.responses import (
     ResponsesRequest,
 )
 
-__all__ = ["ChatForm", "chat_form", "pending_calls"]
+__all__ = ["ChatForm", "chat_form", "history_messages", "pending_calls"]
+
+_STORED_ITEMS: TypeAdapter[list[InputItem]] = TypeAdapter(list[InputItem])
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,11 @@ def _messages(items: Sequence[InputItem]) -> list[dict[str, Any]]:
         else:
             messages.append({"role": "tool", "tool_call_id": item.call_id, "content": item.text()})
     return messages
+
+
+def history_messages(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stored items (a conversation's) as the chat messages a response after them continues."""
+    return _messages(_STORED_ITEMS.validate_python(list(items)))
 
 
 def chat_form(request: ResponsesRequest, history: Sequence[dict[str, Any]] = ()) -> ChatForm:

@@ -220,6 +220,7 @@ class ResponseShell:
             "output": output,
             "parallel_tool_calls": request.parallel_tool_calls is not False,
             "previous_response_id": request.previous_response_id,
+            "conversation": {"id": request.conversation} if request.conversation else None,
             "reasoning": {"effort": params.get("reasoning_effort"), "summary": None},
             "store": self.store,
             "temperature": 1.0 if request.temperature is None else request.temperature,

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.errors import NotFoundError
+from gateway.errors import InvalidRequestError, NotFoundError
 from gateway.protocol.responses import ResponsesRequest
 from gateway.serving.access import Caller
 from gateway.serving.chat import HEADER_DROPPED_PARAMS
@@ -14,6 +14,7 @@ from gateway.serving.param_names import ParamNames
 from gateway.serving.responses_input import ChatForm
 
 __all__ = [
+    "PageQuery",
     "ResponsesResult",
     "ResponsesStream",
     "ServedRequest",
@@ -73,3 +74,28 @@ def dropped_params(headers: Mapping[str, str]) -> frozenset[str]:
 def is_running(response: Mapping[str, Any]) -> bool:
     """Whether ``response`` is a background response that has not ended."""
     return bool(response.get("background")) and response.get("status") in ("queued", "in_progress")
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    """A cursor list's query: ``limit`` (1-100, 20), ``order`` (``desc``, the default, or
+    ``asc``) and ``after`` (an item id)."""
+
+    limit: int = 20
+    order: str = "desc"
+    after: str | None = None
+
+    @classmethod
+    def of(cls, query: Mapping[str, str]) -> PageQuery:
+        """The query's page, or a 400 naming the bad parameter."""
+        raw = query.get("limit")
+        try:
+            limit = 20 if raw is None else int(raw)
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 100:
+            raise InvalidRequestError("limit must be an integer from 1 to 100", param="limit", code="invalid_value")
+        order = query.get("order") or "desc"
+        if order not in ("asc", "desc"):
+            raise InvalidRequestError("order must be 'asc' or 'desc'", param="order", code="invalid_value")
+        return cls(limit, order, query.get("after") or None)

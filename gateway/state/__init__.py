@@ -17,10 +17,12 @@ from gateway.state.config import (
     AuthConfig,
     CacheConfig,
     CaptureConfig,
+    ConversationStoreConfig,
     RateLimitConfig,
     ResponseStoreConfig,
     StateConfig,
 )
+from gateway.state.conversations import Conversation, ConversationStore, ItemPage
 from gateway.state.errors import StateUnavailableError
 from gateway.state.health import RedisHealth
 from gateway.state.keys import KeySpace
@@ -38,7 +40,11 @@ __all__ = [
     "BufferedWriter",
     "CacheConfig",
     "CaptureConfig",
+    "Conversation",
     "ConversationCapture",
+    "ConversationStore",
+    "ConversationStoreConfig",
+    "ItemPage",
     "KeySpace",
     "LedgerOp",
     "LoggedEvent",

@@ -91,6 +91,18 @@ class ResponseStoreConfig(_Strict):
         return self
 
 
+class ConversationStoreConfig(_Strict):
+    """Conversations (``/v1/conversations``, and ``conversation`` on ``/v1/responses``)."""
+
+    #: A conversation not written for this long is forgotten (each write renews it).
+    ttl_s: float = Field(30 * 24 * 3600.0, gt=0)
+    #: Items a conversation holds at most: a response or an items request that would pass it
+    #: is refused (every item is sent to the model with each response).
+    max_items: int = Field(10_000, ge=1, le=1_000_000)
+    #: An item whose JSON is larger is refused.
+    max_item_bytes: int = Field(1024 * 1024, ge=1024)
+
+
 class CaptureConfig(_Strict):
     """A random sample of request conversations kept for labelling (``slm-router label``).
 
@@ -129,6 +141,7 @@ class StateConfig(_Strict):
     rate_limits: RateLimitConfig = Field(default_factory=RateLimitConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     responses: ResponseStoreConfig = Field(default_factory=ResponseStoreConfig)
+    conversations: ConversationStoreConfig = Field(default_factory=ConversationStoreConfig)
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
 
     @field_validator("prefix")

@@ -138,6 +138,24 @@ class KeySpace:
         ``<p>:resp:<tenant tag>:<id>:lease``."""
         return f"{self.stored_response(tenant_tag, response_id)}:lease"
 
+    # --- conversations -----------------------------------------------------------------
+
+    # A conversation's three keys share the tag {conv:<tenant tag>:<id>}: the append script
+    # touches them together.
+
+    def conversation(self, tenant_tag: str, conversation_id: str) -> str:
+        """A conversation's record (JSON: created_at, metadata): ``<p>:{conv:<tenant tag>:<id>}``."""
+        tag, conversation = _check_id("tenant tag", tenant_tag), _check_id("conversation id", conversation_id)
+        return f"{self._prefix}:{{conv:{tag}:{conversation}}}"
+
+    def conversation_items(self, tenant_tag: str, conversation_id: str) -> str:
+        """A conversation's items, oldest first (a Redis stream): ``<p>:{conv:<tenant tag>:<id>}:items``."""
+        return f"{self.conversation(tenant_tag, conversation_id)}:items"
+
+    def conversation_item_index(self, tenant_tag: str, conversation_id: str) -> str:
+        """Item id to stream entry id (a hash): ``<p>:{conv:<tenant tag>:<id>}:index``."""
+        return f"{self.conversation(tenant_tag, conversation_id)}:index"
+
     def response_events(self, tenant_tag: str, response_id: str) -> str:
         """The events of a streamed background response (a Redis stream; entry ``0-<n>`` is the
         event of sequence number ``n - 1``): ``<p>:resp:<tenant tag>:<id>:events``."""

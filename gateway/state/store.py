@@ -24,6 +24,7 @@ from redis.retry import Retry
 from gateway.state.api_keys import ApiKeyStore, read_secret_env
 from gateway.state.capture import ConversationCapture
 from gateway.state.config import StateConfig
+from gateway.state.conversations import ConversationStore
 from gateway.state.health import RedisHealth
 from gateway.state.keys import KeySpace
 from gateway.state.ledger import BufferedWriter
@@ -103,6 +104,7 @@ class StateStore:
         )
         self.cache = ResponseCache(client, self.keys, self.health, self.config.cache)
         self.responses = ResponseStore(client, self.keys, self.health, self.config.responses)
+        self.conversations = ConversationStore(client, self.keys, self.health, self.config.conversations)
         self.response_events = ResponseEventLog(
             client, self.keys, self.health, self.config.responses, block_s=min(0.25, self.config.op_timeout_s / 2)
         )

@@ -16,6 +16,7 @@ from tests.fuzz.bodies import (
     valid_constrained_bodies,
 )
 from tests.fuzz.completions_bodies import completions_requests
+from tests.fuzz.conversations_bodies import conversations_requests
 from tests.fuzz.responses_bodies import responses_requests
 
 __all__ = ["fuzz_requests"]
@@ -23,7 +24,7 @@ __all__ = ["fuzz_requests"]
 
 def fuzz_requests(max_body_bytes: int) -> st.SearchStrategy[FuzzRequest]:
     """Mostly structured chat bodies, then raw bytes, admin, a valid control group, and the
-    Responses and Completions APIs."""
+    Responses, Completions and Conversations APIs."""
     return st.one_of(
         chat_requests(chat_bodies(), "structured"),
         chat_requests(mutated_chat_bodies(), "mutated"),
@@ -34,4 +35,5 @@ def fuzz_requests(max_body_bytes: int) -> st.SearchStrategy[FuzzRequest]:
         chat_requests(valid_constrained_bodies(), "valid"),
         responses_requests(),
         completions_requests(),
+        conversations_requests(),
     )

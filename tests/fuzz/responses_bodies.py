@@ -21,7 +21,7 @@ from tests.fuzz.bodies import (
     schemas,
 )
 
-__all__ = ["RESPONSES", "responses_requests"]
+__all__ = ["RESPONSES", "input_items", "responses_requests"]
 
 RESPONSES = "/v1/responses"
 _NAMES = st.sampled_from(["get_weather", "f", "a b", "x" * 65, ""])
@@ -44,7 +44,8 @@ def _parts() -> st.SearchStrategy[Any]:
     return st.lists(st.one_of(text, odd), max_size=3)
 
 
-def _items() -> st.SearchStrategy[Any]:
+def input_items() -> st.SearchStrategy[Any]:
+    """Input item lists, good and hostile (messages, calls, outputs, unsupported types, odd JSON)."""
     content = st.one_of(st.text(max_size=40), _parts(), json_values(2))
     message = st.fixed_dictionaries(
         {"role": st.one_of(st.sampled_from(ROLES), json_values(1)), "content": content},
@@ -120,7 +121,7 @@ def responses_bodies() -> st.SearchStrategy[dict[str, Any]]:
     body = st.fixed_dictionaries(
         {
             "model": st.one_of(st.sampled_from(MODELS), json_values(1)),
-            "input": st.one_of(st.text(max_size=40), _items()),
+            "input": st.one_of(st.text(max_size=40), input_items()),
         },
         optional=optional,
     )

@@ -439,3 +439,12 @@ def test_responses_api_over_the_real_engine_stream_and_stored(client: openai.Ope
     with client.responses.stream(response_id=created[0].response.id, starting_after=4) as again:
         assert [event.sequence_number for event in again] == list(range(5, len(created)))
         assert again.get_final_response().output_text == response.output_text
+    # A conversation: the response continues its items and adds its turn.
+    conversation = client.conversations.create(items=[{"type": "message", "role": "user", "content": args["input"]}])
+    continued = client.responses.create(
+        model=SMALL, input="And of Italy?", conversation=conversation.id, max_output_tokens=16, temperature=0
+    )
+    assert continued.conversation is not None and continued.conversation.id == conversation.id
+    turns = client.conversations.items.list(conversation.id, order="asc").data
+    assert [item.type for item in turns] == ["message", "message", "message"]
+    assert turns[-1].content[0].text == continued.output_text  # type: ignore[union-attr]
