@@ -17,13 +17,11 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from gateway.errors import GatewayError, InvalidRequestError, ServiceUnavailableError
-from gateway.protocol import ChatCompletionRequest
-from gateway.serving.access import Caller
 from gateway.serving.background_runs import BackgroundRuns
 from gateway.serving.background_stream import EventPublisher, replay_events
 from gateway.serving.chat import HEADER_MODEL, StreamResult
 from gateway.serving.conversations_endpoint import ConversationHistory
-from gateway.serving.endpoint import ChatEndpoint
+from gateway.serving.endpoint import AdmittedRequest, ChatEndpoint
 from gateway.serving.responses_output import (
     TERMINAL_EVENTS,
     ResponseEventStream,
@@ -73,12 +71,12 @@ class BackgroundResponses:
         """Stop the runs of this replica (each is recorded as failed)."""
         await self._runs.close()
 
-    async def queue(self, headers: Mapping[str, str], context: ServedRequest) -> ResponsesResult | ResponsesStream:
-        """Keep the checked request as ``queued`` and start its run; the answer is the queued
-        response, or with ``stream``, its events from the first."""
+    async def queue(
+        self, headers: Mapping[str, str], context: ServedRequest, admitted: AdmittedRequest
+    ) -> ResponsesResult | ResponsesStream:
+        """Keep the admitted request as ``queued`` and start its run; the answer is the queued
+        response (with the rate-limit headers), or with ``stream``, its events from the first."""
         request, tenant = context.request, context.caller.tenant
-        if request.store is False:
-            raise InvalidRequestError("a background response is kept: store must not be false", param="store")
         shell = ResponseShell(
             id=f"resp_{uuid.uuid4().hex}", model=request.model, request=request, store=True, background=True
         )
@@ -96,13 +94,14 @@ class BackgroundResponses:
         self._runs.start(
             tenant,
             shell.id,
-            self._run(headers, shell, context, publisher),
+            self._run(headers, shell, context, admitted, publisher),
             on_stop=lambda: self._end_failed(shell, context, stopped, publisher),
         )
+        limits = admitted.admission.headers()
         if publisher is None:
-            return ResponsesResult(body=queued)
+            return ResponsesResult(body=queued, headers=limits)
         # The creator follows the run in memory; leaving does not stop it.
-        return ResponsesStream(events=publisher.follow())
+        return ResponsesStream(events=publisher.follow(), headers=limits)
 
     async def stream(self, tenant: str, record: StoredResponse, starting_after: int) -> ResponsesStream:
         """The events of a background response created with ``stream: true``, after
@@ -164,14 +163,12 @@ class BackgroundResponses:
         headers: Mapping[str, str],
         shell: ResponseShell,
         context: ServedRequest,
+        admitted: AdmittedRequest,
         publisher: EventPublisher | None,
     ) -> None:
-        async def read(_: bytes, __: Caller) -> ChatCompletionRequest:
-            return context.form.request  # checked before the response was queued
-
         try:
             try:
-                result = await self._chat.handle(b"", headers, read=read)
+                result = await self._chat.serve(admitted, headers)
             except GatewayError as error:
                 await self._end_failed(shell, context, in_responses_terms(error), publisher)
                 return

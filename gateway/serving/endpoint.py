@@ -12,6 +12,7 @@ import dataclasses
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import GatewayError, InvalidRequestError, RateLimitError
@@ -31,7 +32,7 @@ from gateway.protocol.legacy_functions import (
 )
 from gateway.protocol.parsing import parse_body
 from gateway.routing import RoutingPreference
-from gateway.serving.access import AccessControl, Caller
+from gateway.serving.access import AccessControl, Admission, Caller
 from gateway.serving.chat import OTHER_MODEL_LABEL, ChatCompletionService, ChatResult, StreamResult
 from gateway.serving.key_budgets import KeySpend
 from gateway.serving.observer import RequestObserver
@@ -43,6 +44,7 @@ __all__ = [
     "CACHE_HEADER",
     "TENANT_HEADER",
     "THRESHOLD_HEADER",
+    "AdmittedRequest",
     "ChatEndpoint",
     "RequestReader",
     "parse_threshold_header",
@@ -75,6 +77,22 @@ def parse_threshold_header(headers: Mapping[str, str]) -> float | None:
     if not 0.0 <= value <= 1.0:  # also rejects NaN
         raise InvalidRequestError(f"header {THRESHOLD_HEADER} must be within [0, 1]", param=THRESHOLD_HEADER)
     return value
+
+
+@dataclass(frozen=True)
+class AdmittedRequest:
+    """A request past authentication, its checks, rate limits and budget (:meth:`ChatEndpoint.admit`)."""
+
+    caller: Caller
+    request: ChatCompletionRequest
+    #: The request as a plain dict (the cache key), when the cache or a rate limit needs it.
+    request_dict: dict[str, Any]
+    threshold: float | None
+    use_cache: bool
+    legacy_answer: bool
+    admission: Admission
+    over_budget: bool
+    operation: str
 
 
 class ChatEndpoint:
@@ -143,6 +161,19 @@ class ChatEndpoint:
         other APIs served by the same pipeline pass their own, and their ``operation`` for
         telemetry (``gen_ai.operation.name``).
         """
+        return await self.serve(await self.admit(body, headers, read=read, operation=operation), headers)
+
+    async def admit(
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        read: RequestReader | None = None,
+        operation: str = OPERATION_CHAT,
+    ) -> AdmittedRequest:
+        """Authenticate, read and check a request and take it from the caller's rate limits and
+        budget, without serving it yet (:meth:`serve`): a background response is admitted, so
+        refused with its 429, before it is answered ``queued``. A refusal is counted here."""
         caller: Caller | None = None
         request: ChatCompletionRequest | None = None
         try:
@@ -185,22 +216,33 @@ class ChatEndpoint:
                 operation=operation,
             )
             raise
+        return AdmittedRequest(
+            caller, request, request_dict, threshold, use_cache, legacy_answer, admission, over_budget, operation
+        )
+
+    async def serve(self, admitted: AdmittedRequest, headers: Mapping[str, str]) -> ChatResult | StreamResult:
+        """Serve an admitted request: the cache, routing, the tiers, accounting and telemetry."""
+        request, caller, request_dict = admitted.request, admitted.caller, admitted.request_dict
+        use_cache, admission = admitted.use_cache, admitted.admission
         await self._maybe_capture(request, caller)
         if use_cache and self._cache is not None:
             hit = await self._cache.get(request_dict, scope=caller.tenant)
             if hit is not None:
-                return _shaped(self._cached(hit, admission.headers()), legacy=legacy_answer)
+                return _shaped(self._cached(hit, admission.headers()), legacy=admitted.legacy_answer)
         observation = self._observer.begin(
             request_model=self._chat.model_label(request.model),
             headers=headers,
             caller=caller,
             admission=admission,
             output_type=request.output_type(),
-            operation=operation,
+            operation=admitted.operation,
         )
         try:
             result = await self._chat.create(
-                request, threshold_override=threshold, observation=observation, over_budget=over_budget
+                request,
+                threshold_override=admitted.threshold,
+                observation=observation,
+                over_budget=admitted.over_budget,
             )
         except GatewayError as error:
             observation.fail(error)
@@ -214,7 +256,7 @@ class ChatEndpoint:
             stored["usage"].pop("slm_router", None)
             await self._cache.put(request_dict, stored, scope=caller.tenant)
             result.headers[CACHE_HEADER] = "miss"
-        return _shaped(result, legacy=legacy_answer)
+        return _shaped(result, legacy=admitted.legacy_answer)
 
     async def _maybe_capture(self, request: ChatCompletionRequest, caller: Caller) -> None:
         # Admitted requests for a served (or the routed) model, cache hits included: the

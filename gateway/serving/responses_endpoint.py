@@ -158,8 +158,8 @@ class ResponsesEndpoint:
         return await self._background.cancel(caller.tenant, record)
 
     async def _start_background(self, body: bytes, headers: Mapping[str, str]) -> ResponsesResult | ResponsesStream:
-        """Check and keep a ``background`` request, answer ``queued`` and run it on (a refusal
-        counts as a failed request, as the pipeline counts its own)."""
+        """Check and admit a ``background`` request (so a rate limit's 429 comes now), keep it,
+        answer ``queued`` and run it on. Every refusal counts as a failed request."""
         caller: Caller | None = None
         request: ResponsesRequest | None = None
         try:
@@ -169,12 +169,26 @@ class ResponsesEndpoint:
                 raise InvalidRequestError(
                     "background responses are kept in Redis, and this gateway runs without it", param="background"
                 )
+            if request.store is False:
+                raise InvalidRequestError("a background response is kept: store must not be false", param="store")
             reject_unsupported_responses(request)
             self._chat.check_model(request.model)  # a 404 now, not a failed response later
-            form = chat_form(request, await self._history(caller.tenant, request))
-            return await self._background.queue(headers, ServedRequest(request, form, caller))
+            context = ServedRequest(request, chat_form(request, await self._history(caller.tenant, request)), caller)
         except GatewayError as error:
             self._chat.refused(error, headers, caller, request.model if request is not None else None)
+            raise
+
+        async def read(_: bytes, __: Caller) -> ChatCompletionRequest:
+            return context.form.request
+
+        try:
+            admitted = await self._chat.admit(b"", headers, read=read)  # counts its own refusals
+        except GatewayError as error:
+            raise in_responses_terms(error) from None
+        try:
+            return await self._background.queue(headers, context, admitted)
+        except GatewayError as error:
+            self._chat.refused(error, headers, caller, request.model)
             raise
 
     async def input_items(

@@ -16,12 +16,13 @@ import pytest
 from gateway.config import GatewayConfig
 from gateway.errors import UpstreamError
 from gateway.protocol.responses import ResponsesRequest
+from gateway.redis_server import EmbeddedRedis
 from gateway.serving.responses_output import ResponseShell
 from gateway.state import StoredResponse
 from tests.fakes.engines import ScriptedEngine
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 from tests.integration.conftest import AppFactory, flushed_totals, gateway_config, sdk
-from tests.integration.test_keys_limits_cache import request_counts
+from tests.integration.test_keys_limits_cache import ADMIN, auth_config, request_counts
 
 RESPONSES = "/v1/responses"
 
@@ -164,3 +165,26 @@ async def test_background_needs_redis_and_a_refusal_is_counted(
         answer = await client.post(RESPONSES, json={"model": "small-model", "input": "x", "background": True})
     assert answer.status_code == 400 and answer.json()["error"]["param"] == "background"
     assert [model for model, _ in request_counts(reader)] == ["small-model"]
+
+
+async def test_a_rate_limited_background_request_is_a_429_not_a_failed_response(
+    make_app: AppFactory, redis_server: EmbeddedRedis, fake_upstream: FakeOpenAIUpstream
+) -> None:
+    small = ScriptedEngine(model="small-model")
+    async with make_app(auth_config(redis_server.url, fake_upstream.base_url), small=small) as (client, _):
+        created = await client.post("/admin/keys", json={"name": "one-a-minute", "rpm_limit": 1}, headers=ADMIN)
+        headers = {"authorization": f"Bearer {created.json()['key']}"}
+        body = {"model": "small-model", "input": "hi", "background": True}
+        queued = await client.post(RESPONSES, json=body, headers=headers)
+        assert queued.status_code == 200 and queued.json()["status"] == "queued"
+        assert queued.headers["x-ratelimit-remaining-requests"] == "0"  # the queued answer says so
+        limited = await client.post(RESPONSES, json=body, headers=headers)
+        # Refused at once, as OpenAI refuses it: no response is queued to fail later.
+        assert limited.status_code == 429 and limited.json()["error"]["type"] == "rate_limit_error"
+        await until(lambda: _done(client, queued.json()["id"], headers))
+        assert len(small.requests) == 1
+
+
+async def _done(client: httpx.AsyncClient, response_id: str, headers: dict[str, str]) -> bool:
+    answer = await client.get(f"{RESPONSES}/{response_id}", headers=headers)
+    return bool(answer.json()["status"] == "completed")
