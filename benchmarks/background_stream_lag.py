@@ -22,50 +22,15 @@ import asyncio
 import json
 import os
 import platform
-import tempfile
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
-from gateway.config import GatewayConfig
+from benchmarks.inprocess import bench_config, bench_tiers, throwaway_redis
 from gateway.engine import EngineDelta, GenerationRequest
-from gateway.redis_server import EmbeddedRedis
 from gateway.serving.assembly import build_replica_services
 from gateway.serving.responses_endpoint import ResponsesEndpoint
 from gateway.serving.responses_results import ResponsesStream
-from gateway.serving.tiers import Tier
 from tests.fakes.engines import ScriptedEngine
-from tests.fakes.openai_upstream import hosted_tier_settings
-
-os.environ.setdefault("SLM_TEST_UPSTREAM_KEY", "sk-test-not-a-secret")
-
-
-def _config(redis_url: str) -> GatewayConfig:
-    """Two tiers (the large one is never asked), Redis, no router, no authentication."""
-    return GatewayConfig.model_validate(
-        {
-            "redis": {"url": redis_url},
-            "routing": {"router_artifact": None},
-            "tiers": {
-                "small": {"kind": "vllm", "served_model_name": "small-model", "default_max_tokens": 16},
-                "large": hosted_tier_settings("http://127.0.0.1:9"),
-            },
-            "accounting": {
-                "prices": {
-                    "small": {"kind": "per_million", "input_usd_per_million": 0.1, "output_usd_per_million": 0.3},
-                    "large": {"kind": "per_million", "input_usd_per_million": 2.5, "output_usd_per_million": 10},
-                }
-            },
-            "state": {"auth": {"enabled": False}},
-        }
-    )
-
-
-def _tiers(engine: ScriptedEngine) -> list[Tier]:
-    return [
-        Tier("small", "small-model", engine, 16, 5),
-        Tier("large", "fake-large", ScriptedEngine(model="fake-large"), 64, 5),
-    ]
 
 
 class ClockEngine(ScriptedEngine):
@@ -139,10 +104,10 @@ async def _measure(
 
 
 async def _run(args: argparse.Namespace, redis_url: str) -> None:
-    config = _config(redis_url)
+    config = bench_config(redis_url)
     engine = ClockEngine(args.tokens, args.token_ms / 1000)
-    services = await build_replica_services(config, _tiers(engine), environ={})
-    second = await build_replica_services(config, _tiers(engine), environ={})
+    services = await build_replica_services(config, bench_tiers(engine), environ={})
+    second = await build_replica_services(config, bench_tiers(engine), environ={})
     responses, other = services.responses, second.responses
     try:
         print(f"{args.tokens} tokens, {args.token_ms} ms apart; {args.requests} requests per client")
@@ -170,13 +135,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=lambda text: [int(c) for c in text.split(",")], default=[1, 32])
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}")
-    with tempfile.TemporaryDirectory() as state:
-        redis = EmbeddedRedis(Path(state), persist=False)
-        redis.start()
-        try:
-            asyncio.run(_run(args, redis.url))
-        finally:
-            redis.stop()
+    with throwaway_redis() as url:
+        asyncio.run(_run(args, url))
 
 
 if __name__ == "__main__":
