@@ -20,12 +20,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import time
 from collections.abc import AsyncIterator
 
-from benchmarks.inprocess import bench_config, bench_tiers, throwaway_redis
+from benchmarks.inprocess import bench_config, bench_tiers, int_list, machine, throwaway_redis
 from gateway.engine import EngineDelta, GenerationRequest
 from gateway.serving.assembly import build_replica_services
 from gateway.serving.responses_endpoint import ResponsesEndpoint
@@ -132,9 +130,9 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--token-ms", type=float, default=10.0)
     parser.add_argument("--requests", type=int, default=5, help="requests per client")
-    parser.add_argument("--concurrency", type=lambda text: [int(c) for c in text.split(",")], default=[1, 32])
+    parser.add_argument("--concurrency", type=int_list, default=[1, 32])
     args = parser.parse_args()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}")
+    print(machine())
     with throwaway_redis() as url:
         asyncio.run(_run(args, url))
 

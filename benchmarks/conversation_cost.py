@@ -14,12 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
 import time
 
-from benchmarks.inprocess import bench_config, bench_tiers, throwaway_redis
+from benchmarks.inprocess import bench_config, bench_tiers, int_list, machine, throwaway_redis
 from gateway.serving.assembly import build_replica_services
 from tests.fakes.engines import ScriptedEngine
 
@@ -65,10 +63,10 @@ async def _run(args: argparse.Namespace, redis_url: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=lambda text: [int(c) for c in text.split(",")], default=[0, 10, 100, 1000])
+    parser.add_argument("--items", type=int_list, default=[0, 10, 100, 1000])
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}")
+    print(machine())
     with throwaway_redis() as url:
         asyncio.run(_run(args, url))
 

@@ -4,6 +4,7 @@ measure the gateway's own logic (no HTTP, no Ray, engines that answer from a scr
 from __future__ import annotations
 
 import os
+import platform
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from gateway.serving.tiers import Tier
 from tests.fakes.engines import ScriptedEngine
 from tests.fakes.openai_upstream import hosted_tier_settings
 
-__all__ = ["bench_config", "bench_tiers", "throwaway_redis"]
+__all__ = ["bench_config", "bench_tiers", "int_list", "machine", "throwaway_redis"]
 
 os.environ.setdefault("SLM_TEST_UPSTREAM_KEY", "sk-test-not-a-secret")
 
@@ -59,3 +60,13 @@ def throwaway_redis() -> Iterator[str]:
             yield redis.url
         finally:
             redis.stop()
+
+
+def int_list(text: str) -> list[int]:
+    """``--concurrency 1,32``-style argument values."""
+    return [int(part) for part in text.split(",")]
+
+
+def machine() -> str:
+    """The line that says where the figures were measured."""
+    return f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}"
