@@ -85,11 +85,12 @@ class BackgroundResponses:
         if request.stream:
             publisher = EventPublisher(self._events, tenant, shell.id)
             await publisher.publish(queued_events(queued), strict=True)
-            self._publishers[shell.id] = publisher
         listed = listed_input_items(request.input)
         await self._store.start_background(
             tenant, StoredResponse(queued, context.form.conversation, listed), self._runs.lease_s
         )
+        if publisher is not None:
+            self._publishers[shell.id] = publisher  # until its run ends (see _run)
         stopped = ServiceUnavailableError("the gateway stopped before this response finished; create it again")
         self._runs.start(
             tenant,
