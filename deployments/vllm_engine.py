@@ -353,6 +353,9 @@ class VLLMChatEngine(ChatEngine):
             kwargs["structured_outputs"] = StructuredOutputsParams(**_structured_outputs(request.response_format))
         elif request.structured_outputs is not None:
             kwargs["structured_outputs"] = StructuredOutputsParams(**request.structured_outputs)
+        for name in ("stop_token_ids", "allowed_token_ids", "bad_words"):
+            if (value := getattr(request, name)) is not None:
+                kwargs[name] = list(value)
         return SamplingParams(**kwargs)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta]:

@@ -88,6 +88,11 @@ class GenerationRequest:
     #: ``choice``, ``grammar`` or ``json_object``), already validated; only engines of tiers that
     #: constrain decoding receive it.
     structured_outputs: dict[str, Any] | None = None
+    #: vLLM's other decoding extensions, for the same tiers: token ids (the model's) that end
+    #: the answer, the only token ids it may use, and words it must not contain.
+    stop_token_ids: list[int] | None = None
+    allowed_token_ids: list[int] | None = None
+    bad_words: list[str] | None = None
     #: W3C trace context (``traceparent``/``tracestate``) to pass to the model upstream.
     trace_headers: dict[str, str] = field(default_factory=dict)
 

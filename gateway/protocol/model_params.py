@@ -18,6 +18,8 @@ from gateway.protocol.structured_outputs import StructuredOutputs
 
 __all__ = [
     "MODEL_PARAMS",
+    "TOKEN_ID_PARAMS",
+    "VLLM_DECODING",
     "VLLM_PARAMS",
     "ModelParam",
     "ReasoningEffort",
@@ -40,11 +42,16 @@ MODEL_PARAMS: tuple[ModelParam, ...] = (
 )
 #: The ones vLLM takes (so every vLLM tier does).
 VLLM_PARAMS: frozenset[str] = frozenset({"ignore_eos", "min_tokens", "top_k", "min_p", "repetition_penalty"})
+#: vLLM's decoding extensions, which no other tier can honour (see :meth:`VLLMSamplingFields.vllm_decoding`).
+VLLM_DECODING = ("structured_outputs", "bad_words", "allowed_token_ids", "stop_token_ids")
+#: Of those, the ones made of token ids, which differ between models: a request naming a model only.
+TOKEN_ID_PARAMS = frozenset({"allowed_token_ids", "stop_token_ids"})
 
 #: OpenAI adds effort values ("xhigh", "max") faster than gateways are released, so any short
 #: word passes here and the model refuses one it does not know.
 ReasoningEffort = Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")]
 Verbosity = Literal["low", "medium", "high"]
+_Word = Annotated[str, Field(min_length=1, max_length=1000)]
 
 
 class VLLMSamplingFields(BaseModel):
@@ -63,6 +70,18 @@ class VLLMSamplingFields(BaseModel):
     #: Decoding held to a choice, regex, grammar or schema: only vLLM tiers serve a request
     #: with it (see :mod:`gateway.protocol.structured_outputs`), so it is no model parameter.
     structured_outputs: StructuredOutputs | None = None
+    #: Token ids (the model's own) that end the answer, beside ``stop``.
+    stop_token_ids: Annotated[list[Annotated[int, Field(ge=0)]], Field(max_length=1024)] | None = None
+    #: The only token ids (the model's own) the answer may be made of.
+    allowed_token_ids: Annotated[list[Annotated[int, Field(ge=0)]], Field(max_length=262_144)] | None = None
+    #: Words the answer must not contain.
+    bad_words: Annotated[list[_Word], Field(max_length=1024)] | None = None
+
+    def vllm_decoding(self) -> list[str]:
+        """The decoding extensions of vLLM's that are set (an empty list asks for nothing): only
+        vLLM tiers serve a request with one, since an answer without it would break what the
+        client relies on (a format, a stop, a ban)."""
+        return [name for name in VLLM_DECODING if getattr(self, name)]
 
     def vllm_params(self) -> dict[str, Any]:
         """The extensions set to something other than vLLM's default (which asks for nothing)."""

@@ -40,6 +40,7 @@ from gateway.protocol import (
     check_tool_use,
     reject_unsupported,
 )
+from gateway.protocol.model_params import TOKEN_ID_PARAMS
 from gateway.routing.live import RoutingControl
 from gateway.routing.policy import RoutingDecision, ThresholdPolicy, check_threshold
 from gateway.serving.messages import engine_message
@@ -179,11 +180,12 @@ class ChatCompletionService:
 
     def _validate(self, request: ChatCompletionRequest) -> list[dict[str, Any]]:
         reject_unsupported(request)
-        if request.logit_bias and self.is_routed(request.model):
+        token_ids = [name for name in ("logit_bias", *sorted(TOKEN_ID_PARAMS)) if getattr(request, name)]
+        if token_ids and self.is_routed(request.model):
             raise UnsupportedParameterError(
-                "logit_bias needs a named model: its keys are token ids, which differ between the models "
+                f"{token_ids[0]} needs a named model: it holds token ids, which differ between the models "
                 "a routed request may go to",
-                param="logit_bias",
+                param=token_ids[0],
             )
         check_tool_use(request.tools, request.tool_choice, request.messages)
         max_tokens = request.requested_max_tokens()
@@ -315,6 +317,9 @@ class ChatCompletionService:
             forced_function=forced.model_dump(exclude_none=True) if forced is not None else None,
             raw_prompt=request.raw_prompt,
             structured_outputs=request.structured_outputs.for_engine() if request.structured_outputs else None,
+            stop_token_ids=request.stop_token_ids or None,
+            allowed_token_ids=request.allowed_token_ids or None,
+            bad_words=request.bad_words or None,
             **params,
         )
 
@@ -363,8 +368,8 @@ class ChatCompletionService:
             decision = self._ladder.for_tools(request, decision, routed=routed, need=need)
         if request.raw_prompt:
             decision = self._ladder.for_text_completion(request, decision, routed=routed)
-        if request.structured_outputs is not None:
-            decision = self._ladder.for_structured_outputs(request, decision, routed=routed)
+        if request.vllm_decoding():
+            decision = self._ladder.for_vllm_decoding(request, decision, routed=routed)
         self._ladder.check_model_params(request, decision, routed=routed)
         if observation is not None:
             # The decision as served: metrics count a key's budget and tool calling as reasons.

@@ -88,6 +88,9 @@ def completion_chat_form(request: CompletionRequest) -> ChatCompletionRequest:
         "router_threshold": request.router_threshold,
         **request.vllm_params(),
         "structured_outputs": request.structured_outputs.for_engine() if request.structured_outputs else None,
+        "stop_token_ids": request.stop_token_ids,
+        "allowed_token_ids": request.allowed_token_ids,
+        "bad_words": request.bad_words,
         # Refused by the pipeline as on chat (vLLM's old guided_* names, say), not dropped here.
         **{name: value for name, value in (request.model_extra or {}).items() if name in _REFUSED},
     }

@@ -55,8 +55,9 @@ class Tier:
     #: Whether the tier continues a prompt as plain text, without a chat template
     #: (``/v1/completions``): vLLM tiers do; hosted chat models do not.
     completes_text: bool = False
-    #: Whether the tier holds decoding to vLLM's ``structured_outputs`` (a choice, regex,
-    #: grammar or schema): vLLM tiers do.
+    #: Whether the tier takes vLLM's decoding extensions (``structured_outputs``: a choice,
+    #: regex, grammar or schema; ``bad_words``; ``allowed_token_ids``; ``stop_token_ids``):
+    #: vLLM tiers do.
     constrains_decoding: bool = False
 
     def serves(self, need: ToolNeed) -> bool:
@@ -95,8 +96,9 @@ class TierLadder:
 
     def capable(self, request: ChatCompletionRequest) -> list[str]:
         """The tiers that can serve ``request``, cheapest first: with the tool calling it needs,
-        text completion for a ``raw_prompt``, and constrained decoding for ``structured_outputs``."""
-        need, raw, constrained = request.tool_need(), request.raw_prompt, request.structured_outputs is not None
+        text completion for a ``raw_prompt``, and vLLM's decoding for its extensions
+        (:meth:`~gateway.protocol.ChatCompletionRequest.vllm_decoding`)."""
+        need, raw, constrained = request.tool_need(), request.raw_prompt, bool(request.vllm_decoding())
         return [
             name
             for name, tier in self._tiers.items()
@@ -121,21 +123,21 @@ class TierLadder:
         capable = [name for name, tier in self._tiers.items() if tier.completes_text]
         return self._move_to(capable, decision, routed=routed, reason="completions", refusal=refusal)
 
-    def for_structured_outputs(
+    def for_vllm_decoding(
         self, request: ChatCompletionRequest, decision: RoutingDecision, *, routed: bool
     ) -> RoutingDecision:
-        """Move a request with ``structured_outputs`` to a tier that constrains decoding (or refuse it)."""
+        """Move a request with vLLM's decoding extensions (``structured_outputs``, ``bad_words``,
+        ...) to a tier that takes them (or refuse it)."""
+        param = request.vllm_decoding()[0]
+        hint = " (use response_format for a JSON Schema)" if param == "structured_outputs" else ""
 
         def refusal(names: str | None) -> GatewayError:
             served = "no model here is served by vLLM" if names is None else f"{request.model} is not served by vLLM"
             takers = "" if names is None else f"; models that take it: {names}"
-            return UnsupportedParameterError(
-                f"structured_outputs is vLLM's extension, and {served} (use response_format for a JSON Schema){takers}",
-                param="structured_outputs",
-            )
+            return UnsupportedParameterError(f"{param} is vLLM's extension, and {served}{hint}{takers}", param=param)
 
         capable = [name for name, tier in self._tiers.items() if tier.constrains_decoding]
-        return self._move_to(capable, decision, routed=routed, reason="structured_outputs", refusal=refusal)
+        return self._move_to(capable, decision, routed=routed, reason=param, refusal=refusal)
 
     def _move_to(
         self,

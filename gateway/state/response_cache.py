@@ -34,7 +34,7 @@ __all__ = ["CACHE_KEY_VERSION", "ResponseCache", "cache_digest", "normalise_requ
 logger = logging.getLogger(__name__)
 
 #: Part of every digest: bumping it invalidates every entry at once.
-CACHE_KEY_VERSION = 7
+CACHE_KEY_VERSION = 8
 
 # ``router_threshold`` picks the tier that answers a routed request; the chat endpoint also
 # puts a header's or the API key's threshold there for the key.
@@ -226,6 +226,11 @@ def normalise_request(request: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError("structured_outputs must be an object")
     # vLLM's decoding constraint (validated, unset keys left out): another constraint, another answer.
     normal["structured_outputs"] = dict(constrained) if constrained else None
+    for name in ("stop_token_ids", "allowed_token_ids", "bad_words"):
+        value = request.get(name)
+        if value is not None and not isinstance(value, list):
+            raise ValueError(f"{name} must be a list")
+        normal[name] = list(value) if value else None  # empty asks for nothing
     return normal
 
 

@@ -265,6 +265,9 @@ def chat_bodies() -> st.SearchStrategy[dict[str, Any]]:
         "verbosity": st.one_of(st.sampled_from(["low", "medium", "high", "max"]), json_values(1)),
         "structured_outputs": structured_outputs(),
         "guided_choice": st.one_of(st.lists(st.text(max_size=5), max_size=3), json_values(1)),
+        "stop_token_ids": st.one_of(st.lists(st.integers(-2, 10**12), max_size=3), json_values(1)),
+        "allowed_token_ids": st.one_of(st.lists(st.integers(-2, 10**12), max_size=3), json_values(1)),
+        "bad_words": st.one_of(st.lists(st.text(max_size=5), max_size=3), json_values(1)),
     }
     body = st.fixed_dictionaries(
         {

@@ -118,3 +118,35 @@ def test_vllms_structured_outputs_hold_the_real_engine(client: openai.OpenAI) ->
             model=SMALL, **ask, max_tokens=4, extra_body={"structured_outputs": {"grammar": "root ::= ("}}
         )
     assert broken.value.param == "structured_outputs"
+
+
+def test_vllms_token_extensions_on_the_real_engine(client: openai.OpenAI, small_tokenizer: Any) -> None:
+    # stop_token_ids ends the answer at a token of the model's own; allowed_token_ids keeps it
+    # to a few; bad_words bans a word (each a vLLM extension, served only by the vLLM tier).
+    count = [{"role": "user", "content": "Count from 1 to 9, separated by spaces."}]
+    plain = client.chat.completions.create(model=SMALL, messages=count, max_tokens=30, temperature=0)  # type: ignore[arg-type]
+    text = plain.choices[0].message.content or ""
+    assert "5" in text and "7" in text
+    five = small_tokenizer.encode("5", add_special_tokens=False)
+    assert len(five) == 1
+    stopped = client.chat.completions.create(  # type: ignore[call-overload]
+        model=SMALL, messages=count, max_tokens=30, temperature=0, extra_body={"stop_token_ids": five}
+    )
+    assert stopped.choices[0].finish_reason == "stop"
+    assert "7" not in (stopped.choices[0].message.content or "")
+    allowed = [small_tokenizer.encode(word, add_special_tokens=False)[0] for word in ("yes", "no")]
+    kept = client.chat.completions.create(  # type: ignore[call-overload]
+        model=SMALL, messages=count, max_tokens=6, temperature=0, extra_body={"allowed_token_ids": allowed}
+    )
+    assert set((kept.choices[0].message.content or "").replace("yes", "").replace("no", "")) <= {""}
+    banned = client.chat.completions.create(  # type: ignore[call-overload]
+        model=SMALL, messages=count, max_tokens=30, temperature=0, extra_body={"bad_words": ["5"]}
+    )
+    assert "5" not in (banned.choices[0].message.content or "")
+    # An id outside the model's vocabulary is the client's 400, naming the list.
+    for name in ("stop_token_ids", "allowed_token_ids"):
+        with pytest.raises(openai.BadRequestError) as outside:
+            client.chat.completions.create(  # type: ignore[call-overload]
+                model=SMALL, messages=count, max_tokens=4, extra_body={name: [10**9]}
+            )
+        assert outside.value.param == name

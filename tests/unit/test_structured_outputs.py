@@ -150,3 +150,41 @@ async def test_a_completion_carries_it_too() -> None:
     old = parse_body(json.dumps({**body, "structured_outputs": None, "guided_regex": "x"}).encode(), CompletionRequest)
     with pytest.raises(UnsupportedParameterError):
         reject_unsupported(completion_chat_form(old))
+
+
+# -- vLLM's other decoding extensions ----------------------------------------------------------
+
+
+async def test_bad_words_and_token_id_lists_go_to_vllm_tiers_only() -> None:
+    small, large = ScriptedEngine(model="small-model"), ScriptedEngine(model="large-model")
+    # Words are the same for every model: a routed request moves to the vLLM tier.
+    result = await service(small, large, score=0.9).create(parse(model="router", bad_words=["darn"]))
+    assert isinstance(result, ChatResult) and result.headers["x-slm-router-reason"] == "bad_words"
+    assert small.requests[-1].bad_words == ["darn"] and not large.requests
+    # Token ids are one model's: a named vLLM model gets them as sent.
+    await service(small, large).create(parse(stop_token_ids=[2, 7], allowed_token_ids=[5, 6, 7]))
+    sent = small.requests[-1]
+    assert (sent.stop_token_ids, sent.allowed_token_ids) == ([2, 7], [5, 6, 7])
+    for name, value in (("stop_token_ids", [2]), ("allowed_token_ids", [5])):
+        with pytest.raises(UnsupportedParameterError, match="needs a named model") as routed:
+            await service(small, large).create(parse(model="router", **{name: value}))
+        assert routed.value.param == name
+        with pytest.raises(UnsupportedParameterError, match="not served by vLLM") as hosted:
+            await service(small, large).create(parse(model="large-model", **{name: value}))
+        assert hosted.value.param == name
+    # Empty lists ask for nothing: no move, nothing sent.
+    await service(small, large, score=0.9).create(parse(model="router", bad_words=[], stop_token_ids=[]))
+    assert large.requests and large.requests[-1].bad_words is None and large.requests[-1].stop_token_ids is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"stop_token_ids": [-1]}, "stop_token_ids[0]"),
+        ({"allowed_token_ids": ["a"]}, "allowed_token_ids[0]"),
+        ({"bad_words": [""]}, "bad_words[0]"),
+        ({"bad_words": "darn"}, "bad_words"),
+    ],
+)
+def test_bad_extension_values_are_400s_naming_them(fields: dict[str, Any], param: str) -> None:
+    assert refusal(**fields).param == param

@@ -42,6 +42,7 @@ def variant(**changes: Any) -> dict[str, Any]:
         # vLLM's extensions at their defaults ask for nothing.
         variant(ignore_eos=False, min_tokens=0, top_k=0, min_p=0.0, repetition_penalty=1.0),
         variant(top_k=-1),
+        variant(stop_token_ids=[], allowed_token_ids=[], bad_words=[]),
         variant(
             messages=[
                 {"role": "developer", "content": "Be brief."},
@@ -94,6 +95,9 @@ def test_equivalent_requests_share_a_digest(same: dict[str, Any]) -> None:
         variant(structured_outputs={"choice": ["yes", "no"]}),
         variant(structured_outputs={"choice": ["no", "yes"]}),
         variant(structured_outputs={"regex": "[0-9]+"}),
+        variant(stop_token_ids=[2]),
+        variant(allowed_token_ids=[5, 6]),
+        variant(bad_words=["darn"]),
     ],
 )
 def test_output_relevant_changes_change_the_digest(different: dict[str, Any]) -> None:
@@ -159,6 +163,9 @@ def test_normal_form() -> None:
         "reasoning_effort": None,
         "verbosity": None,
         "structured_outputs": None,
+        "stop_token_ids": None,
+        "allowed_token_ids": None,
+        "bad_words": None,
     }
     assert isinstance(normal["temperature"], float)
 
@@ -216,6 +223,7 @@ def test_tool_turns_key_by_their_calls_and_answers() -> None:
         variant(logit_bias=[42]),
         variant(raw_prompt="yes"),
         variant(structured_outputs=["yes", "no"]),
+        variant(bad_words="darn"),
     ],
 )
 def test_uncachable_requests_raise(bad: dict[str, Any]) -> None:
