@@ -12,7 +12,6 @@ import bisect
 import dataclasses
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +42,7 @@ from gateway.protocol import (
 from gateway.protocol.model_params import TOKEN_ID_PARAMS
 from gateway.routing.live import RoutingControl
 from gateway.routing.policy import RoutingDecision, ThresholdPolicy, check_threshold
+from gateway.serving.generation import generation_request
 from gateway.serving.messages import engine_message
 from gateway.serving.observer import FinalUsage, RequestObservation
 from gateway.serving.streaming import ClosingStream, SseStream, StreamItem, close_quietly, encode_frames
@@ -283,46 +283,6 @@ class ChatCompletionService:
             return dataclasses.replace(decision, reason="budget")
         return decision
 
-    @staticmethod
-    def _generation_request(
-        request: ChatCompletionRequest, tier: Tier, messages: list[dict[str, Any]]
-    ) -> GenerationRequest:
-        # Tools that tool_choice "none" declines are dropped for a tier without tool calling
-        # (the answer is text either way); a tier with it gets them, as the client sent them,
-        # and so does a tier that makes the call tool_choice forces, told which function.
-        forced = request.forced_function() if tier.forced_tool_calls and not tier.supports_tools else None
-        takes_tools = tier.supports_tools or forced is not None
-        offered = request.offered_tools() if takes_tools else {}
-        # Named as GenerationRequest's fields: only those this tier's model takes are sent.
-        params = {name: value for name, value in request.model_params().items() if name in tier.model_params}
-        return GenerationRequest(
-            request_id=f"chatcmpl-{uuid.uuid4().hex}",
-            messages=messages,
-            max_tokens=request.requested_max_tokens() or tier.default_max_tokens,
-            n=request.choices(),
-            temperature=request.temperature,
-            top_p=request.top_p,
-            stop=request.stop_sequences(),
-            seed=request.seed,
-            presence_penalty=request.presence_penalty,
-            frequency_penalty=request.frequency_penalty,
-            user=request.user,
-            response_format=request.response_format.for_engine() if request.response_format else None,
-            logit_bias=dict(request.logit_bias) if request.logit_bias else None,
-            logprobs=bool(request.logprobs),
-            top_logprobs=request.top_logprobs or 0,
-            tools=offered.get("tools"),
-            tool_choice=offered.get("tool_choice"),
-            parallel_tool_calls=request.parallel_tool_calls if offered else None,
-            forced_function=forced.model_dump(exclude_none=True) if forced is not None else None,
-            raw_prompt=request.raw_prompt,
-            structured_outputs=request.structured_outputs.for_engine() if request.structured_outputs else None,
-            stop_token_ids=request.stop_token_ids or None,
-            allowed_token_ids=request.allowed_token_ids or None,
-            bad_words=request.bad_words or None,
-            **params,
-        )
-
     def _headers(
         self, request: ChatCompletionRequest, tier: Tier, model: str, decision: RoutingDecision
     ) -> dict[str, str]:
@@ -377,7 +337,7 @@ class ChatCompletionService:
         tried: set[str] = set()
         while True:
             tier = self._tiers[decision.tier]
-            generation = self._generation_request(request, tier, messages)
+            generation = generation_request(request, tier, messages)
             if observation is not None:
                 trace_headers = observation.upstream_headers(tier.name, tier.served_model_name)
                 generation = dataclasses.replace(generation, trace_headers=trace_headers)

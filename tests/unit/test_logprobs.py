@@ -15,6 +15,7 @@ from gateway.errors import InvalidRequestError
 from gateway.protocol import ChatCompletionRequest
 from gateway.protocol.parsing import parse_body
 from gateway.serving import ChatCompletionService, ChatResult, StreamResult, Tier
+from gateway.serving.generation import generation_request
 from tests.fakes.engines import ScriptedEngine
 
 
@@ -46,12 +47,12 @@ def test_bad_logprobs_requests_are_400s_naming_the_field(fields: dict[str, Any],
 
 
 def test_engines_get_the_fields_in_openai_shape() -> None:
-    request = ChatCompletionService._generation_request(
+    request = generation_request(
         parse(logprobs=True, top_logprobs=3), Tier("small", "small-model", ScriptedEngine(), 16, 5.0), []
     )
     assert (request.logprobs, request.top_logprobs) == (True, 3)
     assert request.openai_optional_fields() == {"logprobs": True, "top_logprobs": 3}
-    plain = ChatCompletionService._generation_request(
+    plain = generation_request(
         parse(logprobs=False, top_logprobs=0), Tier("small", "small-model", ScriptedEngine(), 16, 5.0), []
     )
     assert "logprobs" not in plain.openai_optional_fields() and "top_logprobs" not in plain.openai_optional_fields()
