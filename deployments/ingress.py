@@ -58,11 +58,13 @@ class GatewayIngress:
                 engine, max_tokens = handle_engine, tier_config.default_max_tokens
                 tools, forced_calls = tier_config.tool_calling, tier_config.forced_tool_calls
                 model_params: frozenset[str] = VLLM_PARAMS
+                vllm_decoding = True
             else:
                 engine = build_hosted_engine(tier_config, api_base=self._api_base(tier_config))
                 max_tokens = tier_config.default_max_tokens or 1024
                 tools, forced_calls = tier_config.tool_calling, False  # tool calling covers forced calls
                 model_params = frozenset(tier_config.model_params)
+                vllm_decoding = tier_config.vllm_decoding
             await engine.start()
             tiers.append(
                 Tier(
@@ -76,7 +78,7 @@ class GatewayIngress:
                     billed_when_abandoned=not isinstance(tier_config, VLLMTierConfig),
                     model_params=model_params,
                     completes_text=isinstance(tier_config, VLLMTierConfig),
-                    constrains_decoding=isinstance(tier_config, VLLMTierConfig),
+                    constrains_decoding=vllm_decoding,
                 )
             )
         # The learned router arrives with Serve's user_config (see reconfigure), which Serve

@@ -109,6 +109,9 @@ class LiteLLMChatEngine(ChatEngine):
         # litellm maps itself (reasoning_effort for Anthropic) are still mapped.
         if sent := [name for name in self._tier.model_params if getattr(request, name) is not None]:
             kwargs["allowed_openai_params"] = sent
+        if decoding := request.vllm_decoding_fields():
+            # A vLLM server behind the tier (vllm_decoding): body fields litellm passes as they are.
+            kwargs["extra_body"] = {**kwargs.get("extra_body", {}), **decoding}
         if request.trace_headers:
             kwargs["extra_headers"] = {**kwargs.get("extra_headers", {}), **request.trace_headers}
         return kwargs

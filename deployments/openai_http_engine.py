@@ -126,6 +126,7 @@ class OpenAIHTTPChatEngine(ChatEngine):
         if stream:
             body["stream_options"] = {"include_usage": True}
         body.update(request.openai_optional_fields())
+        body.update(request.vllm_decoding_fields())  # a vLLM server behind the tier (vllm_decoding)
         return body
 
     def _model_name(self, reported: object) -> str:

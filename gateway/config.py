@@ -215,6 +215,10 @@ class LiteLLMTierConfig(_Strict):
     #: take those anyway). A request that sets one is sent it on this tier; a tier without it
     #: answers a routed request without it, and refuses a request that names its model.
     model_params: list[ModelParam] = Field(default_factory=list)
+    #: The model is served by a vLLM server: it takes vLLM's decoding extensions
+    #: (``structured_outputs``, ``bad_words``, ``stop_token_ids``, ``allowed_token_ids``),
+    #: sent as body fields, so requests with them may go to this tier.
+    vllm_decoding: bool = False
 
     @model_validator(mode="after")
     def _check_transport_and_tools(self) -> LiteLLMTierConfig:
@@ -222,8 +226,8 @@ class LiteLLMTierConfig(_Strict):
             raise ValueError("transport 'openai' needs an OpenAI-compatible model string 'openai/<name>'")
         if self.supports_tools and self.uses_local_stand_in:
             raise ValueError("supports_tools: the local stand-in serves the small model, which has no tool calling")
-        if self.model_params and self.uses_local_stand_in:
-            raise ValueError("model_params: the local stand-in does not pass them on to the small model")
+        if (self.model_params or self.vllm_decoding) and self.uses_local_stand_in:
+            raise ValueError("model_params, vllm_decoding: the local stand-in does not pass them on to the small model")
         if len(set(self.model_params)) != len(self.model_params):
             raise ValueError("model_params: each parameter once")
         return self

@@ -128,6 +128,12 @@ class GenerationRequest:
                 fields["top_logprobs"] = self.top_logprobs
         return fields
 
+    def vllm_decoding_fields(self) -> dict[str, Any]:
+        """vLLM's decoding extensions that are set, as a vLLM server reads them from a body
+        (only tiers that take them are sent a request with them)."""
+        names = ("structured_outputs", "stop_token_ids", "allowed_token_ids", "bad_words")
+        return {name: value for name in names if (value := getattr(self, name)) is not None}
+
     @property
     def calls_tools(self) -> bool:
         """Whether the model may answer with tool calls (tools offered and not declined)."""

@@ -91,6 +91,7 @@ async def make_tiers(
             supports_tools=large_config.tool_calling,
             billed_when_abandoned=True,
             model_params=frozenset(large_config.model_params),
+            constrains_decoding=large_config.vllm_decoding,
         ),
     ]
 

@@ -88,6 +88,24 @@ async def test_vllm_extensions_reach_a_vllm_server_behind_a_hosted_tier(
     assert (sent["ignore_eos"], sent["top_k"], sent["min_tokens"]) == (True, 20, 2)
 
 
+async def test_vllm_decoding_extensions_reach_a_vllm_server_behind_a_hosted_tier(
+    fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour, transport: str
+) -> None:
+    eng = engine(fake_upstream, transport, vllm_decoding=True)
+    await eng.start()
+    extensions = {
+        "structured_outputs": {"choice": ["yes", "no"]},
+        "stop_token_ids": [2],
+        "allowed_token_ids": [5, 6],
+        "bad_words": ["darn"],
+    }
+    await eng.complete(dataclasses.replace(gen(), **extensions))
+    sent = upstream_behaviour.requests[-1]
+    assert {name: sent.get(name) for name in extensions} == extensions
+    await eng.complete(gen())
+    assert not set(extensions) & set(upstream_behaviour.requests[-1])
+
+
 async def test_reasoning_and_cached_tokens_come_back_in_the_usage(
     fake_upstream: FakeOpenAIUpstream, upstream_behaviour: UpstreamBehaviour, transport: str
 ) -> None:

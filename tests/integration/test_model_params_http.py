@@ -94,3 +94,26 @@ async def test_the_responses_api_sends_and_reports_them(app: App, upstream_behav
     with pytest.raises(openai.BadRequestError) as refused:
         await api.responses.create(model="small-model", input="Hi", reasoning={"effort": "high"})
     assert isinstance(refused.value.body, dict) and refused.value.body["param"] == "reasoning.effort"
+
+
+async def test_a_hosted_vllm_server_takes_vllms_decoding_extensions(
+    make_app: AppFactory,
+    redis_server: EmbeddedRedis,
+    fake_upstream: FakeOpenAIUpstream,
+    upstream_behaviour: UpstreamBehaviour,
+) -> None:
+    # A tier whose upstream is a vLLM server (vllm_decoding: true) is sent structured_outputs
+    # and the rest; without the flag the same request naming it is refused.
+    constrained = {"structured_outputs": {"choice": ["yes", "no"]}, "stop_token_ids": [2]}
+    for flag, status in ((True, 200), (False, 400)):
+        large = hosted_tier_settings(fake_upstream.base_url, vllm_decoding=flag)
+        config = gateway_config(redis_server.url, fake_upstream.base_url, tiers={"large": large})
+        async with make_app(config) as (client, _):
+            body = {"model": "fake-large", "messages": USER, **constrained}
+            answer = await client.post("/v1/chat/completions", json=body)
+            assert answer.status_code == status, answer.text
+            if flag:
+                sent = upstream_behaviour.requests[-1]
+                assert {name: sent.get(name) for name in constrained} == constrained
+            else:
+                assert answer.json()["error"]["param"] == "structured_outputs"

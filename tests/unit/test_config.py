@@ -201,6 +201,10 @@ def test_model_params_are_declared_per_hosted_tier() -> None:
     # The stand-in does not pass them on to the small model it serves.
     with pytest.raises(ValidationError, match="does not pass them on"):
         tier(api_base="standin", model_params=["reasoning_effort"])
+    # Nor vLLM's decoding extensions, which a vLLM server behind a hosted tier takes.
+    assert tier(vllm_decoding=True).vllm_decoding and not tier().vllm_decoding
+    with pytest.raises(ValidationError, match="does not pass them on"):
+        tier(api_base="standin", vllm_decoding=True)
     # vLLM tiers have no such field (their chat templates decide).
     with pytest.raises(ValidationError, match="model_params"):
         VLLMTierConfig.model_validate({"served_model_name": "s", "model_params": ["reasoning_effort"]})
