@@ -91,8 +91,6 @@ class ConversationsEndpoint:
         """``POST /v1/conversations/{id}/items``: add up to 20 items after the others."""
         tenant, store = await self._caller(headers)
         request = parse_body(body, ConversationItemsRequest)
-        if await store.get(tenant, conversation_id) is None:
-            raise _not_found(conversation_id)
         items = listed_input_items(request.items)
         await store.append(tenant, conversation_id, items)
         return _item_list(items)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
-from gateway.errors import InvalidRequestError
+from gateway.errors import InvalidRequestError, NotFoundError
 from gateway.state.config import ConversationStoreConfig
 from gateway.state.errors import StateUnavailableError
 from gateway.state.health import RedisHealth
@@ -142,8 +142,9 @@ class ConversationStore:
     ) -> int:
         """Add ``items`` (each with an ``id``) after the others; returns the item count.
 
-        Raises :class:`InvalidRequestError` when the conversation is gone or (``within_limit``)
-        would hold more than ``max_items``, or an item is over ``max_item_bytes``. A response's
+        Raises :class:`NotFoundError` when there is no such conversation, and
+        :class:`InvalidRequestError` when it would (``within_limit``) hold more than
+        ``max_items``, or an item is over ``max_item_bytes``. A response's
         turn is added past the limit (``within_limit=False``): its room was checked before the
         answer was paid for, and its output may hold more items than foreseen.
         """
@@ -156,10 +157,15 @@ class ConversationStore:
                     f"item {item['id']} is over {self._config.max_item_bytes} bytes", param="items"
                 )
             args += [str(item["id"]), text]
-        keys = list(self._three(tenant, conversation_id))
+        missing = NotFoundError(f"Conversation with id '{conversation_id}' not found.", param="conversation_id")
+        try:
+            keys = list(self._three(tenant, conversation_id))
+        except ValueError:
+            raise missing from None  # not an id this gateway hands out
+        # The script checks the conversation exists: no read before it.
         count = int(await self._strict(lambda: self._append(keys=keys, args=args), "changed"))
         if count == -1:
-            raise InvalidRequestError(f"Conversation with id '{conversation_id}' not found.", param="conversation")
+            raise missing
         if count == -2:
             raise InvalidRequestError(
                 f"conversation {conversation_id} would hold more than {self._config.max_items} items",

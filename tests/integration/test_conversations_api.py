@@ -90,8 +90,11 @@ async def test_bad_requests_name_the_field(make_app: AppFactory, config: Gateway
         for query, param in [({"limit": "0"}, "limit"), ({"order": "up"}, "order")]:
             answer = await client.get(path + "/items", params=query)
             assert answer.status_code == 400 and answer.json()["error"]["param"] == param
+        one = {"items": [{"type": "message", "role": "user", "content": "x"}]}
         for missing in ("conv_nothing", "{x}"):
             assert (await client.get(f"/v1/conversations/{missing}")).status_code == 404
+            added = await client.post(f"/v1/conversations/{missing}/items", json=one)
+            assert added.status_code == 404 and added.json()["error"]["param"] == "conversation_id"
         assert (await client.get(path + "/items/msg_nothing")).status_code == 404
 
 

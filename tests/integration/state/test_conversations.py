@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import InvalidRequestError
+from gateway.errors import InvalidRequestError, NotFoundError
 from gateway.state.errors import StateUnavailableError
 from tests.integration.state.conftest import StoreFactory, dead_redis_url
 
@@ -56,8 +56,10 @@ async def test_the_item_limit_holds_except_for_a_response_s_turn(make_store: Sto
         await conversations.append("acme", "conv_1", [message(2), message(3)])
     assert ids(await conversations.all_items("acme", "conv_1")) == ["msg_0", "msg_1"]  # nothing half-added
     assert await conversations.append("acme", "conv_1", [message(2), message(3)], within_limit=False) == 4
-    with pytest.raises(InvalidRequestError, match="not found"):
+    with pytest.raises(NotFoundError, match="not found"):
         await conversations.append("acme", "conv_missing", [message(0)])
+    with pytest.raises(NotFoundError):
+        await conversations.append("acme", "{odd}", [message(0)])
     assert await conversations.get("acme", "conv_missing") is None  # the failed append made nothing
 
 
