@@ -34,7 +34,6 @@ __all__ = [
     "response_formats",
     "schemas",
     "valid_chat_bodies",
-    "valid_constrained_bodies",
 ]
 
 CHAT = "/v1/chat/completions"
@@ -213,25 +212,6 @@ def response_formats() -> st.SearchStrategy[Any]:
     )
 
 
-def structured_outputs() -> st.SearchStrategy[Any]:
-    """vLLM's ``structured_outputs``: constraints good and bad, several at once, odd keys and values."""
-    one = st.one_of(
-        st.fixed_dictionaries({"choice": st.one_of(st.lists(st.text(max_size=6), max_size=4), json_values(1))}),
-        st.fixed_dictionaries({"regex": st.one_of(st.sampled_from(["[0-9]+", "(", "a{99999}", ""]), json_values(1))}),
-        st.fixed_dictionaries(
-            {"grammar": st.one_of(st.sampled_from(['root ::= "a"', "root ::= (", ""]), json_values(1))}
-        ),
-        st.fixed_dictionaries({"json": st.one_of(schemas(), st.text(max_size=8), json_values(2))}),
-        st.fixed_dictionaries({"json_object": json_values(1)}),
-    )
-    return st.one_of(
-        one,
-        st.builds(lambda a, b: {**a, **b}, one, one),
-        st.dictionaries(st.text(max_size=10), json_values(2), max_size=3),
-        json_values(2),
-    )
-
-
 def chat_bodies() -> st.SearchStrategy[dict[str, Any]]:
     """Chat request objects, mostly wrong in one or more fields (some valid)."""
     number = st.one_of(_FLOATS, _INTS, st.text(max_size=5), st.booleans(), st.none())
@@ -263,11 +243,6 @@ def chat_bodies() -> st.SearchStrategy[dict[str, Any]]:
         ),
         "reasoning_effort": st.one_of(st.sampled_from(["low", "high", "none", "xhigh", "", "LOW"]), json_values(1)),
         "verbosity": st.one_of(st.sampled_from(["low", "medium", "high", "max"]), json_values(1)),
-        "structured_outputs": structured_outputs(),
-        "guided_choice": st.one_of(st.lists(st.text(max_size=5), max_size=3), json_values(1)),
-        "stop_token_ids": st.one_of(st.lists(st.integers(-2, 10**12), max_size=3), json_values(1)),
-        "allowed_token_ids": st.one_of(st.lists(st.integers(-2, 10**12), max_size=3), json_values(1)),
-        "bad_words": st.one_of(st.lists(st.text(max_size=5), max_size=3), json_values(1)),
     }
     body = st.fixed_dictionaries(
         {
@@ -311,20 +286,6 @@ def valid_chat_bodies() -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
-def valid_constrained_bodies() -> st.SearchStrategy[dict[str, Any]]:
-    """Valid requests with vLLM's ``structured_outputs`` for a model that takes it (200s)."""
-    return st.fixed_dictionaries(
-        {
-            "model": st.sampled_from(["router", "small-model"]),
-            "messages": st.just([{"role": "user", "content": "label this"}]),
-            "structured_outputs": st.sampled_from(
-                [{"choice": ["a", "b"]}, {"regex": "[0-9]+"}, {"json": {"type": "object"}}, {"json_object": True}]
-            ),
-        },
-        optional={"stream": st.booleans(), "max_tokens": st.integers(1, 64)},
-    )
-
-
 _FIELDS = [
     "model",
     "messages",
@@ -345,7 +306,6 @@ _FIELDS = [
     "logit_bias",
     "reasoning_effort",
     "verbosity",
-    "structured_outputs",
 ]
 
 

@@ -13,11 +13,11 @@ from tests.fuzz.bodies import (
     mutated_chat_bodies,
     raw_chat_requests,
     valid_chat_bodies,
-    valid_constrained_bodies,
 )
 from tests.fuzz.completions_bodies import completions_requests
 from tests.fuzz.conversations_bodies import conversations_requests
 from tests.fuzz.responses_bodies import responses_requests
+from tests.fuzz.vllm_extensions import chat_bodies_with_vllm_extensions, valid_constrained_bodies
 
 __all__ = ["fuzz_requests"]
 
@@ -27,6 +27,7 @@ def fuzz_requests(max_body_bytes: int) -> st.SearchStrategy[FuzzRequest]:
     Responses, Completions and Conversations APIs."""
     return st.one_of(
         chat_requests(chat_bodies(), "structured"),
+        chat_requests(chat_bodies_with_vllm_extensions(), "structured"),
         chat_requests(mutated_chat_bodies(), "mutated"),
         chat_requests(mutated_chat_bodies(), "mutated"),
         raw_chat_requests(max_body_bytes),
