@@ -23,7 +23,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 
-from benchmarks.inprocess import bench_config, bench_tiers, int_list, machine, throwaway_redis
+from benchmarks.inprocess import bench_config, bench_tiers, int_list, run_with_redis
 from gateway.engine import EngineDelta, GenerationRequest
 from gateway.serving.assembly import build_replica_services
 from gateway.serving.responses_endpoint import ResponsesEndpoint
@@ -132,9 +132,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5, help="requests per client")
     parser.add_argument("--concurrency", type=int_list, default=[1, 32])
     args = parser.parse_args()
-    print(machine())
-    with throwaway_redis() as url:
-        asyncio.run(_run(args, url))
+    run_with_redis(lambda url: _run(args, url))
 
 
 if __name__ == "__main__":

@@ -12,12 +12,11 @@ and in conversations already holding N items, and prints the gateway's time per 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import statistics
 import time
 
-from benchmarks.inprocess import bench_config, bench_tiers, int_list, machine, throwaway_redis
+from benchmarks.inprocess import bench_config, bench_tiers, int_list, run_with_redis
 from gateway.serving.assembly import build_replica_services
 from tests.fakes.engines import ScriptedEngine
 
@@ -66,9 +65,7 @@ def main() -> None:
     parser.add_argument("--items", type=int_list, default=[0, 10, 100, 1000])
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
-    print(machine())
-    with throwaway_redis() as url:
-        asyncio.run(_run(args, url))
+    run_with_redis(lambda url: _run(args, url))
 
 
 if __name__ == "__main__":

@@ -3,12 +3,14 @@ measure the gateway's own logic (no HTTP, no Ray, engines that answer from a scr
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from gateway.config import GatewayConfig
 from gateway.redis_server import EmbeddedRedis
@@ -16,7 +18,7 @@ from gateway.serving.tiers import Tier
 from tests.fakes.engines import ScriptedEngine
 from tests.fakes.openai_upstream import hosted_tier_settings
 
-__all__ = ["bench_config", "bench_tiers", "int_list", "machine", "throwaway_redis"]
+__all__ = ["bench_config", "bench_tiers", "int_list", "machine", "run_with_redis", "throwaway_redis"]
 
 os.environ.setdefault("SLM_TEST_UPSTREAM_KEY", "sk-test-not-a-secret")
 
@@ -70,3 +72,10 @@ def int_list(text: str) -> list[int]:
 def machine() -> str:
     """The line that says where the figures were measured."""
     return f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}"
+
+
+def run_with_redis(run: Callable[[str], Coroutine[Any, Any, None]]) -> None:
+    """Print where the figures are measured, then ``run(redis_url)`` over a throwaway redis-server."""
+    print(machine())
+    with throwaway_redis() as url:
+        asyncio.run(run(url))
